@@ -1,0 +1,44 @@
+"""Invertible layers with one interface: ``forward(x, cond) -> (y, logdet)`` (data to latent)
+and ``inverse(y, cond) -> (x, logdet_inv)``; log-determinants per sample, shape ``[B]``."""
+
+from sdflow.flows.actnorm import ActNorm, all_initialized, data_init, mark_initialized
+from sdflow.flows.base import Bijection, FlowSequence, sum_except_batch
+from sdflow.flows.coupling import (
+    AffineCoupling,
+    AffineInjector,
+    CouplingNet,
+    ZeroConv2d,
+    soft_clamp,
+)
+from sdflow.flows.invconv import InvertibleConv1x1
+from sdflow.flows.reshape import Squeeze, Unsqueeze
+from sdflow.flows.steps import (
+    ConditionalFlow,
+    ConditionalSplit,
+    FlowLevel,
+    FlowStep,
+    transition_block,
+)
+
+__all__ = [
+    "ActNorm",
+    "AffineCoupling",
+    "AffineInjector",
+    "Bijection",
+    "ConditionalFlow",
+    "ConditionalSplit",
+    "CouplingNet",
+    "FlowSequence",
+    "FlowLevel",
+    "FlowStep",
+    "InvertibleConv1x1",
+    "Squeeze",
+    "Unsqueeze",
+    "ZeroConv2d",
+    "all_initialized",
+    "data_init",
+    "mark_initialized",
+    "soft_clamp",
+    "sum_except_batch",
+    "transition_block",
+]

@@ -1,0 +1,107 @@
+"""Affine coupling and affine injector layers (RealNVP / SRFlow style) with the atan soft clamp."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from sdflow.flows.base import Bijection, sum_except_batch
+
+#: The log-scale of every affine layer is ``CLAMP_GAIN * atan(2 * raw)``, so it stays
+#: within (-0.4995, 0.4995): each layer scales by at most e^0.5 (the authors' choice).
+CLAMP_GAIN = 0.318
+
+
+def soft_clamp(raw: Tensor) -> Tensor:
+    return CLAMP_GAIN * torch.atan(2.0 * raw)
+
+
+class ZeroConv2d(nn.Module):
+    """3x3 zero-padded conv whose output is scaled by ``exp(3 * log_scale)``; all zero at
+    init, so the layer it ends starts as the identity."""
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, 3, padding=1)
+        self.log_scale = nn.Parameter(torch.zeros(1, out_channels, 1, 1))
+        nn.init.zeros_(self.conv.weight)
+        nn.init.zeros_(self.conv.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv(x) * torch.exp(3.0 * self.log_scale)
+
+
+class CouplingNet(nn.Module):
+    """3x3 conv -> 1x1 conv -> zero-initialised 3x3 conv, LeakyReLU(0.01) in between."""
+
+    def __init__(self, in_channels: int, out_channels: int, hidden: int = 64):
+        super().__init__()
+        self.conv_in = nn.Conv2d(in_channels, hidden, 3, padding=1, padding_mode="reflect")
+        self.conv_mid = nn.Conv2d(hidden, hidden, 1)
+        self.conv_out = ZeroConv2d(hidden, out_channels)
+        self.act = nn.LeakyReLU(0.01)
+        for conv in (self.conv_in, self.conv_mid):
+            nn.init.xavier_normal_(conv.weight)
+            conv.weight.data.mul_(0.1)
+            nn.init.zeros_(conv.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv_out(self.act(self.conv_mid(self.act(self.conv_in(x)))))
+
+
+def _scale_shift(h: Tensor) -> tuple[Tensor, Tensor]:
+    """Network output channels are interleaved (scale, shift, scale, shift, ...)."""
+    return soft_clamp(h[:, 0::2]), h[:, 1::2]
+
+
+class AffineCoupling(Bijection):
+    """``y_b = (x_b + t) * exp(s)`` with ``(s, t) = net([x_a, cond])``; ``x_a`` passes through.
+
+    ``x_a`` is the first ``channels // 2`` channels. With ``cond_channels > 0`` the layer
+    is conditional and the condition is concatenated after ``x_a``.
+    """
+
+    def __init__(self, channels: int, cond_channels: int = 0, hidden: int = 64):
+        super().__init__()
+        self.split = channels // 2
+        self.conditional = cond_channels > 0
+        self.net = CouplingNet(self.split + cond_channels, 2 * (channels - self.split), hidden)
+
+    def _params(self, xa: Tensor, cond: Tensor | None) -> tuple[Tensor, Tensor]:
+        h = self.net(xa if cond is None else torch.cat([xa, cond], dim=1))
+        return _scale_shift(h)
+
+    def forward(self, x: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        self._check_cond(cond)
+        xa, xb = x[:, : self.split], x[:, self.split :]
+        s, t = self._params(xa, cond)
+        yb = (xb + t) * torch.exp(s)
+        return torch.cat([xa, yb], dim=1), sum_except_batch(s)
+
+    def inverse(self, y: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        self._check_cond(cond)
+        ya, yb = y[:, : self.split], y[:, self.split :]
+        s, t = self._params(ya, cond)
+        xb = yb * torch.exp(-s) - t
+        return torch.cat([ya, xb], dim=1), -sum_except_batch(s)
+
+
+class AffineInjector(Bijection):
+    """``y = (x + t) * exp(s)`` with ``(s, t) = net(cond)``: an affine map of all channels
+    that depends on the condition only (SRFlow's conditional affine injector)."""
+
+    conditional = True
+
+    def __init__(self, channels: int, cond_channels: int, hidden: int = 64):
+        super().__init__()
+        self.net = CouplingNet(cond_channels, 2 * channels, hidden)
+
+    def forward(self, x: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        self._check_cond(cond)
+        s, t = _scale_shift(self.net(cond))
+        return (x + t) * torch.exp(s), sum_except_batch(s)
+
+    def inverse(self, y: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        self._check_cond(cond)
+        s, t = _scale_shift(self.net(cond))
+        return y * torch.exp(-s) - t, -sum_except_batch(s)

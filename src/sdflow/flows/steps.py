@@ -1,0 +1,181 @@
+"""Composite flow layers: transition blocks, flow steps, conditional flows and splits."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from sdflow.flows.actnorm import ActNorm
+from sdflow.flows.base import Bijection, FlowSequence
+from sdflow.flows.coupling import AffineCoupling, AffineInjector
+from sdflow.flows.invconv import InvertibleConv1x1
+from sdflow.flows.reshape import Squeeze, Unsqueeze
+
+
+class FlowStep(Bijection):
+    """ActNorm -> invertible 1x1 -> [affine injector] -> [affine coupling].
+
+    With ``cond_channels > 0`` the step is conditional and includes the injector; the
+    coupling can be left out (the authors' conditional flows end with a step without one).
+    """
+
+    def __init__(self, channels: int, cond_channels: int = 0, hidden: int = 64,
+                 coupling: bool = True, generator: torch.Generator | None = None):
+        super().__init__()
+        self.conditional = cond_channels > 0
+        self.actnorm = ActNorm(channels)
+        self.invconv = InvertibleConv1x1(channels, generator=generator)
+        self.injector = AffineInjector(channels, cond_channels, hidden) \
+            if self.conditional else None
+        self.coupling = AffineCoupling(channels, cond_channels, hidden) if coupling else None
+
+    def _layers(self) -> list[Bijection]:
+        return [m for m in (self.actnorm, self.invconv, self.injector, self.coupling)
+                if m is not None]
+
+    def forward(self, x: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        self._check_cond(cond)
+        logdet = x.new_zeros(x.shape[0])
+        for layer in self._layers():
+            x, ld = layer(x, cond if layer.conditional else None)
+            logdet = logdet + ld
+        return x, logdet
+
+    def inverse(self, y: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        self._check_cond(cond)
+        logdet = y.new_zeros(y.shape[0])
+        for layer in reversed(self._layers()):
+            y, ld = layer.inverse(y, cond if layer.conditional else None)
+            logdet = logdet + ld
+        return y, logdet
+
+
+def transition_block(channels: int, n_steps: int = 2,
+                     generator: torch.Generator | None = None) -> FlowSequence:
+    """``n_steps`` x (ActNorm -> invertible 1x1): mixes channels after a squeeze and before an
+    unsqueeze."""
+    return FlowSequence(FlowStep(channels, coupling=False, generator=generator)
+                        for _ in range(n_steps))
+
+
+class FlowLevel(Bijection):
+    """One scale of an unconditional multi-scale flow:
+    squeeze -> transition -> ``n_steps`` flow steps [-> transition -> unsqueeze].
+
+    ``in_channels`` is the channel count before the squeeze. With ``unsqueeze=True`` the
+    level returns to the input shape (the authors' LR flow).
+    """
+
+    def __init__(self, in_channels: int, n_steps: int, hidden: int = 64,
+                 unsqueeze: bool = False, transition_steps: int = 2,
+                 generator: torch.Generator | None = None):
+        super().__init__()
+        channels = 4 * in_channels
+        self.squeeze = Squeeze()
+        self.transition_in = transition_block(channels, transition_steps, generator)
+        self.steps = FlowSequence(FlowStep(channels, hidden=hidden, generator=generator)
+                                  for _ in range(n_steps))
+        self.transition_out = transition_block(channels, transition_steps, generator) \
+            if unsqueeze else None
+
+    def _layers(self) -> list[Bijection]:
+        layers = [self.squeeze, self.transition_in, self.steps]
+        if self.transition_out is not None:
+            layers += [self.transition_out, Unsqueeze()]
+        return layers
+
+    def forward(self, x: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        self._check_cond(cond)
+        logdet = x.new_zeros(x.shape[0])
+        for layer in self._layers():
+            x, ld = layer(x)
+            logdet = logdet + ld
+        return x, logdet
+
+    def inverse(self, y: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        self._check_cond(cond)
+        logdet = y.new_zeros(y.shape[0])
+        for layer in reversed(self._layers()):
+            y, ld = layer.inverse(y)
+            logdet = logdet + ld
+        return y, logdet
+
+
+class ConditionalFlow(Bijection):
+    """A conditional flow ``z <-> z'`` given a raw condition ``c``.
+
+    The condition is first mapped to features ``u = cond_net(c)`` that every conditional
+    step sees. With ``squeeze=True`` the input is squeezed (and transitioned) first, so
+    ``cond_net`` must return features at half the resolution of ``c``.
+    The last step has no coupling (as in the authors' model).
+    """
+
+    conditional = True
+
+    def __init__(self, channels: int, cond_net: nn.Module, cond_channels: int, n_steps: int,
+                 hidden: int = 64, squeeze: bool = False,
+                 generator: torch.Generator | None = None):
+        super().__init__()
+        self.cond_net = cond_net
+        inner = channels * 4 if squeeze else channels
+        self.squeeze = squeeze
+        self.transition = transition_block(inner, generator=generator) if squeeze else None
+        self.steps = FlowSequence(
+            FlowStep(inner, cond_channels, hidden, coupling=i < n_steps - 1, generator=generator)
+            for i in range(n_steps)
+        )
+
+    def forward_features(self, z: Tensor, features: Tensor) -> tuple[Tensor, Tensor]:
+        logdet = z.new_zeros(z.shape[0])
+        if self.transition is not None:
+            z, logdet = self.transition(Squeeze()(z)[0])
+        z, ld = self.steps(z, features)
+        return z, logdet + ld
+
+    def inverse_features(self, z: Tensor, features: Tensor) -> tuple[Tensor, Tensor]:
+        z, logdet = self.steps.inverse(z, features)
+        if self.transition is not None:
+            z, ld = self.transition.inverse(z)
+            z = Squeeze().inverse(z)[0]
+            logdet = logdet + ld
+        return z, logdet
+
+    def forward(self, z: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        self._check_cond(cond)
+        return self.forward_features(z, self.cond_net(cond))
+
+    def inverse(self, z: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        self._check_cond(cond)
+        return self.inverse_features(z, self.cond_net(cond))
+
+
+class ConditionalSplit(Bijection):
+    """Split channels into ``(a, b)`` = first ``keep`` / the rest and transform ``b`` by a
+    conditional flow given ``a``: ``x = [a, b] -> [a, f(b; a)]``.
+
+    The Jacobian is block-triangular, so the log-det is that of ``f``. With
+    ``detach_condition`` no gradient reaches ``a`` through the condition (the authors' HF
+    flow does this).
+    """
+
+    def __init__(self, keep: int, flow: ConditionalFlow, detach_condition: bool = True):
+        super().__init__()
+        self.keep = keep
+        self.flow = flow
+        self.detach_condition = detach_condition
+
+    def split(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        return x[:, : self.keep], x[:, self.keep :]
+
+    def _cond(self, a: Tensor) -> Tensor:
+        return a.detach() if self.detach_condition else a
+
+    def forward(self, x: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        a, b = self.split(x)
+        b, logdet = self.flow(b, self._cond(a))
+        return torch.cat([a, b], dim=1), logdet
+
+    def inverse(self, y: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        a, b = self.split(y)
+        b, logdet = self.flow.inverse(b, self._cond(a))
+        return torch.cat([a, b], dim=1), logdet

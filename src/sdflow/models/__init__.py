@@ -1,0 +1,47 @@
+"""Model architectures of the toolkit and the registry that names them in checkpoints."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from torch import nn
+
+from sdflow.models.sdflow import SDFLOW_PRESETS, SDFlow, SDFlowConfig, bits_per_dim
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """How to rebuild a model from a checkpoint: its typed config and its class."""
+
+    name: str
+    config_cls: type
+    model_cls: type[nn.Module]
+    presets: dict[str, Any]
+
+    def build(self, config: Any) -> nn.Module:
+        return self.model_cls(config)
+
+
+#: Every architecture a checkpoint may name (explicit, no import-time registration).
+ARCHITECTURES: dict[str, Architecture] = {
+    "sdflow": Architecture("sdflow", SDFlowConfig, SDFlow, SDFLOW_PRESETS),
+}
+
+
+def architecture_of(model: nn.Module) -> Architecture:
+    for arch in ARCHITECTURES.values():
+        if type(model) is arch.model_cls:
+            return arch
+    raise TypeError(f"{type(model).__name__} is not a registered architecture")
+
+
+__all__ = [
+    "ARCHITECTURES",
+    "SDFLOW_PRESETS",
+    "Architecture",
+    "SDFlow",
+    "SDFlowConfig",
+    "architecture_of",
+    "bits_per_dim",
+]

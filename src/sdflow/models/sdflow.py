@@ -1,0 +1,420 @@
+"""SDFlow (Sun & Chen, TPAMI 2024): LR <-> HR in both directions through a shared content
+latent, with conditional flows for HR high frequencies and LR degradations.
+
+Shapes for scale s = 4, HR x: [B, 3, H, W], LR y: [B, 3, h, w] with h = H/4, all images in
+[-1, 1]::
+
+    x --f_HR--> [z_c (3 ch), z_h (45 ch)] at h x w ;  z_h --f_HF(. ; z_c)--> z_h' ~ N(0, I)
+    y --f_LR--> z_LR (3 ch) ;  z_c = E(y) ;  z_d = z_LR - z_c
+      z_d --f_Deg(. ; z_c)--> z_d' (12 ch, h/2 x w/2) ~ Gaussian mixture
+
+SR samples z_h' = tau * eps and inverts f_HF and f_HR from E(y); downscaling samples z_d'
+from the mixture and inverts f_Deg and f_LR from the z_c of the HR image.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from sdflow.distributions import MIXTURE_MODES, GaussianMixturePrior, StandardNormal
+from sdflow.errors import NonFiniteOutputError
+from sdflow.flows import (
+    Bijection,
+    ConditionalFlow,
+    ConditionalSplit,
+    FlowLevel,
+    data_init,
+)
+from sdflow.nets import ConditionNet, ContentExtractor
+
+#: Width of one 8-bit quantisation bin for images mapped to [-1, 1].
+BIN_WIDTH = 2.0 / 255.0
+
+
+@dataclass(frozen=True)
+class SDFlowConfig:
+    """Every size of the SDFlow architecture. ``preset("paper")`` is the authors' model."""
+
+    scale: int = 4  # power of two; the HR flow has log2(scale) squeeze levels
+    image_channels: int = 3
+    hr_steps: int = 16  # unconditional flow steps per HR level
+    lr_steps: int = 16  # flow steps of the LR flow
+    coupling_hidden: int = 64  # hidden width of every coupling/injector network
+    transition_steps: int = 2  # ActNorm+1x1 steps after each squeeze / before the unsqueeze
+    hf_steps: int = 8  # conditional steps of the HF flow (last one without coupling)
+    hf_cond_blocks: int = 8  # RRDBs in the HF condition network
+    deg_steps: int = 8  # conditional steps of the degradation flow
+    deg_cond_blocks: int = 4  # RRDBs in the degradation condition network
+    cond_channels: int = 64  # feature width of the condition networks
+    cond_growth: int = 32  # RRDB growth channels
+    encoder_channels: int = 64  # width of the LR content extractor E
+    encoder_blocks: int = 16  # modulated residual blocks in E
+    encoder_mod_layers: int = 8  # conv layers of E's degradation-modulation branch
+    mixture_components: int = 16
+    mixture_mode: str = "official"  # "element" | "image" | "official", see distributions
+    log_std_min: float = -5.0  # floor on log sigma_k of the mixture
+    detach_hf_condition: bool = True  # f_HF sees sg(z_c), as in the authors' code
+    detach_deg_condition: bool = True  # f_Deg sees sg(z_c) when encoding LR (an assumption)
+
+    def __post_init__(self) -> None:
+        levels = math.log2(self.scale) if self.scale > 0 else -1
+        if self.scale < 2 or levels != int(levels):
+            raise ValueError(f"scale must be a power of two >= 2, got {self.scale}")
+        if self.mixture_mode not in MIXTURE_MODES:
+            raise ValueError(f"mixture_mode must be one of {MIXTURE_MODES}, "
+                             f"got {self.mixture_mode!r}")
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, int) and not isinstance(value, bool) and value < 1 \
+                    and f.name not in ("encoder_blocks", "encoder_mod_layers",
+                                       "hf_cond_blocks", "deg_cond_blocks"):
+                raise ValueError(f"{f.name} must be >= 1, got {value}")
+
+    @property
+    def hr_levels(self) -> int:
+        return int(math.log2(self.scale))
+
+    @property
+    def hf_channels(self) -> int:
+        """Channels of the HF latent z_h: everything after the split except z_c."""
+        return self.image_channels * (self.scale**2 - 1)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SDFlowConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown SDFlowConfig keys: {sorted(unknown)}")
+        return cls(**data)
+
+    @classmethod
+    def preset(cls, name: str, **overrides: Any) -> SDFlowConfig:
+        if name not in SDFLOW_PRESETS:
+            raise ValueError(f"unknown SDFlow preset {name!r}; "
+                             f"choose from {sorted(SDFLOW_PRESETS)}")
+        return replace(SDFLOW_PRESETS[name], **overrides)
+
+
+SDFLOW_PRESETS: dict[str, SDFlowConfig] = {
+    # The authors' released architecture: 14,099,319 parameters.
+    "paper": SDFlowConfig(),
+    # A CPU-trainable model: same structure, narrower and shallower (see docs/model.md).
+    "lite": SDFlowConfig(
+        hr_steps=8,
+        lr_steps=8,
+        coupling_hidden=32,
+        hf_steps=4,
+        hf_cond_blocks=2,
+        deg_steps=4,
+        deg_cond_blocks=1,
+        cond_channels=32,
+        cond_growth=16,
+        encoder_channels=32,
+        encoder_blocks=4,
+        encoder_mod_layers=3,
+        mixture_mode="image",
+    ),
+}
+
+
+class HRFlow(Bijection):
+    """``f_HR`` followed by the HF flow on the split: ``x -> [z_c, z_h']`` (3 + 45 channels at
+    LR resolution). The log-det excludes the prior of z_h'."""
+
+    def __init__(self, cfg: SDFlowConfig, generator: torch.Generator | None = None):
+        super().__init__()
+        c = cfg.image_channels
+        self.content_channels = c
+        self.levels = nn.ModuleList(
+            FlowLevel(c * 4**i, cfg.hr_steps, cfg.coupling_hidden,
+                      transition_steps=cfg.transition_steps, generator=generator)
+            for i in range(cfg.hr_levels)
+        )
+        hf = ConditionalFlow(
+            cfg.hf_channels,
+            ConditionNet(c, cfg.hf_cond_blocks, cfg.cond_channels, cfg.cond_growth),
+            cfg.cond_channels,
+            cfg.hf_steps,
+            cfg.coupling_hidden,
+            generator=generator,
+        )
+        self.split = ConditionalSplit(c, hf, detach_condition=cfg.detach_hf_condition)
+
+    @property
+    def hf(self) -> ConditionalFlow:
+        return self.split.flow
+
+    def encode_levels(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``x -> [z_c, z_h]`` (before the HF flow) and its log-det."""
+        logdet = x.new_zeros(x.shape[0])
+        for level in self.levels:
+            x, ld = level(x)
+            logdet = logdet + ld
+        return x, logdet
+
+    def decode_levels(self, z: Tensor) -> Tensor:
+        for level in reversed(self.levels):
+            z, _ = level.inverse(z)
+        return z
+
+    def forward(self, x: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        self._check_cond(cond)
+        z, logdet = self.encode_levels(x)
+        z, ld = self.split(z)
+        return z, logdet + ld
+
+    def inverse(self, z: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        self._check_cond(cond)
+        z, logdet = self.split.inverse(z)
+        for level in reversed(self.levels):
+            z, ld = level.inverse(z)
+            logdet = logdet + ld
+        return z, logdet
+
+
+def _degradation_flow(cfg: SDFlowConfig, generator: torch.Generator | None) -> ConditionalFlow:
+    """f_Deg: squeezes z_d once, so its condition features are computed from z_c and then
+    pixel-unshuffled to half resolution."""
+    cc = cfg.cond_channels
+    cond_net = nn.Sequential(
+        ConditionNet(cfg.image_channels, cfg.deg_cond_blocks, cc, cfg.cond_growth),
+        nn.PixelUnshuffle(2),
+        nn.Conv2d(4 * cc, cc, 1),
+        nn.LeakyReLU(0.2),
+    )
+    return ConditionalFlow(cfg.image_channels, cond_net, cc, cfg.deg_steps,
+                           cfg.coupling_hidden, squeeze=True, generator=generator)
+
+
+def _check_image(t: Tensor, name: str) -> None:
+    if t.ndim != 4:
+        raise ValueError(f"{name} must be a [B, C, H, W] tensor, got shape {tuple(t.shape)}")
+
+
+def _finite_or_raise(out: Tensor, what: str) -> Tensor:
+    """Raise :class:`NonFiniteOutputError` if any sample (dim 0) holds NaN/Inf."""
+    finite = torch.isfinite(out.reshape(out.shape[0], -1)).all(dim=1)
+    if not bool(finite.all()):
+        bad = (~finite).nonzero().flatten().tolist()
+        raise NonFiniteOutputError(
+            f"{what} produced non-finite values for sample(s) {bad}; retry them at a lower "
+            "temperature or check the input for NaN/Inf", finite, out)
+    return out
+
+
+def bits_per_dim(log_prob: Tensor, num_dims: int) -> Tensor:
+    """Bits per dimension of 8-bit data from the continuous log-density of dequantised
+    images in [-1, 1]: ``-(log p + D log(2/255)) / (D ln 2)``."""
+    return -(log_prob + num_dims * math.log(BIN_WIDTH)) / (num_dims * math.log(2.0))
+
+
+class SDFlow(nn.Module):
+    """The SDFlow model. Inputs and outputs are images in [-1, 1], ``[B, 3, H, W]``."""
+
+    def __init__(self, config: SDFlowConfig | None = None, *, seed: int | None = 0):
+        super().__init__()
+        cfg = config or SDFlowConfig()
+        self.config = cfg
+        self.scale = cfg.scale
+        # The 1x1 convs and mixture means draw their init from this generator, so a
+        # model built with the same seed is the same model.
+        gen = torch.Generator().manual_seed(seed) if seed is not None else None
+        self.hr_flow = HRFlow(cfg, generator=gen)
+        self.lr_flow = FlowLevel(cfg.image_channels, cfg.lr_steps, cfg.coupling_hidden,
+                                 unsqueeze=True, transition_steps=cfg.transition_steps,
+                                 generator=gen)
+        self.content_extractor = ContentExtractor(
+            cfg.image_channels, cfg.image_channels, cfg.encoder_channels, cfg.encoder_blocks,
+            cfg.encoder_mod_layers)
+        self.deg_flow = _degradation_flow(cfg, gen)
+        self.deg_prior = GaussianMixturePrior(cfg.mixture_components, cfg.mixture_mode,
+                                              cfg.log_std_min, generator=gen)
+        self.hf_prior = StandardNormal()
+
+    # ------------------------------------------------------------------ size rules
+    @property
+    def hr_multiple(self) -> int:
+        """HR height/width must be multiples of this for the density (``encode_hr``)."""
+        return self.scale
+
+    @property
+    def ds_multiple(self) -> int:
+        """Downscaling works on HR padded to multiples of this (f_Deg squeezes z_c again)."""
+        return 2 * self.scale
+
+    def _check_hr(self, x: Tensor) -> None:
+        _check_image(x, "HR image")
+        h, w = x.shape[2:]
+        m = self.hr_multiple
+        if h % m or w % m or h < 2 * m or w < 2 * m:
+            raise ValueError(f"HR size {h}x{w} must be a multiple of {m} and at least "
+                             f"{2 * m}x{2 * m} for the HR density; pad or crop it first")
+
+    def _check_lr(self, y: Tensor, even: bool) -> None:
+        _check_image(y, "LR image")
+        h, w = y.shape[2:]
+        if h < 2 or w < 2:
+            raise ValueError(f"LR size {h}x{w} is too small: at least 2x2 pixels are needed")
+        if even and (h % 2 or w % 2 or h < 4 or w < 4):
+            raise ValueError(f"LR size {h}x{w} must be even and at least 4x4 for the LR "
+                             "density; pad or crop it first")
+
+    # ------------------------------------------------------------------ encoding
+    def content_from_lr(self, y: Tensor) -> Tensor:
+        """``z_c = E(y)``."""
+        return self.content_extractor(y)
+
+    def content_from_hr(self, x: Tensor) -> Tensor:
+        """``z_c``: the first channels of ``f_HR(x)`` (the HF flow is not needed)."""
+        z, _ = self.hr_flow.encode_levels(x)
+        return z[:, : self.config.image_channels]
+
+    def encode_hr(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``x -> (z_c, z_h', log p(x))``; ``log p`` in nats, continuous density, no content
+        prior (as in the authors' model)."""
+        self._check_hr(x)
+        z, logdet = self.hr_flow(x)
+        z_c, z_hf = self.hr_flow.split.split(z)
+        return z_c, z_hf, logdet + self.hf_prior.log_prob(z_hf)
+
+    def encode_lr(self, y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``y -> (z_c, z_d', log p(y))`` with ``z_c = E(y)``, ``z_d = f_LR(y) - z_c``."""
+        self._check_lr(y, even=True)
+        z_lr, logdet = self.lr_flow(y)
+        z_c = self.content_extractor(y)
+        cond = z_c.detach() if self.config.detach_deg_condition else z_c
+        z_deg, ld = self.deg_flow(z_lr - z_c, cond)
+        return z_c, z_deg, logdet + ld + self.deg_prior.log_prob(z_deg)
+
+    def log_prob_hr(self, x: Tensor, discrete: bool = False) -> Tensor:
+        """Log-density of HR images in nats, ``[B]``.
+
+        ``discrete=False``: the continuous density of ``x`` in [-1, 1] coordinates (what the
+        authors' code computes). ``discrete=True`` adds ``D log(2/255)``: the log-probability
+        of the 8-bit bin that holds ``x`` (a lower bound when ``x`` is uniformly dequantised),
+        so that ``-log p / (D ln 2)`` is bits per dimension.
+        """
+        lp = self.encode_hr(x)[2]
+        return lp + x[0].numel() * math.log(BIN_WIDTH) if discrete else lp
+
+    def log_prob_lr(self, y: Tensor, discrete: bool = False) -> Tensor:
+        """Log-density of LR images in nats, ``[B]``; ``discrete`` as in :meth:`log_prob_hr`.
+        It treats ``z_c = E(y)`` as a point estimate, as the authors' model does."""
+        lp = self.encode_lr(y)[2]
+        return lp + y[0].numel() * math.log(BIN_WIDTH) if discrete else lp
+
+    # ------------------------------------------------------------------ decoding
+    def decode_hr(self, z_c: Tensor, z_hf: Tensor) -> Tensor:
+        """Exact inverse of :meth:`encode_hr`: ``(z_c, z_h') -> x``."""
+        x, _ = self.hr_flow.inverse(torch.cat([z_c, z_hf], dim=1))
+        return x
+
+    def decode_lr(self, z_c: Tensor, z_deg: Tensor) -> Tensor:
+        """Exact inverse of :meth:`encode_lr` given its ``z_c``: ``(z_c, z_d') -> y``."""
+        z_d, _ = self.deg_flow.inverse(z_deg, z_c)
+        y, _ = self.lr_flow.inverse(z_c + z_d)
+        return y
+
+    # ------------------------------------------------------------------ generation
+    def sr(self, y: Tensor, tau: float, num_samples: int = 1,
+           generator: torch.Generator | None = None, noise: Tensor | None = None,
+           truncate: float | None = None) -> Tensor:
+        """Super-resolve LR images ``y`` ``[B, 3, h, w]`` (any size >= 2x2).
+
+        ``z_h' = tau * eps``; ``tau = 0`` is deterministic. Returns ``[B, 3, s*h, s*w]`` for
+        one sample, ``[B, N, 3, s*h, s*w]`` for ``num_samples = N > 1``. ``noise`` gives eps
+        explicitly (``[B, 45, h, w]`` or ``[B, N, 45, h, w]``) instead of drawing it from
+        ``generator``. Raises :class:`NonFiniteOutputError` if a sample is not finite.
+        """
+        self._check_lr(y, even=False)
+        if num_samples < 1:
+            raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+        z_c = self.content_extractor(y)
+        features = self.hr_flow.hf.cond_net(z_c)
+        b, _, h, w = z_c.shape
+        shape = (b, self.config.hf_channels, h, w)
+        if noise is not None and noise.ndim == 4:
+            noise = noise.unsqueeze(1)
+        outs = []
+        for i in range(num_samples):
+            if noise is not None:
+                eps = tau * noise[:, i].to(z_c)
+            else:
+                eps = self.hf_prior.sample(shape, tau, generator=generator, device=z_c.device,
+                                           dtype=z_c.dtype, truncate=truncate)
+            z_hf, _ = self.hr_flow.hf.inverse_features(eps, features)
+            outs.append(self.hr_flow.decode_levels(torch.cat([z_c, z_hf], dim=1)))
+        out = torch.stack(outs, dim=1)
+        _finite_or_raise(out, "super-resolution")
+        return out[:, 0] if num_samples == 1 else out
+
+    def downscale(self, x: Tensor, tau: float, num_samples: int = 1, component=None,
+                  generator: torch.Generator | None = None, noise: Tensor | None = None,
+                  truncate: float | None = None) -> Tensor:
+        """Downscale HR images ``x`` ``[B, 3, H, W]`` of any size to realistic LR images
+        ``[B, 3, ceil(H/s), ceil(W/s)]`` (``[B, N, ...]`` for N > 1 samples).
+
+        The HR image is reflect-padded to a multiple of ``2 s`` and the result cropped back.
+        ``component`` fixes the mixture component (an int or one per image); otherwise it is
+        drawn as the mixture mode says. With ``noise`` (``[B, 4*3, H'/(2s), W'/(2s)]`` of the
+        padded size, or with a sample dim) eps is given instead of drawn.
+        """
+        _check_image(x, "HR image")
+        if num_samples < 1:
+            raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+        s = self.scale
+        h, w = x.shape[2:]
+        out_h, out_w = -(-h // s), -(-w // s)
+        xp = pad_to_multiple(x, self.ds_multiple, minimum=2 * self.ds_multiple)
+        z_c = self.content_from_hr(xp)
+        features = self.deg_flow.cond_net(z_c)
+        b, c, zh, zw = z_c.shape
+        shape = (b, 4 * c, zh // 2, zw // 2)
+        if noise is not None and noise.ndim == 4:
+            noise = noise.unsqueeze(1)
+        outs = []
+        for i in range(num_samples):
+            z_deg = self.deg_prior.sample(
+                shape, tau, component=component, generator=generator, device=z_c.device,
+                dtype=z_c.dtype, truncate=truncate,
+                eps=None if noise is None else noise[:, i].to(z_c))
+            z_d, _ = self.deg_flow.inverse_features(z_deg, features)
+            y, _ = self.lr_flow.inverse(z_c + z_d)
+            outs.append(y[:, :, :out_h, :out_w])
+        out = torch.stack(outs, dim=1)
+        _finite_or_raise(out, "downscaling")
+        return out[:, 0] if num_samples == 1 else out
+
+    # ------------------------------------------------------------------ initialisation
+    @torch.no_grad()
+    def initialize_actnorm(self, hr: Tensor, lr: Tensor) -> None:
+        """Data-dependent ActNorm init from one HR batch and one LR batch (each layer sees
+        the activations of its own path). Layers already initialised are left alone."""
+        with data_init(self):
+            self.encode_hr(hr)
+            self.encode_lr(lr)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+def pad_to_multiple(x: Tensor, multiple: int, minimum: int = 0) -> Tensor:
+    """Pad the bottom/right of ``x`` to sizes that are multiples of ``multiple`` (and at
+    least ``minimum``), reflecting where the image is large enough, else replicating."""
+    h, w = x.shape[2:]
+    th = max(minimum, -(-h // multiple) * multiple)
+    tw = max(minimum, -(-w // multiple) * multiple)
+    ph, pw = th - h, tw - w
+    if ph == 0 and pw == 0:
+        return x
+    mode = "reflect" if ph < h and pw < w else "replicate"
+    return F.pad(x, (0, pw, 0, ph), mode=mode)
