@@ -1,0 +1,33 @@
+"""The ``sdflow`` command line. Each subcommand lives in its own module with
+``register(subparsers)``; the list below is the whole command set."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from sdflow import __version__
+from sdflow.cli import convert, info, selfcheck
+
+COMMANDS = (selfcheck, convert, info)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sdflow",
+        description="Unpaired real-world super-resolution and realistic downscaling.",
+    )
+    parser.add_argument("--version", action="version", version=f"sdflow {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for command in COMMANDS:
+        command.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.run(args) or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""``sdflow info``: what a checkpoint holds."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from sdflow.checkpoint import file_sha256, load
+from sdflow.errors import SDFlowError
+
+
+def register(sub) -> None:
+    p = sub.add_parser("info", help="show a checkpoint's metadata",
+                       description="Print a checkpoint's architecture, config, provenance "
+                       "and parameter count.")
+    p.add_argument("checkpoint", help="an sdflow .safetensors checkpoint")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        model = load(args.checkpoint)
+    except (SDFlowError, OSError) as exc:
+        print(f"sdflow info: error: {exc}", file=sys.stderr)
+        return 1
+    info = model.checkpoint_info
+    record = {
+        "path": args.checkpoint,
+        "sha256": file_sha256(args.checkpoint),
+        "architecture": info.architecture,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "scale": info.scale,
+        "sdflow_version": info.sdflow_version,
+        "trained_on": info.trained_on,
+        "notes": info.notes,
+        "created": info.created,
+        "config": info.config,
+    }
+    if args.json:
+        print(json.dumps(record, indent=2))
+        return 0
+    for key, value in record.items():
+        if key != "config":
+            print(f"{key:15s} {value}")
+    print("config:")
+    for key, value in info.config.items():
+        print(f"  {key:22s} {value}")
+    return 0
