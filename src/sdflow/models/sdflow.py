@@ -130,13 +130,13 @@ class HRFlow(Bijection):
     """``f_HR`` followed by the HF flow on the split: ``x -> [z_c, z_h']`` (3 + 45 channels at
     LR resolution). The log-det excludes the prior of z_h'."""
 
-    def __init__(self, cfg: SDFlowConfig, generator: torch.Generator | None = None):
+    def __init__(self, cfg: SDFlowConfig):
         super().__init__()
         c = cfg.image_channels
         self.content_channels = c
         self.levels = nn.ModuleList(
             FlowLevel(c * 4**i, cfg.hr_steps, cfg.coupling_hidden,
-                      transition_steps=cfg.transition_steps, generator=generator)
+                      transition_steps=cfg.transition_steps)
             for i in range(cfg.hr_levels)
         )
         hf = ConditionalFlow(
@@ -145,7 +145,6 @@ class HRFlow(Bijection):
             cfg.cond_channels,
             cfg.hf_steps,
             cfg.coupling_hidden,
-            generator=generator,
         )
         self.split = ConditionalSplit(c, hf, detach_condition=cfg.detach_hf_condition)
 
@@ -181,7 +180,7 @@ class HRFlow(Bijection):
         return z, logdet
 
 
-def _degradation_flow(cfg: SDFlowConfig, generator: torch.Generator | None) -> ConditionalFlow:
+def _degradation_flow(cfg: SDFlowConfig) -> ConditionalFlow:
     """f_Deg: squeezes z_d once, so its condition features are computed from z_c and then
     pixel-unshuffled to half resolution."""
     cc = cfg.cond_channels
@@ -192,7 +191,7 @@ def _degradation_flow(cfg: SDFlowConfig, generator: torch.Generator | None) -> C
         nn.LeakyReLU(0.2),
     )
     return ConditionalFlow(cfg.image_channels, cond_net, cc, cfg.deg_steps,
-                           cfg.coupling_hidden, squeeze=True, generator=generator)
+                           cfg.coupling_hidden, squeeze=True)
 
 
 def _check_image(t: Tensor, name: str) -> None:
@@ -225,19 +224,20 @@ class SDFlow(nn.Module):
         cfg = config or SDFlowConfig()
         self.config = cfg
         self.scale = cfg.scale
-        # The 1x1 convs and mixture means draw their init from this generator, so a
-        # model built with the same seed is the same model.
-        gen = torch.Generator().manual_seed(seed) if seed is not None else None
-        self.hr_flow = HRFlow(cfg, generator=gen)
-        self.lr_flow = FlowLevel(cfg.image_channels, cfg.lr_steps, cfg.coupling_hidden,
-                                 unsqueeze=True, transition_steps=cfg.transition_steps,
-                                 generator=gen)
-        self.content_extractor = ContentExtractor(
-            cfg.image_channels, cfg.image_channels, cfg.encoder_channels, cfg.encoder_blocks,
-            cfg.encoder_mod_layers)
-        self.deg_flow = _degradation_flow(cfg, gen)
-        self.deg_prior = GaussianMixturePrior(cfg.mixture_components, cfg.mixture_mode,
-                                              cfg.log_std_min, generator=gen)
+        # All initial weights come from this seed (the global RNG is left untouched), so
+        # the same config and seed always build the same model.
+        with torch.random.fork_rng(devices=[]):
+            if seed is not None:
+                torch.manual_seed(seed)
+            self.hr_flow = HRFlow(cfg)
+            self.lr_flow = FlowLevel(cfg.image_channels, cfg.lr_steps, cfg.coupling_hidden,
+                                     unsqueeze=True, transition_steps=cfg.transition_steps)
+            self.content_extractor = ContentExtractor(
+                cfg.image_channels, cfg.image_channels, cfg.encoder_channels,
+                cfg.encoder_blocks, cfg.encoder_mod_layers)
+            self.deg_flow = _degradation_flow(cfg)
+            self.deg_prior = GaussianMixturePrior(cfg.mixture_components, cfg.mixture_mode,
+                                                  cfg.log_std_min)
         self.hf_prior = StandardNormal()
 
     # ------------------------------------------------------------------ size rules

@@ -1,0 +1,31 @@
+"""Small builders shared by tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from sdflow.diagnostics import perturb_parameters_
+from sdflow.imageio import image_to_tensor, read_image
+from sdflow.models import SDFlow, SDFlowConfig
+
+
+def real_crops(shared: Path, hr_size: int = 64, name: str = "Canon_031.png"
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """An HR crop of a real RealSR val image and its 4x box-downscaled LR, in [-1, 1]."""
+    hr = image_to_tensor(read_image(shared / "data/RealSR_x4/val/HR" / name).rgb)
+    top = (hr.shape[2] - hr_size) // 2
+    hr = hr[:, :, top : top + hr_size, top : top + hr_size]
+    return hr, F.avg_pool2d(hr, 4)
+
+
+def tiny_model(shared: Path, preset: str = "lite", dtype=torch.float32, seed: int = 0,
+               std: float = 0.02, **overrides) -> SDFlow:
+    """A model with data-initialised ActNorm and perturbed (non-identity) couplings."""
+    model = SDFlow(SDFlowConfig.preset(preset, **overrides), seed=seed).to(dtype)
+    hr, lr = real_crops(shared, 32)
+    model.initialize_actnorm(hr.to(dtype), lr.to(dtype))
+    perturb_parameters_(model, std=std, generator=torch.Generator().manual_seed(seed))
+    return model.eval()
