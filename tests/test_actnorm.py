@@ -48,3 +48,35 @@ def test_loaded_layer_is_never_reinitialised():
         dst(torch.randn(4, 3, 4, 4) * 10 - 5)
     for k, v in state.items():
         assert torch.equal(dst.state_dict()[k], v), k
+
+
+def _distributed_init_worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank,
+                            world_size=world)
+    try:
+        gen = torch.Generator().manual_seed(100 + rank)  # each rank sees different data
+        x = torch.randn(4, 3, 5, 5, generator=gen) * (rank + 1) + 3 * rank
+        layer = ActNorm(3)
+        with data_init(layer):
+            layer(x)
+        torch.save({"x": x, "state": layer.state_dict()}, f"{out_dir}/rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_data_init_pools_statistics_across_ranks(tmp_path):
+    """Under a process group every rank gets the statistics of the union of all batches."""
+    import torch.multiprocessing as mp
+
+    world = 2
+    mp.spawn(_distributed_init_worker, args=(world, str(tmp_path / "init"), str(tmp_path)),
+             nprocs=world, join=True)
+    results = [torch.load(tmp_path / f"rank{r}.pt") for r in range(world)]
+    for key in ("loc", "log_scale"):
+        assert torch.equal(results[0]["state"][key], results[1]["state"][key])
+    union = torch.cat([r["x"] for r in results])
+    single = ActNorm(3)
+    with data_init(single):
+        single(union)
+    torch.testing.assert_close(results[0]["state"]["loc"], single.loc.detach())
+    torch.testing.assert_close(results[0]["state"]["log_scale"], single.log_scale.detach())
