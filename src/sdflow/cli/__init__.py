@@ -7,9 +7,9 @@ import argparse
 import sys
 
 from sdflow import __version__
-from sdflow.cli import convert, info, selfcheck
+from sdflow.cli import convert, info, selfcheck, train
 
-COMMANDS = (selfcheck, convert, info)
+COMMANDS = (selfcheck, convert, info, train)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -194,6 +194,20 @@ def _degradation_flow(cfg: SDFlowConfig) -> ConditionalFlow:
                            cfg.coupling_hidden, squeeze=True)
 
 
+class LREncoding(NamedTuple):
+    """Everything :meth:`SDFlow.encode_lr_parts` computes for LR images ``y``."""
+
+    z_lr: Tensor  # f_LR(y)
+    z_c: Tensor  # E(y)
+    z_deg: Tensor  # z_d' = f_Deg(z_LR - z_c ; z_c)
+    logdet: Tensor  # log|det| of f_LR and f_Deg, [B]
+    log_prior: Tensor  # mixture log-density of z_d', [B]
+
+    @property
+    def log_prob(self) -> Tensor:
+        return self.logdet + self.log_prior
+
+
 def _check_image(t: Tensor, name: str) -> None:
     if t.ndim != 4:
         raise ValueError(f"{name} must be a [B, C, H, W] tensor, got shape {tuple(t.shape)}")
@@ -288,12 +302,18 @@ class SDFlow(nn.Module):
 
     def encode_lr(self, y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """``y -> (z_c, z_d', log p(y))`` with ``z_c = E(y)``, ``z_d = f_LR(y) - z_c``."""
+        enc = self.encode_lr_parts(y)
+        return enc.z_c, enc.z_deg, enc.log_prob
+
+    def encode_lr_parts(self, y: Tensor) -> LREncoding:
+        """:meth:`encode_lr` with every intermediate (the training objective needs them)."""
         self._check_lr(y, even=True)
-        z_lr, logdet = self.lr_flow(y)
+        z_lr, logdet_lr = self.lr_flow(y)
         z_c = self.content_extractor(y)
         cond = z_c.detach() if self.config.detach_deg_condition else z_c
-        z_deg, ld = self.deg_flow(z_lr - z_c, cond)
-        return z_c, z_deg, logdet + ld + self.deg_prior.log_prob(z_deg)
+        z_deg, logdet_deg = self.deg_flow(z_lr - z_c, cond)
+        return LREncoding(z_lr, z_c, z_deg, logdet_lr + logdet_deg,
+                          self.deg_prior.log_prob(z_deg))
 
     def log_prob_hr(self, x: Tensor, discrete: bool = False) -> Tensor:
         """Log-density of HR images in nats, ``[B]``.

@@ -1,0 +1,121 @@
+"""Training configuration: typed sections, YAML presets, ``--set a.b=v`` overrides."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from sdflow.config import ConfigError, apply_overrides, from_dict, load_yaml, merge, to_dict
+
+PRESETS = ("paper_x4", "cpu_x4", "smoke")
+
+
+@dataclass
+class ModelSection:
+    architecture: str = "sdflow"
+    preset: str = "lite"  # an architecture preset (e.g. SDFlow "paper" / "lite")
+    overrides: dict[str, Any] = field(default_factory=dict)  # fields of the model config
+
+
+@dataclass
+class DataSection:
+    lr_dirs: list[str] = field(default_factory=list)  # real LR images (unpaired)
+    hr_dirs: list[str] = field(default_factory=list)  # HR images (unpaired)
+    val_dir: str | None = None  # paired validation folder with LR/ and HR/
+    lr_crop: int = 24  # LR crop side; HR crop = scale x lr_crop
+    batch_size: int = 8  # per process
+    flips: bool = True
+    rot90: bool = True
+    dequantize: bool = True
+    workers: int = 0  # data-loader worker processes
+    init_batch: int = 32  # crops for the data-dependent ActNorm init
+    val_lr_crop: int | None = 64  # centre crop of the validation LR (None: full images)
+    val_limit: int | None = None  # at most this many validation pairs
+
+
+@dataclass
+class OptimSection:
+    lr_g: float = 1e-4
+    lr_d: float = 1e-4
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    milestones: list[float] = field(default_factory=lambda: [0.5, 0.75, 0.9, 0.95])
+    gamma: float = 0.5  # LR factor at each milestone (fractions of run.iterations)
+    grad_clip: float = 10.0  # global norm for the generator; 0 disables
+    ema_decay: float = 0.999
+
+
+@dataclass
+class RunSection:
+    iterations: int = 1000
+    seed: int = 0
+    out_dir: str = "runs/sdflow"
+    device: str = "auto"  # auto | cpu | cuda | mps
+    threads: int = 0  # torch threads per process; 0 = torch default
+    log_every: int = 10
+    val_every: int = 500  # 0 disables periodic validation
+    checkpoint_every: int = 250
+    keep_checkpoints: int = 3
+    max_consecutive_skips: int = 5  # then roll back to the last checkpoint
+    rollback_lr_factor: float = 0.5
+    val_samples: int = 3  # SR/DS samples per validation image for diversity
+    time_limit_minutes: float = 0.0  # stop (with a checkpoint) after this long; 0 = none
+    weights_dir: str | None = None  # VGG16/LPIPS weights (sdflow.weights); None: search
+
+
+@dataclass
+class TrainConfig:
+    model: ModelSection
+    data: DataSection
+    optim: OptimSection
+    run: RunSection
+    loss: Any  # the architecture's loss config dataclass
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_dict(self)
+
+
+def loss_config_class(architecture: str) -> type:
+    from sdflow.training.tasks import TASKS
+
+    if architecture not in TASKS:
+        raise ConfigError(f"model.architecture: no training task for {architecture!r}; "
+                          f"choose from {sorted(TASKS)}")
+    return TASKS[architecture].loss_config
+
+
+def preset_dict(name: str) -> dict[str, Any]:
+    if name not in PRESETS:
+        raise ConfigError(f"unknown training preset {name!r}; choose from {list(PRESETS)}")
+    text = resources.files("sdflow.training").joinpath(f"presets/{name}.yaml").read_text()
+    import yaml
+
+    return yaml.safe_load(text)
+
+
+def build_config(data: dict[str, Any]) -> TrainConfig:
+    """A :class:`TrainConfig` from a nested dict; unknown keys and bad types are errors."""
+    data = dict(data)
+    unknown = set(data) - {"model", "data", "optim", "run", "loss"}
+    if unknown:
+        raise ConfigError(f"unknown top-level section(s): {', '.join(sorted(unknown))}")
+    model = from_dict(ModelSection, data.get("model", {}), "model")
+    loss_cls = loss_config_class(model.architecture)
+    return TrainConfig(
+        model=model,
+        data=from_dict(DataSection, data.get("data", {}), "data"),
+        optim=from_dict(OptimSection, data.get("optim", {}), "optim"),
+        run=from_dict(RunSection, data.get("run", {}), "run"),
+        loss=from_dict(loss_cls, data.get("loss", {}), "loss"),
+    )
+
+
+def load_config(preset: str | None = None, config_file: str | Path | None = None,
+                overrides: list[str] | None = None) -> TrainConfig:
+    """Preset, then a YAML file merged over it, then ``section.key=value`` overrides."""
+    data: dict[str, Any] = preset_dict(preset) if preset else {}
+    if config_file:
+        data = merge(data, load_yaml(config_file))
+    data = apply_overrides(data, overrides or [])
+    return build_config(data)

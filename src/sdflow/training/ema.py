@@ -1,0 +1,41 @@
+"""Exponential moving average of a model's weights (for evaluation and export)."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+
+class EMA:
+    """Keeps ``shadow = decay * shadow + (1 - decay) * param`` after every step.
+
+    The effective decay warms up as ``min(decay, (1 + n) / (10 + n))`` over the first
+    updates, so a short run's average is not dominated by the initial weights. Buffers
+    (e.g. ActNorm flags) are copied as they are.
+    """
+
+    def __init__(self, model: nn.Module, decay: float = 0.999):
+        self.decay = decay
+        self.updates = 0
+        self.shadow = copy.deepcopy(model).eval()
+        for p in self.shadow.parameters():
+            p.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        self.updates += 1
+        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        for s, p in zip(self.shadow.parameters(), model.parameters(), strict=True):
+            s.lerp_(p.detach(), 1.0 - d)
+        for s, b in zip(self.shadow.buffers(), model.buffers(), strict=True):
+            s.copy_(b)
+
+    def state_dict(self) -> dict:
+        return {"decay": self.decay, "updates": self.updates, "model": self.shadow.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.decay = state["decay"]
+        self.updates = state["updates"]
+        self.shadow.load_state_dict(state["model"])

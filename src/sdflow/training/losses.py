@@ -1,0 +1,88 @@
+"""Loss building blocks shared by the training objectives."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def lsgan(scores: Tensor, target: float) -> Tensor:
+    """Least-squares GAN term ``mean((D - target)^2)``."""
+    return (scores - target).pow(2).mean()
+
+
+def lsgan_discriminator(real: Tensor, fake: Tensor) -> Tensor:
+    """``1/2 E(D(real) - 1)^2 + 1/2 E D(fake)^2``."""
+    return 0.5 * lsgan(real, 1.0) + 0.5 * lsgan(fake, 0.0)
+
+
+def gaussian_kernel(size: int, sigma: float) -> Tensor:
+    coords = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
+    g = torch.exp(-(coords**2) / (2 * sigma**2))
+    return g / g.sum()
+
+
+def gaussian_blur(x: Tensor, size: int = 5, sigma: float = 1.1) -> Tensor:
+    """Separable Gaussian low-pass, reflect-padded (``G_sigma`` of the design notes)."""
+    if size <= 1 or sigma <= 0:
+        return x
+    k = gaussian_kernel(size, sigma).to(x)
+    c = x.shape[1]
+    pad = size // 2
+    mode = "reflect" if min(x.shape[2:]) > pad else "replicate"
+    x = F.pad(x, (pad, pad, pad, pad), mode=mode)
+    x = F.conv2d(x, k.view(1, 1, 1, size).expand(c, 1, 1, size), groups=c)
+    return F.conv2d(x, k.view(1, 1, size, 1).expand(c, 1, size, 1), groups=c)
+
+
+def quantize_8bit(x: Tensor) -> Tensor:
+    """Round images in [-1, 1] to 8-bit levels (clamped) with a straight-through gradient:
+    the forward value is what a saved image would hold, the backward is the identity."""
+    q = (torch.round((x.clamp(-1, 1) + 1.0) * 127.5) / 127.5) - 1.0
+    return x + (q - x).detach()
+
+
+@contextmanager
+def frozen(modules: nn.Module | Sequence[nn.Module | None]) -> Iterator[None]:
+    """Parameters of ``modules`` do not receive gradients from what is computed inside
+    (gradients still flow through them to their inputs). Restores the previous flags."""
+    mods = [modules] if isinstance(modules, nn.Module) else [m for m in modules if m is not None]
+    params = [p for m in mods for p in m.parameters()]
+    before = [p.requires_grad for p in params]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in zip(params, before, strict=True):
+            p.requires_grad_(flag)
+
+
+class PerceptualLoss(nn.Module):
+    """Mean L1 distance of frozen VGG16 features (ImageNet-normalised), summed over layers.
+
+    Built from local ImageNet weights (see :mod:`sdflow.weights`); nothing is downloaded.
+    """
+
+    def __init__(self, layers: Sequence[str] = ("relu1_2", "relu2_2", "relu3_3"),
+                 weights_dir: str | None = None):
+        super().__init__()
+        from sdflow.nets.backbones import VGGPerceptualFeatures
+
+        self.features = VGGPerceptualFeatures(layers, weights_dir=weights_dir)
+        for p in self.features.parameters():
+            p.requires_grad_(False)
+
+    def forward(self, a: Tensor, b: Tensor) -> Tensor:
+        fa, fb = self.features(a), self.features(b)
+        return sum(F.l1_loss(x, y) for x, y in zip(fa, fb, strict=True))
+
+
+def nats_to_bits_per_dim(nll_per_dim: Tensor) -> Tensor:
+    """Per-dimension continuous NLL (nats, [-1, 1] images) -> bits/dim of 8-bit data."""
+    return nll_per_dim / math.log(2.0) - math.log2(2.0 / 255.0)

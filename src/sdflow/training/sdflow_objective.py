@@ -1,0 +1,228 @@
+"""The unpaired SDFlow training objective (the authors never released it).
+
+It follows §9 of the design notes; every assumed choice is a field of
+:class:`SDFlowLossConfig` whose default is the documented one. With ``x`` HR and ``y`` LR
+crops (unpaired, dequantised)::
+
+    L_G = w_hr NLL_HR + w_lr NLL_LR + lambda_c L_content + lambda_d L_dom + R
+          + [it >= n_pre] (lambda_adv L_adv + lambda_lf L_lf + lambda_per L_per)
+
+- NLL_HR = -log p(x)/(3HW) (f_HR, f_HF); NLL_LR = -log p(y)/(3hw) (f_LR, f_Deg, mixture, E).
+- L_content: the content latents decoded alone through f_LR with its parameters frozen,
+  compared after a Gaussian low-pass with the MATLAB-bicubic x1/4 of x and with y (L1),
+  plus alpha times a VGG perceptual distance on the same pairs.
+- L_dom: LSGAN on a latent discriminator D_c (real = HR content, fake = LR content) with
+  swapped labels for the generator; R = beta1 (E z_cx^2 + E z_cy^2) + beta2 E (z_LR - sg z_cy)^2.
+- Stage 2: SR samples x^ = SR(y; tau) and DS samples y^ = DS(x; tau), 8-bit quantised with a
+  straight-through gradient, against D_HR / D_LR (LSGAN), and low-frequency consistency
+  ||G B(x^) - G y||_1 + ||G y^ - G B(x)||_1 (+ lambda_per perceptual on the same pairs).
+  No pixel loss ever compares a generated image with an unpaired image.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from sdflow.metrics.resize import imresize
+from sdflow.models import SDFlow
+from sdflow.nets.discriminators import PatchDiscriminator
+from sdflow.training.losses import (
+    PerceptualLoss,
+    frozen,
+    gaussian_blur,
+    lsgan,
+    lsgan_discriminator,
+    nats_to_bits_per_dim,
+    quantize_8bit,
+)
+
+
+@dataclass
+class SDFlowLossConfig:
+    """Weights and switches of the SDFlow objective (defaults: design notes §9.4)."""
+
+    nll_hr: float = 1.0
+    nll_lr: float = 1.0
+    content: float = 1.0  # lambda_c
+    content_perceptual: float = 0.05  # alpha, inside L_content
+    domain: float = 0.05  # lambda_d
+    beta1: float = 0.05  # content-scale bound
+    beta2: float = 0.5  # keeps z_d = z_LR - z_c small (f_LR only)
+    adversarial: float = 0.1  # lambda_adv, stage 2
+    low_frequency: float = 1.0  # lambda_lf, stage 2
+    perceptual: float = 0.5  # lambda_per, stage 2
+    n_pre: int = 50_000  # iterations before the stage-2 terms switch on
+    tau_train: float = 0.8  # temperature of the stage-2 samples
+    blur_size: int = 5
+    blur_sigma: float = 1.1
+    quantize_samples: bool = True
+    lr_disc_input: Literal["image", "highpass"] = "image"
+    disc_base: int = 64
+    content_disc_down: int = 2
+    lr_disc_down: int = 2
+    hr_disc_down: int = 3
+    perceptual_layers: list[str] = field(
+        default_factory=lambda: ["relu1_2", "relu2_2", "relu3_3"])
+
+    @property
+    def needs_perceptual(self) -> bool:
+        return self.content_perceptual > 0 or self.perceptual > 0
+
+
+#: The model groups a gradient can reach, for the gradient-flow tests.
+def parameter_groups(model: SDFlow) -> dict[str, list[nn.Parameter]]:
+    return {
+        "f_HR": list(model.hr_flow.levels.parameters()),
+        "f_HF": list(model.hr_flow.split.parameters()),
+        "E": list(model.content_extractor.parameters()),
+        "f_LR": list(model.lr_flow.parameters()),
+        "f_Deg": list(model.deg_flow.parameters()),
+        "prior": list(model.deg_prior.parameters()),
+    }
+
+
+class SDFlowDiscriminators(nn.Module):
+    """D_c (content latents), D_HR (SR samples vs HR), D_LR (DS samples vs real LR)."""
+
+    def __init__(self, cfg: SDFlowLossConfig, channels: int = 3):
+        super().__init__()
+        self.content = PatchDiscriminator(channels, cfg.disc_base, cfg.content_disc_down)
+        self.hr = PatchDiscriminator(channels, cfg.disc_base, cfg.hr_disc_down)
+        self.lr = PatchDiscriminator(channels, cfg.disc_base, cfg.lr_disc_down)
+
+
+class SDFlowObjective(nn.Module):
+    """Computes the generator terms and, from its cache, the discriminator terms.
+
+    ``generator_terms`` returns unweighted terms; ``weighted_total`` applies the config. The
+    discriminators are used frozen in the generator pass (gradients reach the model only).
+    """
+
+    def __init__(self, model: SDFlow, discriminators: SDFlowDiscriminators,
+                 cfg: SDFlowLossConfig, perceptual: PerceptualLoss | None = None):
+        super().__init__()
+        self.model = model
+        self.cfg = cfg
+        # Not registered as submodules: the generator step must not own their parameters.
+        object.__setattr__(self, "discriminators", discriminators)
+        object.__setattr__(self, "perceptual", perceptual)
+        if cfg.needs_perceptual and perceptual is None:
+            raise ValueError("the perceptual weights are > 0 but no PerceptualLoss was given; "
+                             "set loss.content_perceptual=0 and loss.perceptual=0 to train "
+                             "without VGG features")
+
+    # ------------------------------------------------------------------ helpers
+    def stage2(self, iteration: int) -> bool:
+        return iteration >= self.cfg.n_pre
+
+    def _blur(self, x: Tensor) -> Tensor:
+        return gaussian_blur(x, self.cfg.blur_size, self.cfg.blur_sigma)
+
+    def _lowpass_l1(self, a: Tensor, b: Tensor) -> Tensor:
+        return (self._blur(a) - self._blur(b)).abs().mean()
+
+    def _perceptual(self, a: Tensor, b: Tensor) -> Tensor:
+        return self.perceptual(a, b) if self.perceptual is not None else a.new_zeros(())
+
+    def _lr_disc_input(self, y: Tensor) -> Tensor:
+        return y - self._blur(y) if self.cfg.lr_disc_input == "highpass" else y
+
+    # ------------------------------------------------------------------ generator
+    def generator_terms(self, hr: Tensor, lr: Tensor, iteration: int,
+                        generator: torch.Generator | None = None, batch_offset: int = 0,
+                        global_batch: int | None = None
+                        ) -> tuple[dict[str, Tensor], dict[str, float], dict[str, Tensor]]:
+        """Unweighted loss terms, monitoring values and the cache for the discriminators.
+
+        Stage-2 noise is drawn for the whole global batch (``global_batch`` samples, from
+        ``generator``) and this process takes its slice at ``batch_offset``, so N processes
+        draw the same noise as one process with the whole batch.
+        """
+        m, cfg, d = self.model, self.cfg, self.discriminators
+        terms: dict[str, Tensor] = {}
+        stats: dict[str, float] = {}
+        z_c_x, _, logp_hr = m.encode_hr(hr)
+        enc = m.encode_lr_parts(lr)
+        z_c_y = enc.z_c
+        terms["nll_hr"] = -logp_hr.mean() / hr[0].numel()
+        terms["nll_lr"] = -enc.log_prob.mean() / lr[0].numel()
+
+        down_hr = imresize(hr, scale=1 / m.scale)
+        with frozen(m.lr_flow):
+            content_x, _ = m.lr_flow.inverse(z_c_x)
+            content_y, _ = m.lr_flow.inverse(z_c_y)
+        terms["content"] = self._lowpass_l1(content_x, down_hr) + self._lowpass_l1(content_y, lr)
+        if cfg.content_perceptual > 0:
+            terms["content"] = terms["content"] + cfg.content_perceptual * (
+                self._perceptual(content_x, down_hr) + self._perceptual(content_y, lr))
+
+        with frozen(d):
+            dx, dy = d.content(z_c_x), d.content(z_c_y)
+        terms["domain"] = 0.5 * lsgan(dx, 0.0) + 0.5 * lsgan(dy, 1.0)
+        terms["beta1"] = z_c_x.pow(2).mean() + z_c_y.pow(2).mean()
+        terms["beta2"] = (enc.z_lr - z_c_y.detach()).pow(2).mean()
+
+        cache = {"z_c_x": z_c_x.detach(), "z_c_y": z_c_y.detach(), "hr": hr, "lr": lr}
+        if self.stage2(iteration):
+            tau = cfg.tau_train
+            b, c, h, w = z_c_x.shape
+            n = global_batch or b
+            part = slice(batch_offset, batch_offset + b)
+            eps = torch.randn(n, m.config.hf_channels, *z_c_y.shape[2:], generator=generator,
+                              dtype=hr.dtype)[part].to(hr.device)
+            sr = m.decode_hr(z_c_y, tau * eps)
+            z_deg = m.deg_prior.sample((n, 4 * c, h // 2, w // 2), tau, generator=generator,
+                                       device=hr.device, dtype=hr.dtype)[part]
+            ds = m.decode_lr(z_c_x, z_deg)
+            if cfg.quantize_samples:
+                sr, ds = quantize_8bit(sr), quantize_8bit(ds)
+            with frozen(d):
+                terms["adversarial"] = 0.5 * lsgan(d.hr(sr), 1.0) + \
+                    0.5 * lsgan(d.lr(self._lr_disc_input(ds)), 1.0)
+            down_sr = imresize(sr, scale=1 / m.scale)
+            terms["low_frequency"] = self._lowpass_l1(down_sr, lr) + self._lowpass_l1(ds, down_hr)
+            if cfg.perceptual > 0:
+                terms["perceptual"] = self._perceptual(down_sr, lr) + \
+                    self._perceptual(ds, down_hr)
+            cache.update(sr=sr.detach(), ds=ds.detach())
+
+        with torch.no_grad():
+            stats["bpd_hr"] = float(nats_to_bits_per_dim(terms["nll_hr"]))
+            stats["bpd_lr"] = float(nats_to_bits_per_dim(terms["nll_lr"]))
+            stats["zc_hr_mean"], stats["zc_hr_std"] = float(z_c_x.mean()), float(z_c_x.std())
+            stats["zc_lr_mean"], stats["zc_lr_std"] = float(z_c_y.mean()), float(z_c_y.std())
+            stats["zd_std"] = float((enc.z_lr - z_c_y).std())
+            stats["sigma_mean"] = float(m.deg_prior.effective_log_stds().exp().mean())
+        return terms, stats, cache
+
+    def weighted_total(self, terms: dict[str, Tensor]) -> Tensor:
+        cfg = self.cfg
+        weights = {"nll_hr": cfg.nll_hr, "nll_lr": cfg.nll_lr, "content": cfg.content,
+                   "domain": cfg.domain, "beta1": cfg.beta1, "beta2": cfg.beta2,
+                   "adversarial": cfg.adversarial, "low_frequency": cfg.low_frequency,
+                   "perceptual": cfg.perceptual}
+        return sum(weights[k] * v for k, v in terms.items() if weights[k] != 0)
+
+    # ------------------------------------------------------------------ discriminators
+    def discriminator_terms(self, cache: dict[str, Tensor], iteration: int
+                            ) -> dict[str, Tensor]:
+        d = self.discriminators
+        terms = {}
+        if self.cfg.domain > 0:
+            terms["d_content"] = lsgan_discriminator(d.content(cache["z_c_x"]),
+                                                     d.content(cache["z_c_y"]))
+        if self.stage2(iteration) and self.cfg.adversarial > 0:
+            terms["d_hr"] = lsgan_discriminator(d.hr(cache["hr"]), d.hr(cache["sr"]))
+            terms["d_lr"] = lsgan_discriminator(d.lr(self._lr_disc_input(cache["lr"])),
+                                                d.lr(self._lr_disc_input(cache["ds"])))
+        return terms
+
+    @torch.no_grad()
+    def after_generator_step(self) -> None:
+        """Projections after each optimiser step: keep log sigma_k above its floor."""
+        prior = self.model.deg_prior
+        prior.log_stds.clamp_(min=prior.log_std_min)

@@ -1,0 +1,121 @@
+"""Training tasks: what the generic :class:`~sdflow.training.trainer.Trainer` needs from a
+model family. One entry per architecture in :data:`TASKS`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from torch import Tensor, nn
+
+from sdflow.training.config import TrainConfig
+from sdflow.training.data import PairedImage
+
+
+class TrainingTask(Protocol):
+    """A model family's training logic. The trainer owns optimisers, EMA, checkpoints,
+    logging and distribution; the task owns the networks and the losses."""
+
+    generator: nn.Module  # the model that is exported (EMA'd)
+    discriminators: nn.Module | None
+
+    def initialize(self, batch: dict[str, Tensor]) -> None:
+        """Data-dependent initialisation (e.g. ActNorm) from one large batch."""
+
+    def generator_loss(self, batch: dict[str, Tensor], iteration: int,
+                       generator: torch.Generator, batch_offset: int, global_batch: int
+                       ) -> tuple[Tensor, dict[str, float], dict[str, Tensor]]:
+        """(total weighted loss, logs, cache for the discriminator step)."""
+
+    def discriminator_loss(self, cache: dict[str, Tensor], iteration: int
+                           ) -> tuple[Tensor | None, dict[str, float]]:
+        """(total or None when no discriminator is active, logs)."""
+
+    def after_generator_step(self) -> None:
+        """Projections/constraints after each generator step."""
+
+    def validate(self, model: nn.Module, pairs: list[PairedImage], samples: int, seed: int
+                 ) -> tuple[dict[str, float], Any]:
+        """(metrics, sample grid as HxWx3 uint8 or None) with ``model`` in eval mode."""
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    loss_config: type
+    build: Any  # (cfg: TrainConfig, device: torch.device) -> TrainingTask
+
+
+class SDFlowTask:
+    """SDFlow: model + D_c/D_HR/D_LR + optional VGG perceptual loss."""
+
+    def __init__(self, cfg: TrainConfig, device: torch.device):
+        from sdflow.models import SDFlow, SDFlowConfig
+        from sdflow.training.losses import PerceptualLoss
+        from sdflow.training.sdflow_objective import SDFlowDiscriminators, SDFlowObjective
+        from sdflow.training.validation import try_lpips
+
+        try:
+            model_cfg = SDFlowConfig.preset(cfg.model.preset, **cfg.model.overrides)
+        except TypeError as exc:
+            raise ValueError(f"model.overrides: {exc}") from exc
+        self.model = SDFlow(model_cfg, seed=cfg.run.seed).to(device)
+        self.generator = self.model
+        self.discriminators = SDFlowDiscriminators(cfg.loss).to(device)
+        perceptual = None
+        if cfg.loss.needs_perceptual:
+            perceptual = PerceptualLoss(cfg.loss.perceptual_layers,
+                                        cfg.run.weights_dir).to(device)
+        self.objective = SDFlowObjective(self.model, self.discriminators, cfg.loss, perceptual)
+        self._weights_dir = cfg.run.weights_dir
+        self._device = device
+        self._lpips = None
+        self._lpips_tried = False
+        self._try_lpips = try_lpips
+
+    def initialize(self, batch: dict[str, Tensor]) -> None:
+        self.model.initialize_actnorm(batch["hr"], batch["lr"])
+
+    def generator_loss(self, batch, iteration, generator, batch_offset, global_batch):
+        terms, stats, cache = self.objective.generator_terms(
+            batch["hr"], batch["lr"], iteration, generator, batch_offset, global_batch)
+        total = self.objective.weighted_total(terms)
+        logs = {k: float(v.detach()) for k, v in terms.items()}
+        logs.update(stats)
+        return total, logs, cache
+
+    def discriminator_loss(self, cache, iteration):
+        terms = self.objective.discriminator_terms(cache, iteration)
+        if not terms:
+            return None, {}
+        return sum(terms.values()), {k: float(v.detach()) for k, v in terms.items()}
+
+    def after_generator_step(self) -> None:
+        self.objective.after_generator_step()
+
+    def validate(self, model, pairs, samples, seed):
+        from sdflow.training.validation import validate_sdflow
+
+        if not self._lpips_tried:
+            self._lpips = self._try_lpips(self._weights_dir, self._device)
+            self._lpips_tried = True
+        res = validate_sdflow(model, pairs, samples=samples, seed=seed, lpips=self._lpips)
+        return res.metrics, res.grid
+
+
+def _sdflow_spec() -> TaskSpec:
+    from sdflow.training.sdflow_objective import SDFlowLossConfig
+
+    return TaskSpec(SDFlowLossConfig, SDFlowTask)
+
+
+TASKS: dict[str, TaskSpec] = {"sdflow": _sdflow_spec()}
+
+
+def build_task(cfg: TrainConfig, device: torch.device) -> TrainingTask:
+    return TASKS[cfg.model.architecture].build(cfg, device)
+
+
+def task_output_name(cfg: TrainConfig) -> Path:
+    return Path(f"{cfg.model.architecture}_{cfg.model.preset}.safetensors")

@@ -1,0 +1,405 @@
+"""The generic trainer: optimisation, EMA, non-finite handling, checkpoints, resume,
+logging, validation and multi-process data parallelism.
+
+Per iteration: one generator step on the task's weighted loss (discriminators frozen),
+then one discriminator step on detached inputs. A non-finite loss or gradient skips the
+step and is counted; after ``run.max_consecutive_skips`` skips in a row the run rolls back
+to its last checkpoint and lowers the learning rate by ``run.rollback_lr_factor``.
+
+Everything random in an iteration is seeded by ``(run.seed, iteration)`` and every batch
+is a function of its iteration number, so ``--resume`` continues a run exactly as if it
+had not stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+
+from sdflow import __version__
+from sdflow.checkpoint import save as save_model
+from sdflow.training import distributed as D
+from sdflow.training.config import TrainConfig
+from sdflow.training.data import IterationSampler, UnpairedDataset, load_pairs
+from sdflow.training.ema import EMA
+from sdflow.training.tasks import TrainingTask, build_task
+from sdflow.training.validation import save_grid
+
+log = logging.getLogger("sdflow.train")
+
+CHECKPOINT_PREFIX = "step_"
+
+
+class _Call(nn.Module):
+    """Owns ``owner``'s parameters and runs ``fn`` in ``forward``, so that
+    DistributedDataParallel can wrap a computation that is not ``owner.forward``."""
+
+    def __init__(self, owner: nn.Module, fn: Callable[..., Any]):
+        super().__init__()
+        self.owner = owner
+        self._fn = fn
+
+    def forward(self, *args: Any) -> Any:
+        return self._fn(*args)
+
+
+def iteration_seed(seed: int, iteration: int) -> int:
+    return (seed * 1_000_003 + iteration * 7919 + 12345) % (2**63 - 1)
+
+
+def lr_factor(iteration: int, total: int, milestones: list[float], gamma: float) -> float:
+    """Multi-step decay: ``gamma`` at each milestone (fractions of ``total`` iterations)."""
+    passed = sum(1 for m in milestones if iteration >= int(round(m * total)))
+    return gamma**passed
+
+
+def list_checkpoints(run_dir: Path) -> list[Path]:
+    """Checkpoint files of a run, newest first."""
+    ckpt_dir = run_dir / "checkpoints"
+    if not ckpt_dir.is_dir():
+        return []
+    files = [p for p in ckpt_dir.glob(f"{CHECKPOINT_PREFIX}*.pt") if p.stem[5:].isdigit()]
+    return sorted(files, key=lambda p: int(p.stem[5:]), reverse=True)
+
+
+def load_training_state(path: Path) -> dict[str, Any]:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def newest_valid_checkpoint(run_dir: Path) -> tuple[Path, dict[str, Any]] | None:
+    """The newest checkpoint that loads; corrupt ones are reported and passed over."""
+    for path in list_checkpoints(run_dir):
+        try:
+            return path, load_training_state(path)
+        except Exception as exc:  # a truncated or corrupt file: try the previous one
+            log.warning("ignoring unreadable checkpoint %s (%s)", path, exc)
+    return None
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, ctx: D.DistContext | None = None):
+        self.cfg = cfg
+        self.ctx = ctx or D.DistContext(device=D.resolve_device(cfg.run.device))
+        self.device = self.ctx.device
+        self.run_dir = Path(cfg.run.out_dir)
+        if cfg.run.threads > 0:
+            torch.set_num_threads(cfg.run.threads)
+        torch.manual_seed(cfg.run.seed)
+        self.task: TrainingTask = build_task(cfg, self.device)
+        self.generator = self.task.generator
+        self.discriminators = self.task.discriminators
+        betas = tuple(cfg.optim.betas)
+        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=cfg.optim.lr_g,
+                                      betas=betas)
+        self.opt_d = torch.optim.Adam(self.discriminators.parameters(), lr=cfg.optim.lr_d,
+                                      betas=betas) if self.discriminators is not None else None
+        self.ema: EMA | None = None
+        self.iteration = 0
+        self.lr_scale = 1.0
+        self.counters = {"skipped_g": 0, "skipped_d": 0, "consecutive": 0, "rollbacks": 0}
+        self.dataset = UnpairedDataset(
+            cfg.data.lr_dirs, cfg.data.hr_dirs, cfg.data.lr_crop, self._scale(),
+            flips=cfg.data.flips, rot90=cfg.data.rot90, dequantize=cfg.data.dequantize,
+            seed=cfg.run.seed)
+        self.val_pairs = load_pairs(cfg.data.val_dir, self._scale(), cfg.data.val_lr_crop,
+                                    cfg.data.val_limit) if cfg.data.val_dir else []
+        self._g_call = _Call(self.generator, self.task.generator_loss)
+        self._d_call = _Call(self.discriminators, self.task.discriminator_loss) \
+            if self.discriminators is not None else None
+
+    def _scale(self) -> int:
+        return int(getattr(self.task.generator, "scale", 4))
+
+    # ------------------------------------------------------------------ logging
+    def _log_record(self, record: dict[str, Any]) -> None:
+        if not self.ctx.is_main:
+            return
+        with open(self.run_dir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def _say(self, text: str) -> None:
+        if self.ctx.is_main:
+            print(text, flush=True)
+
+    def _truncate_log(self, start: int) -> None:
+        """On resume, drop records of iterations the resumed run will redo."""
+        path = self.run_dir / "metrics.jsonl"
+        if not self.ctx.is_main or not path.exists():
+            return
+        keep = [line for line in path.read_text().splitlines()
+                if line.strip() and json.loads(line).get("iteration", -1) < start]
+        path.write_text("".join(line + "\n" for line in keep))
+
+    # ------------------------------------------------------------------ checkpoints
+    def _state(self) -> dict[str, Any]:
+        return {
+            "iteration": self.iteration,
+            "generator": self.generator.state_dict(),
+            "ema": self.ema.state_dict() if self.ema else None,
+            "discriminators": self.discriminators.state_dict() if self.discriminators else None,
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict() if self.opt_d else None,
+            "schedule": {"lr_scale": self.lr_scale, "milestones": self.cfg.optim.milestones,
+                         "gamma": self.cfg.optim.gamma},
+            "rng": {"torch": torch.get_rng_state(),
+                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
+            "counters": dict(self.counters),
+            "config": self.cfg.to_dict(),
+            "sdflow_version": __version__,
+        }
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        self.iteration = int(state["iteration"])
+        self.generator.load_state_dict(state["generator"])
+        if self.ema is None:
+            self.ema = EMA(self.generator, self.cfg.optim.ema_decay)
+        if state["ema"] is not None:
+            self.ema.load_state_dict(state["ema"])
+        if self.discriminators is not None and state["discriminators"] is not None:
+            self.discriminators.load_state_dict(state["discriminators"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        if self.opt_d is not None and state["opt_d"] is not None:
+            self.opt_d.load_state_dict(state["opt_d"])
+        self.lr_scale = float(state["schedule"]["lr_scale"])
+        torch.set_rng_state(state["rng"]["torch"])
+        if torch.cuda.is_available() and state["rng"]["cuda"]:
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        self.counters.update(state["counters"])
+
+    def save_checkpoint(self) -> Path | None:
+        """Write the training state atomically (rank 0) and prune old checkpoints."""
+        in_sync = D.parameters_in_sync(self.generator, self.ctx)
+        if not self.ctx.is_main:
+            return None
+        ckpt_dir = self.run_dir / "checkpoints"
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+        path = ckpt_dir / f"{CHECKPOINT_PREFIX}{self.iteration:08d}.pt"
+        fd, tmp = tempfile.mkstemp(prefix=".tmp_", suffix=".pt", dir=ckpt_dir)
+        os.close(fd)
+        try:
+            torch.save(self._state(), tmp)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        for old in list_checkpoints(self.run_dir)[max(self.cfg.run.keep_checkpoints, 1):]:
+            old.unlink(missing_ok=True)
+        self._log_record({"type": "checkpoint", "iteration": self.iteration, "path": str(path),
+                          "ranks_in_sync": in_sync})
+        return path
+
+    def export(self, name: str = "model_ema.safetensors") -> Path | None:
+        """The EMA model in sdflow's checkpoint format (usable by ``sdflow.load``)."""
+        if not self.ctx.is_main or self.ema is None:
+            return None
+        path = self.run_dir / name
+        data = ", ".join(self.cfg.data.lr_dirs) + " (LR) / " + ", ".join(self.cfg.data.hr_dirs)
+        save_model(self.ema.shadow, path, trained_on=f"unpaired: {data} (HR)",
+                   notes=f"sdflow train, {self.iteration} iterations, EMA weights",
+                   extra={"iterations": self.iteration, "train_config": self.cfg.to_dict()})
+        return path
+
+    # ------------------------------------------------------------------ data
+    def _loader(self, start: int) -> Iterator[dict[str, torch.Tensor]]:
+        sampler = IterationSampler(self.cfg.data.batch_size, start, self.ctx.rank)
+        loader = DataLoader(self.dataset, batch_sampler=sampler,
+                            num_workers=self.cfg.data.workers,
+                            persistent_workers=self.cfg.data.workers > 0)
+        for batch in loader:
+            yield {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+
+    def _init_batch(self) -> dict[str, torch.Tensor]:
+        n = self.cfg.data.init_batch
+        items = [self.dataset[(-1, self.ctx.rank * n + i)] for i in range(n)]
+        return {k: torch.stack([it[k] for it in items]).to(self.device) for k in items[0]}
+
+    # ------------------------------------------------------------------ the loop
+    def _set_lr(self) -> None:
+        f = lr_factor(self.iteration, self.cfg.run.iterations, self.cfg.optim.milestones,
+                      self.cfg.optim.gamma) * self.lr_scale
+        for group in self.opt_g.param_groups:
+            group["lr"] = self.cfg.optim.lr_g * f
+        if self.opt_d is not None:
+            for group in self.opt_d.param_groups:
+                group["lr"] = self.cfg.optim.lr_d * f
+
+    def _step(self, batch: dict[str, torch.Tensor], g_runner, d_runner) -> dict[str, Any]:
+        it = self.iteration
+        torch.manual_seed(iteration_seed(self.cfg.run.seed, it))
+        gen = torch.Generator().manual_seed(iteration_seed(self.cfg.run.seed, it) + 1)
+        bs = self.cfg.data.batch_size
+        self._set_lr()
+        self.generator.train()
+        total, logs, cache = g_runner(batch, it, gen, self.ctx.rank * bs,
+                                      bs * self.ctx.world_size)
+        self.opt_g.zero_grad(set_to_none=True)
+        total.backward()
+        params = [p for p in self.generator.parameters() if p.grad is not None]
+        clip = self.cfg.optim.grad_clip if self.cfg.optim.grad_clip > 0 else math.inf
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, clip)
+        ok = D.all_true(bool(torch.isfinite(total)) and bool(torch.isfinite(grad_norm)), self.ctx)
+        record: dict[str, Any] = {"type": "train", "iteration": it, "loss": float(total.detach()),
+                                  "grad_norm": float(grad_norm), **logs}
+        if not ok:
+            self.opt_g.zero_grad(set_to_none=True)
+            self.counters["skipped_g"] += 1
+            self.counters["consecutive"] += 1
+            record["skipped"] = True
+            return record
+        self.counters["consecutive"] = 0
+        self.opt_g.step()
+        self.task.after_generator_step()
+        self.ema.update(self.generator)
+        if d_runner is not None:
+            d_total, d_logs = d_runner(cache, it)
+            if d_total is not None:
+                self.opt_d.zero_grad(set_to_none=True)
+                d_total.backward()
+                d_norm = torch.nn.utils.clip_grad_norm_(self.discriminators.parameters(),
+                                                        math.inf)
+                if D.all_true(bool(torch.isfinite(d_total)) and bool(torch.isfinite(d_norm)),
+                              self.ctx):
+                    self.opt_d.step()
+                else:
+                    self.opt_d.zero_grad(set_to_none=True)
+                    self.counters["skipped_d"] += 1
+                record.update(d_logs)
+        return record
+
+    def _rollback(self) -> bool:
+        found = newest_valid_checkpoint(self.run_dir) if self.ctx.is_main else None
+        # every rank loads the same file: rank 0 chose it, the others read the newest too
+        D.barrier(self.ctx)
+        if not self.ctx.is_main:
+            found = newest_valid_checkpoint(self.run_dir)
+        if found is None:
+            return False
+        path, state = found
+        counters = dict(self.counters)
+        self._restore(state)
+        self.counters.update(skipped_g=counters["skipped_g"], skipped_d=counters["skipped_d"],
+                             consecutive=0, rollbacks=counters["rollbacks"] + 1)
+        self.lr_scale *= self.cfg.run.rollback_lr_factor
+        self._say(f"rolled back to {path.name} after {self.cfg.run.max_consecutive_skips} "
+                  f"skipped steps; learning rate x{self.lr_scale:g}")
+        self._log_record({"type": "rollback", "iteration": self.iteration,
+                          "lr_scale": self.lr_scale, "from": str(path)})
+        return True
+
+    def validate(self) -> dict[str, float] | None:
+        if not self.val_pairs or self.ema is None:
+            return None
+        metrics = None
+        if self.ctx.is_main:
+            t0 = time.perf_counter()
+            metrics, grid = self.task.validate(self.ema.shadow, self.val_pairs,
+                                               self.cfg.run.val_samples, self.cfg.run.seed)
+            if grid is not None:
+                save_grid(grid, self.run_dir / "samples" / f"val_{self.iteration:08d}.png")
+            self._log_record({"type": "val", "iteration": self.iteration,
+                              "seconds": time.perf_counter() - t0, **metrics})
+            self._say("val " + " ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
+        D.barrier(self.ctx)
+        return metrics
+
+    def fit(self, resume: str | None = None) -> Path | None:
+        cfg = self.cfg
+        if self.ctx.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            (self.run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+            for line in self.dataset.report_lines():
+                self._say(line)
+            if self.val_pairs:
+                self._say(f"validation: {len(self.val_pairs)} pairs from {cfg.data.val_dir}")
+        D.barrier(self.ctx)
+        state = self._resume_state(resume)
+        if state is not None:
+            self._restore(state)
+            self._truncate_log(self.iteration)
+            self._say(f"resumed at iteration {self.iteration}")
+        else:
+            self.task.initialize(self._init_batch())
+            self.ema = EMA(self.generator, cfg.optim.ema_decay)
+            self.save_checkpoint()  # iteration 0: a rollback target from the start
+        g_runner, d_runner = self._runners()
+        start_time = time.perf_counter()
+        batches = self._loader(self.iteration)
+        last_log = (time.perf_counter(), self.iteration)
+        while self.iteration < cfg.run.iterations:
+            record = self._step(next(batches), g_runner, d_runner)
+            self.iteration += 1
+            if record.get("skipped") and \
+                    self.counters["consecutive"] >= cfg.run.max_consecutive_skips:
+                if self._rollback():
+                    batches = self._loader(self.iteration)
+                    continue
+            if self.iteration % cfg.run.log_every == 0 or record.get("skipped") \
+                    or self.iteration == cfg.run.iterations:
+                now = time.perf_counter()
+                record["it_per_s"] = (self.iteration - last_log[1]) / max(now - last_log[0], 1e-9)
+                record["lr_g"] = self.opt_g.param_groups[0]["lr"]
+                record["skipped_total"] = self.counters["skipped_g"]
+                last_log = (now, self.iteration)
+                self._log_record(record)
+                self._progress(record)
+            stop = cfg.run.time_limit_minutes > 0 and \
+                (time.perf_counter() - start_time) / 60 > cfg.run.time_limit_minutes
+            stop = D.broadcast_flag(stop, self.ctx)
+            if self.iteration % cfg.run.checkpoint_every == 0 or stop:
+                self.save_checkpoint()
+                self.export()
+            if cfg.run.val_every and self.iteration % cfg.run.val_every == 0:
+                self.validate()
+            if stop:
+                self._say(f"time limit of {cfg.run.time_limit_minutes} min reached at "
+                          f"iteration {self.iteration}")
+                break
+        if self.iteration % cfg.run.checkpoint_every:
+            self.save_checkpoint()
+        if cfg.run.val_every and self.iteration % cfg.run.val_every:
+            self.validate()
+        return self.export()
+
+    def _resume_state(self, resume: str | None) -> dict[str, Any] | None:
+        if not resume:
+            return None
+        if resume == "auto":
+            found = newest_valid_checkpoint(self.run_dir)
+            return found[1] if found else None
+        return load_training_state(Path(resume))
+
+    def _runners(self):
+        if not self.ctx.enabled:
+            return self._g_call, self._d_call
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        g = DistributedDataParallel(self._g_call, device_ids=ids,
+                                    find_unused_parameters=True)
+        d = DistributedDataParallel(self._d_call, device_ids=ids,
+                                    find_unused_parameters=True) if self._d_call else None
+        return g, d
+
+    def _progress(self, record: dict[str, Any]) -> None:
+        if not self.ctx.is_main:
+            return
+        keys = ("loss", "nll_hr", "nll_lr", "content", "domain", "adversarial",
+                "low_frequency", "bpd_hr", "bpd_lr")
+        shown = " ".join(f"{k}={record[k]:.4g}" for k in keys if k in record)
+        line = (f"it {self.iteration}/{self.cfg.run.iterations} {shown} "
+                f"{record['it_per_s']:.2f} it/s skipped={self.counters['skipped_g']}")
+        if sys.stdout.isatty():
+            print("\r" + line[:200], end="", flush=True)
+        else:
+            print(line, flush=True)

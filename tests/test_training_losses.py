@@ -1,0 +1,191 @@
+"""Every term of the SDFlow objective: its target values and which parameters it reaches."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from sdflow.training.losses import (
+    frozen,
+    gaussian_blur,
+    lsgan,
+    lsgan_discriminator,
+    quantize_8bit,
+)
+from sdflow.training.sdflow_objective import (
+    SDFlowDiscriminators,
+    SDFlowLossConfig,
+    SDFlowObjective,
+    parameter_groups,
+)
+
+from helpers import real_crops, tiny_model
+
+
+def test_lsgan_targets():
+    ones, zeros = torch.ones(2, 1, 3, 3), torch.zeros(2, 1, 3, 3)
+    assert lsgan(ones, 1.0) == 0 and lsgan(zeros, 0.0) == 0 and lsgan(ones, 0.0) == 1
+    assert lsgan(torch.full((4,), 0.5), 0.5) == 0
+    assert lsgan_discriminator(ones, zeros) == 0
+    assert lsgan_discriminator(zeros, ones) == 1.0
+
+
+def test_quantize_8bit_forward_and_straight_through_gradient():
+    x = torch.tensor([-1.2, -0.5, 0.1234, 0.9999, 1.3], requires_grad=True)
+    q = quantize_8bit(x)
+    levels = (q.detach() + 1) * 127.5
+    assert torch.allclose(levels, levels.round(), atol=1e-4)
+    assert q.min() == -1 and q.max() == 1
+    q.sum().backward()
+    assert torch.equal(x.grad, torch.ones(5))
+
+
+def test_gaussian_blur_preserves_constants_and_mean():
+    c = torch.full((1, 3, 9, 9), 0.3)
+    torch.testing.assert_close(gaussian_blur(c), c)
+    x = torch.randn(1, 1, 16, 16)
+    assert gaussian_blur(x).std() < x.std()
+
+
+def test_frozen_restores_flags_and_blocks_parameter_gradients():
+    lin = torch.nn.Linear(2, 2)
+    x = torch.randn(3, 2, requires_grad=True)
+    with frozen(lin):
+        y = lin(x).sum()
+    assert all(p.requires_grad for p in lin.parameters())
+    y.backward()
+    assert lin.weight.grad is None and x.grad is not None
+
+
+@pytest.fixture(scope="module")
+def setup(shared):
+    torch.manual_seed(0)
+    model = tiny_model(shared).train()
+    cfg = SDFlowLossConfig(n_pre=0, content_perceptual=0.0, perceptual=0.0, disc_base=8)
+    discs = SDFlowDiscriminators(cfg)
+    obj = SDFlowObjective(model, discs, cfg)
+    hr, _ = real_crops(shared, 64, "Nikon_031.png")
+    _, lr = real_crops(shared, 64, "Canon_033.png")  # unpaired: another scene
+    return model, discs, obj, hr.repeat(2, 1, 1, 1), lr.repeat(2, 1, 1, 1)
+
+
+# term -> model groups it must reach (all others must get no gradient)
+REACH = {
+    "nll_hr": {"f_HR", "f_HF"},
+    "nll_lr": {"f_LR", "f_Deg", "prior", "E"},
+    "content": {"f_HR", "E"},
+    "domain": {"f_HR", "E"},
+    "beta1": {"f_HR", "E"},
+    "beta2": {"f_LR"},
+    "adversarial": {"f_HR", "f_HF", "E", "f_LR", "f_Deg", "prior"},
+    "low_frequency": {"f_HR", "f_HF", "E", "f_LR", "f_Deg", "prior"},
+}
+
+
+@pytest.mark.parametrize("term", sorted(REACH))
+def test_gradient_flow_of_each_generator_term(setup, term):
+    model, discs, obj, hr, lr = setup
+    terms, _, _ = obj.generator_terms(hr, lr, iteration=0,
+                                      generator=torch.Generator().manual_seed(0))
+    assert set(terms) >= set(REACH)
+    model.zero_grad(set_to_none=True)
+    discs.zero_grad(set_to_none=True)
+    terms[term].backward()
+    reached = {name for name, params in parameter_groups(model).items()
+               if any(p.grad is not None and p.grad.abs().sum() > 0 for p in params)}
+    assert reached == REACH[term]
+    assert all(p.grad is None for p in discs.parameters()), "discriminators must stay frozen"
+
+
+def test_discriminator_terms_reach_only_discriminators(setup):
+    model, discs, obj, hr, lr = setup
+    _, _, cache = obj.generator_terms(hr, lr, 0, torch.Generator().manual_seed(0))
+    model.zero_grad(set_to_none=True)
+    d_terms = obj.discriminator_terms(cache, 0)
+    assert set(d_terms) == {"d_content", "d_hr", "d_lr"}
+    for name, sub in (("d_content", discs.content), ("d_hr", discs.hr), ("d_lr", discs.lr)):
+        discs.zero_grad(set_to_none=True)
+        d_terms = obj.discriminator_terms(cache, 0)
+        d_terms[name].backward()
+        assert all(p.grad is not None for p in sub.parameters())
+        others = [m for m in (discs.content, discs.hr, discs.lr) if m is not sub]
+        assert all(p.grad is None for m in others for p in m.parameters())
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_domain_terms_target_values(setup):
+    """Generator pushes D_c(HR content) to 0 and D_c(LR content) to 1 (swapped labels);
+    the discriminator the other way round. Checked with a constant discriminator output."""
+    model, discs, obj, hr, lr = setup
+
+    class Const(torch.nn.Module):
+        def __init__(self, value):
+            super().__init__()
+            self.value = value
+            self.w = torch.nn.Parameter(torch.zeros(()))
+
+        def forward(self, z):
+            return torch.full((z.shape[0], 1, 2, 2), self.value) + 0 * self.w
+
+    original = discs.content
+    try:
+        discs.content = Const(0.0)  # says "LR" to everything
+        terms, _, cache = obj.generator_terms(hr, lr, 10**9)
+        assert terms["domain"].item() == pytest.approx(0.5)  # 1/2*0 + 1/2*(0-1)^2
+        assert obj.discriminator_terms(cache, 10**9)["d_content"].item() == pytest.approx(0.5)
+        discs.content = Const(1.0)
+        terms, _, cache = obj.generator_terms(hr, lr, 10**9)
+        assert terms["domain"].item() == pytest.approx(0.5)
+    finally:
+        discs.content = original
+
+
+def test_stage_two_terms_only_after_n_pre(setup):
+    model, discs, _, hr, lr = setup
+    cfg = SDFlowLossConfig(n_pre=5, content_perceptual=0.0, perceptual=0.0, disc_base=8)
+    obj = SDFlowObjective(model, discs, cfg)
+    with torch.no_grad():
+        early, _, cache = obj.generator_terms(hr, lr, 4)
+        late, _, _ = obj.generator_terms(hr, lr, 5, torch.Generator().manual_seed(0))
+    assert "adversarial" not in early and "adversarial" in late
+    assert set(obj.discriminator_terms(cache, 4)) == {"d_content"}
+
+
+def test_scaling_content_does_not_lower_the_loss(setup, monkeypatch):
+    """Degeneracy guard (design notes §9.2): an HR flow that scales z_c by a gains
+    3hw log(a) of log-det (NLL_HR alone prefers it), but beta1 and the content loss must
+    make it a net loss."""
+    model, discs, obj, hr, lr = setup
+    a = 4.0
+    with torch.no_grad():
+        base_terms = obj.generator_terms(hr, lr, 10**9)[0]
+        original = model.hr_flow.encode_levels
+
+        def scaled_levels(x):
+            z, logdet = original(x)
+            z = torch.cat([a * z[:, :3], z[:, 3:]], dim=1)
+            return z, logdet + 3 * z.shape[2] * z.shape[3] * torch.log(torch.tensor(a))
+
+        monkeypatch.setattr(model.hr_flow, "encode_levels", scaled_levels)
+        scaled_terms = obj.generator_terms(hr, lr, 10**9)[0]
+    assert scaled_terms["nll_hr"] < base_terms["nll_hr"]  # the degenerate direction exists
+    assert obj.weighted_total(scaled_terms) > obj.weighted_total(base_terms)
+
+
+def test_perceptual_weight_requires_vgg(shared):
+    model = tiny_model(shared)
+    cfg = SDFlowLossConfig(content_perceptual=0.05)
+    with pytest.raises(ValueError, match="perceptual"):
+        SDFlowObjective(model, SDFlowDiscriminators(cfg), cfg, None)
+
+
+def test_perceptual_loss_with_local_vgg_weights(shared):
+    from sdflow.training.losses import PerceptualLoss
+
+    p = PerceptualLoss(weights_dir=str(shared / "weights"))
+    a = torch.rand(1, 3, 24, 24, requires_grad=True) * 2 - 1
+    assert p(a, a).item() == 0
+    b = torch.rand(1, 3, 24, 24) * 2 - 1
+    loss = p(a, b)
+    loss.backward()
+    assert loss > 0 and all(q.grad is None for q in p.parameters())
