@@ -17,6 +17,7 @@ class ModelSection:
     architecture: str = "sdflow"
     preset: str = "lite"  # an architecture preset (e.g. SDFlow "paper" / "lite")
     overrides: dict[str, Any] = field(default_factory=dict)  # fields of the model config
+    init: str = "random"  # initialisation scheme; SDFlow: random (authors') | haar
 
 
 @dataclass

@@ -4,7 +4,6 @@ model family. One entry per architecture in :data:`TASKS`."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol
 
 import torch
@@ -52,6 +51,7 @@ class SDFlowTask:
 
     def __init__(self, cfg: TrainConfig, device: torch.device):
         from sdflow.models import SDFlow, SDFlowConfig
+        from sdflow.models.init import apply_init
         from sdflow.training.losses import PerceptualLoss
         from sdflow.training.sdflow_objective import SDFlowDiscriminators, SDFlowObjective
         from sdflow.training.validation import try_lpips
@@ -60,7 +60,7 @@ class SDFlowTask:
             model_cfg = SDFlowConfig.preset(cfg.model.preset, **cfg.model.overrides)
         except TypeError as exc:
             raise ValueError(f"model.overrides: {exc}") from exc
-        self.model = SDFlow(model_cfg, seed=cfg.run.seed).to(device)
+        self.model = apply_init(SDFlow(model_cfg, seed=cfg.run.seed), cfg.model.init).to(device)
         self.generator = self.model
         self.discriminators = SDFlowDiscriminators(cfg.loss).to(device)
         perceptual = None
@@ -116,6 +116,3 @@ TASKS: dict[str, TaskSpec] = {"sdflow": _sdflow_spec()}
 def build_task(cfg: TrainConfig, device: torch.device) -> TrainingTask:
     return TASKS[cfg.model.architecture].build(cfg, device)
 
-
-def task_output_name(cfg: TrainConfig) -> Path:
-    return Path(f"{cfg.model.architecture}_{cfg.model.preset}.safetensors")
