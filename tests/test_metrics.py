@@ -7,6 +7,7 @@ import csv
 import numpy as np
 import pytest
 import torch
+from _evaldata import one_thread  # noqa: F401
 
 from sdflow.imageio import read_image
 from sdflow.metrics import (

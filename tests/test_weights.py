@@ -6,6 +6,7 @@ import shutil
 
 import pytest
 import torch
+from _evaldata import one_thread  # noqa: F401
 from safetensors.torch import load_file
 
 from sdflow.nets.backbones import (

@@ -7,9 +7,9 @@ import argparse
 import sys
 
 from sdflow import __version__
-from sdflow.cli import convert, info, selfcheck
+from sdflow.cli import convert, evaluate, info, selfcheck
 
-COMMANDS = (selfcheck, convert, info)
+COMMANDS = (selfcheck, convert, info, evaluate)
 
 
 def build_parser() -> argparse.ArgumentParser:
