@@ -161,3 +161,16 @@ def test_bicubic_on_realsr_val_matches_documented_figures(shared):
     assert mean["images"] == 20
     assert mean["psnr"] == pytest.approx(27.0037, abs=5e-5)
     assert mean["ssim"] == pytest.approx(0.77724, abs=5e-6)
+
+
+def test_non_finite_samples_are_dropped_and_counted():
+    from sdflow.errors import NonFiniteOutputError
+    from sdflow.evaluation.runner import _generate
+
+    def fake(x, tau, num_samples, generator):
+        out = torch.zeros(1, num_samples, 3, 8, 8)
+        out[0, 1, 0, 0, 0] = float("nan")
+        raise NonFiniteOutputError("nan", torch.tensor([False]), out)
+
+    images, bad = _generate(fake, torch.zeros(1, 3, 2, 2), 0.8, 3, torch.Generator())
+    assert bad == 1 and len(images) == 2 and images[0].shape == (8, 8, 3)

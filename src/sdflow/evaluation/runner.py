@@ -217,11 +217,11 @@ def _generate(fn: Callable[..., torch.Tensor], x: torch.Tensor, tau: float, n: i
     try:
         with torch.no_grad():
             out = fn(x, tau, num_samples=n, generator=gen)
-        mask = torch.ones(n, dtype=torch.bool)
     except NonFiniteOutputError as exc:
-        out, mask = exc.output, exc.finite_mask.reshape(-1).cpu()
-    samples = out.reshape(n, *out.shape[-3:])  # batch of one image
-    images = [tensor_to_image(samples[k]) for k in range(n) if bool(mask[k])]
+        out = exc.output
+    samples = out.reshape(n, *out.shape[-3:])  # a batch of one image
+    finite = torch.isfinite(samples.reshape(n, -1)).all(dim=1).cpu()
+    images = [tensor_to_image(samples[k]) for k in range(n) if bool(finite[k])]
     return images, int(n - len(images))
 
 
