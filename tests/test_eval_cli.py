@@ -174,3 +174,17 @@ def test_non_finite_samples_are_dropped_and_counted():
 
     images, bad = _generate(fake, torch.zeros(1, 3, 2, 2), 0.8, 3, torch.Generator())
     assert bad == 1 and len(images) == 2 and images[0].shape == (8, 8, 3)
+
+
+def test_summary_means_skip_nan_and_count_it():
+    from sdflow.evaluation import EvalResult
+
+    rows = [{"image": "a", "method": "bicubic", "tau": None, "samples": 1, "psnr": 30.0},
+            {"image": "a", "method": "m", "tau": 0.8, "samples": 2, "psnr": 20.0,
+             "nonfinite": 0},
+            {"image": "b", "method": "m", "tau": 0.8, "samples": 2, "psnr": float("nan"),
+             "nonfinite": 2}]
+    bicubic, model = EvalResult("sr", rows, {}).summary()
+    assert bicubic["psnr"] == 30.0 and bicubic["nonfinite"] is None
+    assert "missing" not in bicubic
+    assert model["psnr"] == 20.0 and model["nonfinite"] == 1.0 and model["missing"] == 1

@@ -62,9 +62,10 @@ class EvalResult:
         return [c for c in COLUMNS if c in present]
 
     def summary(self) -> list[dict[str, Any]]:
-        """Means over images for each (method, tau), in first-seen order. NaN values (a
-        metric that could not be computed for an image) are left out of a mean and
-        counted in ``missing``."""
+        """Means over images for each (method, tau), in first-seen order (None where a
+        metric does not apply). NaN values (a metric that could not be computed for an
+        image, e.g. all its samples were non-finite) are left out of a mean and counted in
+        ``missing``."""
         groups: dict[tuple[str, Any], list[dict[str, Any]]] = {}
         for row in self.rows:
             groups.setdefault((row["method"], row["tau"]), []).append(row)
@@ -74,9 +75,10 @@ class EvalResult:
                                      "samples": rows[0]["samples"], "images": len(rows)}
             missing = 0
             for col in self.columns:
-                values = [r[col] for r in rows if col in r and r[col] is not None]
-                finite = [v for v in values if not (isinstance(v, float) and math.isnan(v))]
-                missing = max(missing, len(rows) - len(finite))
+                values = [r[col] for r in rows if col in r]  # rows the metric applies to
+                finite = [v for v in values
+                          if v is not None and not (isinstance(v, float) and math.isnan(v))]
+                missing = max(missing, len(values) - len(finite))
                 entry[col] = float(np.mean(finite)) if finite else None
             if missing:
                 entry["missing"] = missing
