@@ -7,9 +7,9 @@ import argparse
 import sys
 
 from sdflow import __version__
-from sdflow.cli import convert, info, selfcheck, train
+from sdflow.cli import convert, evaluate, info, selfcheck, train
 
-COMMANDS = (selfcheck, convert, info, train)
+COMMANDS = (selfcheck, convert, info, train, evaluate)
 
 
 def build_parser() -> argparse.ArgumentParser:

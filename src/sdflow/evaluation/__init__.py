@@ -1,0 +1,40 @@
+"""Evaluation of SR and downscaling: the library behind ``sdflow eval`` (see
+docs/evaluation.md for the protocol)."""
+
+from sdflow.evaluation.data import DatasetError, Pair, list_images, pair_folders, read_rgb8
+from sdflow.evaluation.results import (
+    EvalResult,
+    Figure,
+    Panel,
+    format_table,
+    write_csv,
+    write_json,
+)
+from sdflow.evaluation.runner import (
+    EvalOptions,
+    evaluate_bicubic,
+    evaluate_ds,
+    evaluate_folders,
+    evaluate_sr,
+    image_seed,
+)
+
+__all__ = [
+    "DatasetError",
+    "EvalOptions",
+    "EvalResult",
+    "Figure",
+    "Pair",
+    "Panel",
+    "evaluate_bicubic",
+    "evaluate_ds",
+    "evaluate_folders",
+    "evaluate_sr",
+    "format_table",
+    "image_seed",
+    "list_images",
+    "pair_folders",
+    "read_rgb8",
+    "write_csv",
+    "write_json",
+]

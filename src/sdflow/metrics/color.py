@@ -1,0 +1,35 @@
+"""Colour conversion for metrics: RGB -> Y (luma) exactly as MATLAB ``rgb2ycbcr``.
+
+ITU-R BT.601 with studio swing: for R, G, B in [0, 1],
+``Y = 16 + 65.481 R + 128.553 G + 24.966 B``, so Y lies in [16, 235] (white 235, black 16).
+The result is kept in floating point (MATLAB's ``rgb2ycbcr(im2double(img)) * 255``, the
+way SR evaluation scripts compute it); it is not rounded to 8 bits.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+#: BT.601 studio-swing luma row of MATLAB's ``rgb2ycbcr`` matrix (for RGB in [0, 1]).
+Y_COEFFS = (65.481, 128.553, 24.966)
+Y_OFFSET = 16.0
+
+
+def rgb_to_y(rgb: Tensor | np.ndarray) -> Tensor:
+    """Y of RGB values on the 8-bit scale [0, 255].
+
+    ``rgb`` is a uint8 array ``H x W x 3`` or a tensor ``[..., 3, H, W]`` holding values on
+    [0, 255] (any dtype). Returns float64 ``[..., 1, H, W]`` (``[1, H, W]`` for an array)
+    with values in [16, 235].
+    """
+    if isinstance(rgb, np.ndarray):
+        if rgb.ndim != 3 or rgb.shape[2] != 3:
+            raise ValueError(f"expected an H x W x 3 RGB array, got shape {rgb.shape}")
+        rgb = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)
+    if rgb.ndim < 3 or rgb.shape[-3] != 3:
+        raise ValueError(f"expected RGB tensors [..., 3, H, W], got shape {tuple(rgb.shape)}")
+    x = rgb.to(torch.float64) / 255.0
+    w = torch.tensor(Y_COEFFS, dtype=torch.float64, device=x.device).view(3, 1, 1)
+    return (x * w).sum(dim=-3, keepdim=True) + Y_OFFSET
