@@ -4,8 +4,10 @@
 HR levels starts as the identity, except the first one after each squeeze, which starts as
 an orthonormal 2x2 Haar transform (block average first, details after). With the couplings
 at their identity init, z_c is then the 4x4 block mean of the image (ActNorm-normalised)
-and z_h its Haar details, so the model starts from "content = downscaled image" instead of
-a random channel mix. The authors' code uses random orthogonal 1x1s (``"random"``).
+and z_h its Haar details. The LR flow's 1x1s start as the identity, so z_LR starts as the
+(normalised) LR image itself. Both sides thus start in the same space, "content = a
+downscaled image", instead of two unrelated random channel mixes that the content loss
+would first have to align. The authors' code uses random orthogonal 1x1s (``"random"``).
 """
 
 from __future__ import annotations
@@ -52,7 +54,11 @@ def haar_matrix(in_channels: int) -> Tensor:
 
 @torch.no_grad()
 def haar_init_(model: SDFlow) -> SDFlow:
-    """Apply the Haar initialisation to ``model``'s HR flow (before the ActNorm data init)."""
+    """Apply the Haar initialisation to ``model``'s HR and LR flows (before the ActNorm
+    data init)."""
+    for module in model.lr_flow.modules():
+        if isinstance(module, InvertibleConv1x1):
+            set_invconv_weight_(module, torch.eye(module.channels))
     for level in model.hr_flow.levels:
         assert isinstance(level, FlowLevel)
         channels = level.transition_in[0].invconv.channels
