@@ -7,6 +7,8 @@ from typing import Any
 
 from torch import nn
 
+from sdflow.models.da_iccv21 import DA_PRESETS, DAICCV21, DAICCV21Config
+from sdflow.models.da_iccv21 import LABEL as DA_LABEL
 from sdflow.models.sdflow import SDFLOW_PRESETS, SDFlow, SDFlowConfig, bits_per_dim
 
 
@@ -18,6 +20,7 @@ class Architecture:
     config_cls: type
     model_cls: type[nn.Module]
     presets: dict[str, Any]
+    label: str = ""  # what users are told the architecture is
 
     def build(self, config: Any) -> nn.Module:
         return self.model_cls(config)
@@ -25,7 +28,9 @@ class Architecture:
 
 #: Every architecture a checkpoint may name (explicit, no import-time registration).
 ARCHITECTURES: dict[str, Architecture] = {
-    "sdflow": Architecture("sdflow", SDFlowConfig, SDFlow, SDFLOW_PRESETS),
+    "sdflow": Architecture("sdflow", SDFlowConfig, SDFlow, SDFLOW_PRESETS,
+                           "SDFlow (Sun & Chen, TPAMI 2024)"),
+    "da-iccv21": Architecture("da-iccv21", DAICCV21Config, DAICCV21, DA_PRESETS, DA_LABEL),
 }
 
 
@@ -38,6 +43,9 @@ def architecture_of(model: nn.Module) -> Architecture:
 
 __all__ = [
     "ARCHITECTURES",
+    "DAICCV21",
+    "DA_PRESETS",
+    "DAICCV21Config",
     "SDFLOW_PRESETS",
     "Architecture",
     "SDFlow",

@@ -233,6 +233,9 @@ def bits_per_dim(log_prob: Tensor, num_dims: int) -> Tensor:
 class SDFlow(nn.Module):
     """The SDFlow model. Inputs and outputs are images in [-1, 1], ``[B, 3, H, W]``."""
 
+    #: SR and downscaling draw samples at a temperature tau (deterministic models say False).
+    stochastic = True
+
     def __init__(self, config: SDFlowConfig | None = None, *, seed: int | None = 0):
         super().__init__()
         cfg = config or SDFlowConfig()
