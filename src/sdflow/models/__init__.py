@@ -8,7 +8,6 @@ from typing import Any
 from torch import nn
 
 from sdflow.models.da_iccv21 import DA_PRESETS, DAICCV21, DAICCV21Config
-from sdflow.models.da_iccv21 import LABEL as DA_LABEL
 from sdflow.models.sdflow import SDFLOW_PRESETS, SDFlow, SDFlowConfig, bits_per_dim
 
 
@@ -28,9 +27,9 @@ class Architecture:
 
 #: Every architecture a checkpoint may name (explicit, no import-time registration).
 ARCHITECTURES: dict[str, Architecture] = {
-    "sdflow": Architecture("sdflow", SDFlowConfig, SDFlow, SDFLOW_PRESETS,
-                           "SDFlow (Sun & Chen, TPAMI 2024)"),
-    "da-iccv21": Architecture("da-iccv21", DAICCV21Config, DAICCV21, DA_PRESETS, DA_LABEL),
+    "sdflow": Architecture("sdflow", SDFlowConfig, SDFlow, SDFLOW_PRESETS, SDFlow.label),
+    "da-iccv21": Architecture("da-iccv21", DAICCV21Config, DAICCV21, DA_PRESETS,
+                              DAICCV21.label),
 }
 
 

@@ -235,6 +235,7 @@ class SDFlow(nn.Module):
 
     #: SR and downscaling draw samples at a temperature tau (deterministic models say False).
     stochastic = True
+    label = "SDFlow (Sun & Chen, TPAMI 2024)"
 
     def __init__(self, config: SDFlowConfig | None = None, *, seed: int | None = 0):
         super().__init__()
