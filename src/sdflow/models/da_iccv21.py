@@ -19,13 +19,14 @@ All networks work at any input size (no crop-size-dependent layers). With LR ima
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, fields
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from sdflow.models.base import PresetConfig
 from sdflow.models.sdflow import _check_image, _finite_or_raise
 from sdflow.nets.rrdb import RRDB, scaled_xavier_
 
@@ -35,8 +36,10 @@ LABEL = ("da-iccv21: our re-implementation of Wang et al., 'Unsupervised Real-Wo
 
 
 @dataclass(frozen=True)
-class DAICCV21Config:
+class DAICCV21Config(PresetConfig):
     """Sizes of E, G_SR and G_t. ``preset("default")`` is the toolkit default (our choice)."""
+
+    _name = "da-iccv21"
 
     scale: int = 4  # power of two; G_SR upsamples by nearest x2 log2(scale) times
     image_channels: int = 3
@@ -58,27 +61,9 @@ class DAICCV21Config:
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 raise ValueError(f"{f.name} must be an integer >= {low}, got {value!r}")
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> DAICCV21Config:
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown DAICCV21Config keys: {sorted(unknown)}")
-        return cls(**data)
-
-    @classmethod
-    def preset(cls, name: str, **overrides: Any) -> DAICCV21Config:
-        if name not in DA_PRESETS:
-            raise ValueError(f"unknown da-iccv21 preset {name!r}; "
-                             f"choose from {sorted(DA_PRESETS)}")
-        return replace(DA_PRESETS[name], **overrides)
-
 
 DA_PRESETS: dict[str, DAICCV21Config] = {
-    # Toolkit default (docs/domain-adaptation-sr.md §A.4): E 8 residual blocks, ESRGAN-size
+    # Toolkit default (shared/docs/domain-adaptation-sr.md §A.4): E 8 residual blocks, ESRGAN-size
     # G_SR (23 RRDBs), G_t 6 residual blocks, all 64 wide.
     "default": DAICCV21Config(),
     # CPU-trainable: same structure, narrower and shallower.
@@ -88,6 +73,7 @@ DA_PRESETS: dict[str, DAICCV21Config] = {
     "tiny": DAICCV21Config(channels=8, encoder_blocks=1, sr_channels=8, sr_blocks=1,
                            sr_growth=4, lr_channels=8, lr_blocks=1),
 }
+DAICCV21Config._presets = DA_PRESETS
 
 
 def _conv(cin: int, cout: int) -> nn.Conv2d:
