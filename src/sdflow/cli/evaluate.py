@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -17,6 +18,7 @@ from sdflow.errors import SDFlowError
 from sdflow.evaluation import (
     EvalOptions,
     EvalResult,
+    default_taus,
     evaluate_bicubic,
     evaluate_ds,
     evaluate_folders,
@@ -83,8 +85,9 @@ def _data(p: argparse.ArgumentParser) -> None:
 
 def _sampling(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="an sdflow checkpoint (.safetensors)")
-    p.add_argument("--tau", type=_taus, default=[0.0, 0.8],
-                   help="comma-separated temperatures (default 0,0.8)")
+    p.add_argument("--tau", type=_taus, default=None,
+                   help="comma-separated temperatures (default 0,0.8; a deterministic "
+                   "model such as da-iccv21 takes 0 only, and that is its default)")
     p.add_argument("--samples", type=_positive, default=1,
                    help="samples per image and tau (SR at tau 0 is deterministic: one); "
                    "metrics are their mean, *_best the best of them (default 1)")
@@ -144,7 +147,7 @@ def _options(args: argparse.Namespace) -> EvalOptions:
     return EvalOptions(
         color=args.color, shave=args.shave,
         lpips_net=None if args.lpips == "none" else args.lpips, weights_dir=args.weights,
-        taus=getattr(args, "tau", [0.0]), samples=getattr(args, "samples", 1),
+        taus=getattr(args, "tau", None) or [0.0], samples=getattr(args, "samples", 1),
         seed=getattr(args, "seed", 0), device=args.device, limit=args.limit,
         crop=args.crop if args.report else None, save_dir=getattr(args, "save", None),
         progress=None if args.quiet else progress)
@@ -158,6 +161,8 @@ def _evaluate(args: argparse.Namespace, options: EvalOptions) -> EvalResult:
     if args.mode == "bicubic":
         return evaluate_bicubic(lr_dir, hr_dir, options, scale=args.scale)
     model = load(args.model, device=args.device)
+    if args.tau is None:  # the model's own default: deterministic models have tau 0 only
+        options = replace(options, taus=default_taus(model))
     if args.mode == "sr":
         return evaluate_sr(model, lr_dir, hr_dir, options)
     return evaluate_ds(model, hr_dir, lr_dir, options)

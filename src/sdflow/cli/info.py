@@ -30,6 +30,7 @@ def run(args: argparse.Namespace) -> int:
         "path": args.checkpoint,
         "sha256": file_sha256(args.checkpoint),
         "architecture": info.architecture,
+        "label": getattr(model, "label", ""),
         "parameters": sum(p.numel() for p in model.parameters()),
         "scale": info.scale,
         "sdflow_version": info.sdflow_version,

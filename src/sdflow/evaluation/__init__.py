@@ -12,11 +12,15 @@ from sdflow.evaluation.results import (
 )
 from sdflow.evaluation.runner import (
     EvalOptions,
+    check_can_downscale,
+    check_taus,
+    default_taus,
     evaluate_bicubic,
     evaluate_ds,
     evaluate_folders,
     evaluate_sr,
     image_seed,
+    is_stochastic,
 )
 
 __all__ = [
@@ -26,12 +30,16 @@ __all__ = [
     "Figure",
     "Pair",
     "Panel",
+    "check_can_downscale",
+    "check_taus",
+    "default_taus",
     "evaluate_bicubic",
     "evaluate_ds",
     "evaluate_folders",
     "evaluate_sr",
     "format_table",
     "image_seed",
+    "is_stochastic",
     "list_images",
     "pair_folders",
     "read_rgb8",

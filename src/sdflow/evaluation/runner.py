@@ -143,6 +143,8 @@ def _model_info(model: nn.Module) -> dict[str, Any]:
     path = getattr(model, "checkpoint_path", None)
     return {"path": path, "sha256": file_sha256(path) if path else None,
             "architecture": info.architecture if info else type(model).__name__,
+            "label": getattr(model, "label", None),
+            "stochastic": is_stochastic(model),
             "trained_on": info.trained_on if info else None,
             "parameters": sum(p.numel() for p in model.parameters())}
 
@@ -207,6 +209,33 @@ def _sample_panels(outputs: dict[float, list[np.ndarray]], box: tuple[int, int, 
                 label = f"τ={tau:g}" + (f" #{k + 1}" if len(outputs[tau]) > 1 else "")
                 panels.append(Panel(label, _nearest(_crop(img, box, factor), upscale)))
     return panels
+
+
+# ------------------------------------------------------------------ model capabilities
+def is_stochastic(model: nn.Module) -> bool:
+    """Whether the model samples at a temperature (SDFlow) or is deterministic
+    (``stochastic = False``, e.g. da-iccv21)."""
+    return bool(getattr(model, "stochastic", True))
+
+
+def default_taus(model: nn.Module) -> list[float]:
+    """The temperatures evaluated when none are given: 0 and 0.8, or 0 alone for a
+    deterministic model."""
+    return [0.0, 0.8] if is_stochastic(model) else [0.0]
+
+
+def check_taus(model: nn.Module, taus: Sequence[float]) -> None:
+    """A deterministic model has no temperature: any tau other than 0 is an error."""
+    if not is_stochastic(model) and any(float(t) != 0.0 for t in taus):
+        raise ValueError(f"{_method_name(model)} is deterministic (one output per image, no "
+                         f"temperature): tau {', '.join(f'{t:g}' for t in taus)} does not "
+                         "apply; leave --tau out or give --tau 0")
+
+
+def check_can_downscale(model: nn.Module) -> None:
+    if not callable(getattr(model, "downscale", None)):
+        raise ValueError(f"this model ({_method_name(model)}) cannot downscale: it has SR "
+                         "only; ds mode needs a model with a downscaling direction (SDFlow)")
 
 
 # ------------------------------------------------------------------ generation helpers
@@ -296,7 +325,8 @@ def evaluate_folders(pred_dir: str | os.PathLike, gt_dir: str | os.PathLike,
 def evaluate_sr(model: nn.Module, lr_dir: str | os.PathLike, hr_dir: str | os.PathLike,
                 options: EvalOptions) -> EvalResult:
     """A model's super-resolution of each LR versus its HR at every tau (the bicubic
-    baseline is scored alongside)."""
+    baseline is scored alongside). A deterministic model accepts tau 0 only."""
+    check_taus(model, options.taus)
     scale = int(model.scale)
     pairs = pair_folders(lr_dir, hr_dir, options.limit)
     scorer = _Scorer(options)
@@ -347,6 +377,8 @@ def evaluate_ds(model: nn.Module, hr_dir: str | os.PathLike, lr_dir: str | os.Pa
                 options: EvalOptions) -> EvalResult:
     """A model's downscaling of each HR versus the real LR at every tau, with degradation
     statistics of generated and real LR (the bicubic x1/scale baseline alongside)."""
+    check_can_downscale(model)
+    check_taus(model, options.taus)
     scale = int(model.scale)
     pairs = pair_folders(lr_dir, hr_dir, options.limit)
     scorer = _Scorer(options)

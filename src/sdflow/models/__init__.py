@@ -7,6 +7,7 @@ from typing import Any
 
 from torch import nn
 
+from sdflow.models.da_iccv21 import DA_PRESETS, DAICCV21, DAICCV21Config
 from sdflow.models.sdflow import SDFLOW_PRESETS, SDFlow, SDFlowConfig, bits_per_dim
 
 
@@ -18,6 +19,7 @@ class Architecture:
     config_cls: type
     model_cls: type[nn.Module]
     presets: dict[str, Any]
+    label: str = ""  # what users are told the architecture is
 
     def build(self, config: Any) -> nn.Module:
         return self.model_cls(config)
@@ -25,7 +27,9 @@ class Architecture:
 
 #: Every architecture a checkpoint may name (explicit, no import-time registration).
 ARCHITECTURES: dict[str, Architecture] = {
-    "sdflow": Architecture("sdflow", SDFlowConfig, SDFlow, SDFLOW_PRESETS),
+    "sdflow": Architecture("sdflow", SDFlowConfig, SDFlow, SDFLOW_PRESETS, SDFlow.label),
+    "da-iccv21": Architecture("da-iccv21", DAICCV21Config, DAICCV21, DA_PRESETS,
+                              DAICCV21.label),
 }
 
 
@@ -38,6 +42,9 @@ def architecture_of(model: nn.Module) -> Architecture:
 
 __all__ = [
     "ARCHITECTURES",
+    "DAICCV21",
+    "DA_PRESETS",
+    "DAICCV21Config",
     "SDFLOW_PRESETS",
     "Architecture",
     "SDFlow",

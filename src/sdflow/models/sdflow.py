@@ -15,8 +15,8 @@ from the mixture and inverts f_Deg and f_LR from the z_c of the HR image.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields, replace
-from typing import Any, NamedTuple
+from dataclasses import dataclass, fields
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -31,6 +31,7 @@ from sdflow.flows import (
     FlowLevel,
     data_init,
 )
+from sdflow.models.base import PresetConfig
 from sdflow.nets import ConditionNet, ContentExtractor
 
 #: Width of one 8-bit quantisation bin for images mapped to [-1, 1].
@@ -38,8 +39,10 @@ BIN_WIDTH = 2.0 / 255.0
 
 
 @dataclass(frozen=True)
-class SDFlowConfig:
+class SDFlowConfig(PresetConfig):
     """Every size of the SDFlow architecture. ``preset("paper")`` is the authors' model."""
+
+    _name = "SDFlow"
 
     scale: int = 4  # power of two; the HR flow has log2(scale) squeeze levels
     image_channels: int = 3
@@ -85,24 +88,6 @@ class SDFlowConfig:
         """Channels of the HF latent z_h: everything after the split except z_c."""
         return self.image_channels * (self.scale**2 - 1)
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> SDFlowConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown SDFlowConfig keys: {sorted(unknown)}")
-        return cls(**data)
-
-    @classmethod
-    def preset(cls, name: str, **overrides: Any) -> SDFlowConfig:
-        if name not in SDFLOW_PRESETS:
-            raise ValueError(f"unknown SDFlow preset {name!r}; "
-                             f"choose from {sorted(SDFLOW_PRESETS)}")
-        return replace(SDFLOW_PRESETS[name], **overrides)
-
 
 SDFLOW_PRESETS: dict[str, SDFlowConfig] = {
     # The authors' released architecture: 14,099,319 parameters.
@@ -124,6 +109,7 @@ SDFLOW_PRESETS: dict[str, SDFlowConfig] = {
         mixture_mode="image",
     ),
 }
+SDFlowConfig._presets = SDFLOW_PRESETS
 
 
 class HRFlow(Bijection):
@@ -232,6 +218,10 @@ def bits_per_dim(log_prob: Tensor, num_dims: int) -> Tensor:
 
 class SDFlow(nn.Module):
     """The SDFlow model. Inputs and outputs are images in [-1, 1], ``[B, 3, H, W]``."""
+
+    #: SR and downscaling draw samples at a temperature tau (deterministic models say False).
+    stochastic = True
+    label = "SDFlow (Sun & Chen, TPAMI 2024)"
 
     def __init__(self, config: SDFlowConfig | None = None, *, seed: int | None = 0):
         super().__init__()

@@ -9,7 +9,8 @@ from typing import Any
 
 from sdflow.config import ConfigError, apply_overrides, from_dict, load_yaml, merge, to_dict
 
-PRESETS = ("paper_x4", "cpu_x4", "smoke")
+PRESETS = ("paper_x4", "cpu_x4", "smoke", "da_default_x4", "da_usr_compat_x4", "da_cpu_x4",
+           "da_smoke")
 
 
 @dataclass

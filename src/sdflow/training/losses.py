@@ -79,8 +79,12 @@ class PerceptualLoss(nn.Module):
             p.requires_grad_(False)
 
     def forward(self, a: Tensor, b: Tensor) -> Tensor:
-        fa, fb = self.features(a), self.features(b)
-        return sum(F.l1_loss(x, y) for x, y in zip(fa, fb, strict=True))
+        return self.to_features(a, self.features(b))
+
+    def to_features(self, a: Tensor, target: list[Tensor]) -> Tensor:
+        """The loss of ``a`` against features computed once with :attr:`features` (e.g.
+        of a ground truth used by several terms)."""
+        return sum(F.l1_loss(x, y) for x, y in zip(self.features(a), target, strict=True))
 
 
 def nats_to_bits_per_dim(nll_per_dim: Tensor) -> Tensor:

@@ -39,6 +39,13 @@ class TrainingTask(Protocol):
                  ) -> tuple[dict[str, float], Any]:
         """(metrics, sample grid as HxWx3 uint8 or None) with ``model`` in eval mode."""
 
+    def inference_model(self, generator: nn.Module) -> nn.Module:
+        """The part of ``generator`` (or of its EMA copy) that is exported with
+        :func:`sdflow.save`: a registered architecture."""
+
+    #: Log keys the trainer prints in its progress line (when present).
+    progress_keys: tuple[str, ...]
+
 
 @dataclass(frozen=True)
 class TaskSpec:
@@ -46,44 +53,33 @@ class TaskSpec:
     build: Any  # (cfg: TrainConfig, device: torch.device) -> TrainingTask
 
 
-class SDFlowTask:
-    """SDFlow: model + D_c/D_HR/D_LR + optional VGG perceptual loss."""
+class ObjectiveTask:
+    """Plumbing shared by the tasks whose ``objective`` has ``generator_terms`` (unweighted),
+    ``weighted_total`` and ``discriminator_terms``: logging, the discriminator total and a
+    lazily built LPIPS for validation. Subclasses set ``generator``, ``discriminators``,
+    ``objective`` and call :meth:`_setup_validation`."""
 
-    def __init__(self, cfg: TrainConfig, device: torch.device):
-        from sdflow.models import SDFlow, SDFlowConfig
-        from sdflow.models.init import apply_init
-        from sdflow.training.losses import PerceptualLoss
-        from sdflow.training.sdflow_objective import SDFlowDiscriminators, SDFlowObjective
-        from sdflow.training.validation import try_lpips
+    objective: Any
 
-        try:
-            model_cfg = SDFlowConfig.preset(cfg.model.preset, **cfg.model.overrides)
-        except TypeError as exc:
-            raise ValueError(f"model.overrides: {exc}") from exc
-        self.model = apply_init(SDFlow(model_cfg, seed=cfg.run.seed), cfg.model.init).to(device)
-        self.generator = self.model
-        self.discriminators = SDFlowDiscriminators(cfg.loss).to(device)
-        perceptual = None
-        if cfg.loss.needs_perceptual:
-            perceptual = PerceptualLoss(cfg.loss.perceptual_layers,
-                                        cfg.run.weights_dir).to(device)
-        self.objective = SDFlowObjective(self.model, self.discriminators, cfg.loss, perceptual)
+    def _setup_validation(self, cfg: TrainConfig, device: torch.device) -> None:
         self._weights_dir = cfg.run.weights_dir
         self._device = device
         self._lpips = None
         self._lpips_tried = False
-        self._try_lpips = try_lpips
 
-    def initialize(self, batch: dict[str, Tensor]) -> None:
-        self.model.initialize_actnorm(batch["hr"], batch["lr"])
+    def _lpips_or_none(self):
+        from sdflow.training.validation import try_lpips
 
-    def generator_loss(self, batch, iteration, generator, batch_offset, global_batch):
-        terms, stats, cache = self.objective.generator_terms(
-            batch["hr"], batch["lr"], iteration, generator, batch_offset, global_batch)
-        total = self.objective.weighted_total(terms)
+        if not self._lpips_tried:
+            self._lpips = try_lpips(self._weights_dir, self._device)
+            self._lpips_tried = True
+        return self._lpips
+
+    def _total_and_logs(self, terms: dict[str, Tensor], stats: dict[str, float]
+                        ) -> tuple[Tensor, dict[str, float]]:
         logs = {k: float(v.detach()) for k, v in terms.items()}
         logs.update(stats)
-        return total, logs, cache
+        return self.objective.weighted_total(terms), logs
 
     def discriminator_loss(self, cache, iteration):
         terms = self.objective.discriminator_terms(cache, iteration)
@@ -92,16 +88,103 @@ class SDFlowTask:
         return sum(terms.values()), {k: float(v.detach()) for k, v in terms.items()}
 
     def after_generator_step(self) -> None:
+        """No constraints to project."""
+
+    def inference_model(self, generator: nn.Module) -> nn.Module:
+        return generator
+
+
+def _perceptual(cfg: TrainConfig, device: torch.device):
+    """The VGG16 perceptual loss when the loss config needs it, else None."""
+    from sdflow.training.losses import PerceptualLoss
+
+    if not cfg.loss.needs_perceptual:
+        return None
+    return PerceptualLoss(cfg.loss.perceptual_layers, cfg.run.weights_dir).to(device)
+
+
+def _model_config(config_cls: type, cfg: TrainConfig):
+    try:
+        return config_cls.preset(cfg.model.preset, **cfg.model.overrides)
+    except TypeError as exc:
+        raise ValueError(f"model.overrides: {exc}") from exc
+
+
+class SDFlowTask(ObjectiveTask):
+    """SDFlow: model + D_c/D_HR/D_LR + optional VGG perceptual loss."""
+
+    progress_keys = ("loss", "nll_hr", "nll_lr", "content", "domain", "adversarial",
+                     "low_frequency", "bpd_hr", "bpd_lr")
+
+    def __init__(self, cfg: TrainConfig, device: torch.device):
+        from sdflow.models import SDFlow, SDFlowConfig
+        from sdflow.models.init import apply_init
+        from sdflow.training.sdflow_objective import SDFlowDiscriminators, SDFlowObjective
+
+        model_cfg = _model_config(SDFlowConfig, cfg)
+        self.model = apply_init(SDFlow(model_cfg, seed=cfg.run.seed), cfg.model.init).to(device)
+        self.generator = self.model
+        self.discriminators = SDFlowDiscriminators(cfg.loss).to(device)
+        self.objective = SDFlowObjective(self.model, self.discriminators, cfg.loss,
+                                         _perceptual(cfg, device))
+        self._setup_validation(cfg, device)
+
+    def initialize(self, batch: dict[str, Tensor]) -> None:
+        self.model.initialize_actnorm(batch["hr"], batch["lr"])
+
+    def generator_loss(self, batch, iteration, generator, batch_offset, global_batch):
+        terms, stats, cache = self.objective.generator_terms(
+            batch["hr"], batch["lr"], iteration, generator, batch_offset, global_batch)
+        return (*self._total_and_logs(terms, stats), cache)
+
+    def after_generator_step(self) -> None:
         self.objective.after_generator_step()
 
     def validate(self, model, pairs, samples, seed):
         from sdflow.training.validation import validate_sdflow
 
-        if not self._lpips_tried:
-            self._lpips = self._try_lpips(self._weights_dir, self._device)
-            self._lpips_tried = True
-        res = validate_sdflow(model, pairs, samples=samples, seed=seed, lpips=self._lpips)
+        res = validate_sdflow(model, pairs, samples=samples, seed=seed,
+                              lpips=self._lpips_or_none())
         return res.metrics, res.grid
+
+
+class DATask(ObjectiveTask):
+    """da-iccv21 (our re-implementation of Wang et al., ICCV 2021): E + G_SR + G_t trained
+    together; D_f/D_t/D_HR; optional VGG16 perceptual loss. Only E + G_SR are exported."""
+
+    progress_keys = ("loss", "align", "rec", "res", "sty", "idt", "cyc", "d_f", "d_t", "d_hr")
+
+    def __init__(self, cfg: TrainConfig, device: torch.device):
+        from sdflow.models.da_iccv21 import DAICCV21Config, DAICCV21Generator
+        from sdflow.training.da_objective import DADiscriminators, DAObjective
+
+        if cfg.model.init != "random":
+            raise ValueError(f"model.init: da-iccv21 has only the 'random' initialisation, "
+                             f"got {cfg.model.init!r}")
+        model_cfg = _model_config(DAICCV21Config, cfg)
+        self.generator = DAICCV21Generator(model_cfg, seed=cfg.run.seed).to(device)
+        self.discriminators = DADiscriminators(cfg.loss, model_cfg.channels,
+                                               model_cfg.image_channels).to(device)
+        self.objective = DAObjective(self.generator, self.discriminators, cfg.loss,
+                                     _perceptual(cfg, device))
+        self._setup_validation(cfg, device)
+
+    def initialize(self, batch: dict[str, Tensor]) -> None:
+        """Nothing data-dependent to initialise."""
+
+    def generator_loss(self, batch, iteration, generator, batch_offset, global_batch):
+        terms, stats, cache = self.objective.generator_terms(batch["hr"], batch["lr"],
+                                                             iteration)
+        return (*self._total_and_logs(terms, stats), cache)
+
+    def validate(self, model, pairs, samples, seed):
+        from sdflow.training.validation import validate_da
+
+        res = validate_da(model, pairs, lpips=self._lpips_or_none())
+        return res.metrics, res.grid
+
+    def inference_model(self, generator: nn.Module) -> nn.Module:
+        return generator.sr_model
 
 
 def _sdflow_spec() -> TaskSpec:
@@ -110,7 +193,13 @@ def _sdflow_spec() -> TaskSpec:
     return TaskSpec(SDFlowLossConfig, SDFlowTask)
 
 
-TASKS: dict[str, TaskSpec] = {"sdflow": _sdflow_spec()}
+def _da_spec() -> TaskSpec:
+    from sdflow.training.da_objective import DALossConfig
+
+    return TaskSpec(DALossConfig, DATask)
+
+
+TASKS: dict[str, TaskSpec] = {"sdflow": _sdflow_spec(), "da-iccv21": _da_spec()}
 
 
 def build_task(cfg: TrainConfig, device: torch.device) -> TrainingTask:

@@ -202,13 +202,17 @@ class Trainer:
         return path
 
     def export(self, name: str = "model_ema.safetensors") -> Path | None:
-        """The EMA model in sdflow's checkpoint format (usable by ``sdflow.load``)."""
+        """The EMA model in sdflow's checkpoint format (usable by ``sdflow.load``); only the
+        part the task names with ``inference_model`` (e.g. E + G_SR of da-iccv21)."""
         if not self.ctx.is_main or self.ema is None:
             return None
         path = self.run_dir / name
         data = ", ".join(self.cfg.data.lr_dirs) + " (LR) / " + ", ".join(self.cfg.data.hr_dirs)
-        save_model(self.ema.shadow, path, trained_on=f"unpaired: {data} (HR)",
-                   notes=f"sdflow train, {self.iteration} iterations, EMA weights",
+        model = self.task.inference_model(self.ema.shadow)
+        label = getattr(model, "label", "")
+        save_model(model, path, trained_on=f"unpaired: {data} (HR)",
+                   notes=(f"{label}; " if label else "") +
+                   f"sdflow train, {self.iteration} iterations, EMA weights",
                    extra={"iterations": self.iteration, "train_config": self.cfg.to_dict()})
         return path
 
@@ -394,8 +398,7 @@ class Trainer:
     def _progress(self, record: dict[str, Any]) -> None:
         if not self.ctx.is_main:
             return
-        keys = ("loss", "nll_hr", "nll_lr", "content", "domain", "adversarial",
-                "low_frequency", "bpd_hr", "bpd_lr")
+        keys = getattr(self.task, "progress_keys", ("loss",))
         shown = " ".join(f"{k}={record[k]:.4g}" for k in keys if k in record)
         line = (f"it {self.iteration}/{self.cfg.run.iterations} {shown} "
                 f"{record['it_per_s']:.2f} it/s skipped={self.counters['skipped_g']}")

@@ -1,5 +1,6 @@
-"""Validation of an SDFlow model during training: SR and DS metrics on paired images, the
-bicubic baseline on the same crops, bits/dim, diversity, and a sample grid PNG."""
+"""Validation during training: SR (and DS) metrics on paired images next to the bicubic
+baseline on the same crops, and a sample grid PNG. ``validate_sdflow`` adds bits/dim and
+diversity; ``validate_da`` serves the deterministic da-iccv21 model."""
 
 from __future__ import annotations
 
@@ -99,18 +100,24 @@ def _grid_row(pair: PairedImage, bic: np.ndarray, sr: dict, ds: np.ndarray,
     top = [_nearest_up(pair.lr, s), bic, sr[0.0][0], *sr[0.8][:2], pair.hr]
     bottom = [pair.hr, _nearest_up(ds, s), *[_nearest_up(d, s) for d in ds_samples[:2]],
               _nearest_up(pair.lr, s)]
-    while len(bottom) < len(top):
-        bottom.append(np.full_like(pair.hr, 255))
-    sep = np.full((pair.hr.shape[0], 4, 3), 255, np.uint8)
+    return _strips([top, bottom])
 
-    def strip(tiles: list[np.ndarray]) -> np.ndarray:
+
+def _strips(rows: list[list[np.ndarray]]) -> np.ndarray:
+    """Rows of equally sized tiles, separated by 4 white pixels (short rows padded white);
+    each row is followed by a separator."""
+    width = max(len(r) for r in rows)
+    tile = rows[0][0]
+    sep = np.full((tile.shape[0], 4, 3), 255, np.uint8)
+    out = []
+    for tiles in rows:
+        tiles = tiles + [np.full_like(tile, 255)] * (width - len(tiles))
         parts = []
         for t in tiles:
             parts += [t, sep]
-        return np.concatenate(parts[:-1], axis=1)
-
-    hsep = np.full((4, strip(top).shape[1], 3), 255, np.uint8)
-    return np.concatenate([strip(top), hsep, strip(bottom), hsep], axis=0)
+        strip = np.concatenate(parts[:-1], axis=1)
+        out += [strip, np.full((4, strip.shape[1], 3), 255, np.uint8)]
+    return np.concatenate(out, axis=0)
 
 
 def save_grid(grid: np.ndarray, path: Path) -> None:
@@ -126,3 +133,48 @@ def try_lpips(weights_dir: str | None, device: torch.device) -> LPIPS | None:
     except WeightsNotFoundError as exc:
         log.warning("validation without LPIPS: %s", str(exc).splitlines()[0])
         return None
+
+
+@torch.no_grad()
+def validate_da(model: torch.nn.Module, pairs: list[PairedImage], *,
+                lpips: LPIPS | None = None, grid_images: int = 3) -> ValidationResult:
+    """da-iccv21 (our re-implementation): SR = G_SR(E(LR)) against HR next to bicubic x4
+    (PSNR/SSIM on Y, ``scale`` px shaved; LPIPS-alex on RGB), and the SR's LR-consistency.
+
+    When ``model`` is the training generator (it has G_t): ``x_st_psnr`` compares
+    x_{s->t} = G_t(E(bicubic x1/4 of HR)) with the real LR of the same scene (no shave),
+    next to ``ds_bicubic_psnr`` (the bicubic x1/4 itself), and ``x_tt_psnr`` how well
+    G_t(E(LR)) restores the real LR. Grid rows: LR | bicubic | SR | GT and
+    bicubic x1/4 | x_{s->t} | real LR | x_{t->t} (LR-size tiles shown nearest x scale).
+    """
+    sr_model = getattr(model, "sr_model", model)
+    lr_decoder = getattr(model, "lr_decoder", None)
+    device = next(sr_model.parameters()).device
+    s = sr_model.scale
+    rows: list[dict[str, float]] = []
+    grid_rows: list[list[np.ndarray]] = []
+    for idx, pair in enumerate(pairs):
+        lr_t = image_to_tensor(pair.lr).to(device)
+        r: dict[str, float] = {}
+        bic = imresize_uint8(pair.lr, scale=s)
+        for k, v in _fidelity(bic, pair.hr, s, lpips).items():
+            r[f"bicubic_{k}"] = v
+        sr = tensor_to_image(sr_model.sr(lr_t))
+        for k, v in _fidelity(sr, pair.hr, s, lpips).items():
+            r[f"sr_{k}"] = v
+        r["sr_lr_psnr"] = lr_psnr(sr, pair.lr, s)
+        if idx < grid_images:
+            grid_rows.append([_nearest_up(pair.lr, s), bic, sr, pair.hr])
+        if lr_decoder is not None:
+            bic_down = imresize_uint8(pair.hr, scale=1 / s)
+            x_st = tensor_to_image(lr_decoder(sr_model.encoder(
+                image_to_tensor(bic_down).to(device))))
+            x_tt = tensor_to_image(lr_decoder(sr_model.encoder(lr_t)))
+            r["x_st_psnr"] = psnr(x_st, pair.lr, shave=0, color="y")
+            r["ds_bicubic_psnr"] = psnr(bic_down, pair.lr, shave=0, color="y")
+            r["x_tt_psnr"] = psnr(x_tt, pair.lr, shave=0, color="y")
+            if idx < grid_images:
+                grid_rows.append([_nearest_up(im, s) for im in (bic_down, x_st, pair.lr, x_tt)])
+        rows.append(r)
+    metrics = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
+    return ValidationResult(metrics, _strips(grid_rows) if grid_rows else None)

@@ -1,0 +1,225 @@
+"""``da-iccv21``: **our re-implementation** of the domain-adaptation SR framework of Wang,
+Zhang, Yuan & Wang, "Unsupervised Real-World Super-Resolution: A Domain Adaptation
+Perspective" (ICCV 2021). No official code exists and the paper does not specify the
+networks; every size below is our choice (docs/domain-adaptation.md).
+
+All networks work at any input size (no crop-size-dependent layers). With LR images
+``[B, 3, h, w]`` in [-1, 1] and ``C = channels``::
+
+    E    : LR image -> feature f [B, C, h, w]   conv3x3 + residual blocks + conv, long skip
+    G_SR : f -> HR image [B, 3, s*h, s*w]        ESRGAN tail: conv, RRDB trunk, conv (skip),
+                                                  log2(s) x (nearest x2, conv, LReLU),
+                                                  conv, LReLU, conv
+    G_t  : f -> LR image [B, 3, h, w]            conv + residual blocks + conv (linear out)
+
+:class:`DAICCV21` (E + G_SR) is the inference model stored in checkpoints; training uses
+:class:`DAICCV21Generator`, which adds G_t.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from sdflow.models.base import PresetConfig
+from sdflow.models.sdflow import _check_image, _finite_or_raise
+from sdflow.nets.rrdb import RRDB, scaled_xavier_
+
+#: How the architecture is named everywhere users see it.
+LABEL = ("da-iccv21: our re-implementation of Wang et al., 'Unsupervised Real-World "
+         "Super-Resolution: A Domain Adaptation Perspective', ICCV 2021 (no official code)")
+
+
+@dataclass(frozen=True)
+class DAICCV21Config(PresetConfig):
+    """Sizes of E, G_SR and G_t. ``preset("default")`` is the toolkit default (our choice)."""
+
+    _name = "da-iccv21"
+
+    scale: int = 4  # power of two; G_SR upsamples by nearest x2 log2(scale) times
+    image_channels: int = 3
+    channels: int = 64  # width of E and of the feature f = E(x)
+    encoder_blocks: int = 8  # residual blocks in E
+    sr_channels: int = 64  # width of G_SR's trunk and upsampler
+    sr_blocks: int = 23  # RRDBs in G_SR (23 = ESRGAN)
+    sr_growth: int = 32  # RRDB growth channels
+    lr_channels: int = 64  # width of G_t
+    lr_blocks: int = 6  # residual blocks in G_t
+
+    def __post_init__(self) -> None:
+        levels = math.log2(self.scale) if self.scale > 0 else -1
+        if self.scale < 2 or levels != int(levels):
+            raise ValueError(f"scale must be a power of two >= 2, got {self.scale}")
+        for f in fields(self):
+            value = getattr(self, f.name)
+            low = 0 if f.name in ("encoder_blocks", "sr_blocks", "lr_blocks") else 1
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise ValueError(f"{f.name} must be an integer >= {low}, got {value!r}")
+
+
+DA_PRESETS: dict[str, DAICCV21Config] = {
+    # Toolkit default (shared/docs/domain-adaptation-sr.md §A.4): E 8 residual blocks, ESRGAN-size
+    # G_SR (23 RRDBs), G_t 6 residual blocks, all 64 wide.
+    "default": DAICCV21Config(),
+    # CPU-trainable: same structure, narrower and shallower.
+    "lite": DAICCV21Config(channels=32, encoder_blocks=4, sr_channels=32, sr_blocks=3,
+                           sr_growth=16, lr_channels=32, lr_blocks=3),
+    # Tests and smoke runs.
+    "tiny": DAICCV21Config(channels=8, encoder_blocks=1, sr_channels=8, sr_blocks=1,
+                           sr_growth=4, lr_channels=8, lr_blocks=1),
+}
+DAICCV21Config._presets = DA_PRESETS
+
+
+def _conv(cin: int, cout: int) -> nn.Conv2d:
+    return nn.Conv2d(cin, cout, 3, padding=1)  # zero padding: any size >= 1x1
+
+
+class ResBlock(nn.Module):
+    """``x + conv(LReLU(conv(x)))`` without normalisation (EDSR-style)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv1 = _conv(channels, channels)
+        self.conv2 = _conv(channels, channels)
+        self.act = nn.LeakyReLU(0.2)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.conv2(self.act(self.conv1(x)))
+
+
+class Encoder(nn.Module):
+    """E: LR image -> features at LR resolution (linear output)."""
+
+    def __init__(self, in_channels: int, channels: int, blocks: int):
+        super().__init__()
+        self.head = _conv(in_channels, channels)
+        self.body = nn.Sequential(*(ResBlock(channels) for _ in range(blocks)))
+        self.tail = _conv(channels, channels)
+        scaled_xavier_(self.body)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.head(x)
+        return self.tail(self.body(h)) + h
+
+
+class SRDecoder(nn.Module):
+    """G_SR: features -> HR image, the ESRGAN tail with a configurable RRDB trunk."""
+
+    def __init__(self, in_channels: int, out_channels: int, channels: int, blocks: int,
+                 growth: int, scale: int):
+        super().__init__()
+        self.conv_first = _conv(in_channels, channels)
+        self.trunk = nn.Sequential(*(RRDB(channels, growth) for _ in range(blocks)))
+        self.conv_trunk = _conv(channels, channels)
+        self.upconvs = nn.ModuleList(_conv(channels, channels)
+                                     for _ in range(int(math.log2(scale))))
+        self.conv_hr = _conv(channels, channels)
+        self.conv_last = _conv(channels, out_channels)
+        self.act = nn.LeakyReLU(0.2)
+        scaled_xavier_(self.trunk)
+
+    def forward(self, f: Tensor) -> Tensor:
+        h = self.conv_first(f)
+        h = h + self.conv_trunk(self.trunk(h))
+        for conv in self.upconvs:
+            h = self.act(conv(F.interpolate(h, scale_factor=2, mode="nearest")))
+        return self.conv_last(self.act(self.conv_hr(h)))
+
+
+class LRDecoder(nn.Module):
+    """G_t: features -> LR image in the target (real) domain's style (linear output)."""
+
+    def __init__(self, in_channels: int, out_channels: int, channels: int, blocks: int):
+        super().__init__()
+        self.head = _conv(in_channels, channels)
+        self.body = nn.Sequential(*(ResBlock(channels) for _ in range(blocks)))
+        self.act = nn.LeakyReLU(0.2)
+        self.tail = _conv(channels, out_channels)
+        scaled_xavier_(self.body)
+
+    def forward(self, f: Tensor) -> Tensor:
+        h = self.head(f)
+        return self.tail(self.act(self.body(h) + h))
+
+
+def _build(seed: int | None, fn):
+    """Run ``fn`` with the global RNG seeded by ``seed`` and restored afterwards."""
+    with torch.random.fork_rng(devices=[]):
+        if seed is not None:
+            torch.manual_seed(seed)
+        return fn()
+
+
+class DAICCV21(nn.Module):
+    """The inference model: ``sr(y) = G_SR(E(y))``. Deterministic.
+
+    ``stochastic = False`` tells callers (``sdflow eval``) that there is no temperature;
+    there is no ``downscale`` (G_t is a training device and is not part of the model)."""
+
+    stochastic = False
+    label = LABEL
+
+    def __init__(self, config: DAICCV21Config | None = None, *, seed: int | None = 0):
+        super().__init__()
+        cfg = config or DAICCV21Config()
+        self.config = cfg
+        self.scale = cfg.scale
+
+        def make():
+            return (Encoder(cfg.image_channels, cfg.channels, cfg.encoder_blocks),
+                    SRDecoder(cfg.channels, cfg.image_channels, cfg.sr_channels,
+                              cfg.sr_blocks, cfg.sr_growth, cfg.scale))
+
+        self.encoder, self.sr_decoder = _build(seed, make)
+
+    def forward(self, y: Tensor) -> Tensor:
+        return self.sr_decoder(self.encoder(y))
+
+    def sr(self, y: Tensor, tau: float | None = None, num_samples: int = 1,
+           generator: torch.Generator | None = None, seed: int | None = None,
+           **unused: Any) -> Tensor:
+        """Super-resolve ``y`` ``[B, 3, h, w]`` in [-1, 1] (any size) to ``[B, 3, s*h, s*w]``.
+
+        The model is deterministic: ``tau`` must be None or 0 and ``num_samples`` 1;
+        ``generator``/``seed`` (and other sampling options) are accepted and ignored so the
+        call matches SDFlow's. Raises NonFiniteOutputError if an output is not finite.
+        """
+        if tau is not None and float(tau) != 0.0:
+            raise ValueError(f"da-iccv21 is deterministic: it has no temperature, so "
+                             f"tau={tau:g} does not apply (use tau=0 or leave it out)")
+        if num_samples != 1:
+            raise ValueError(f"da-iccv21 is deterministic: num_samples must be 1, "
+                             f"got {num_samples}")
+        _check_image(y, "LR image")
+        return _finite_or_raise(self(y), "super-resolution")
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+class DAICCV21Generator(nn.Module):
+    """Everything the generator step trains: ``sr_model`` (E + G_SR, exported) and
+    ``lr_decoder`` (G_t, used only in training)."""
+
+    def __init__(self, config: DAICCV21Config | None = None, *, seed: int | None = 0):
+        super().__init__()
+        cfg = config or DAICCV21Config()
+        self.config = cfg
+        self.scale = cfg.scale
+        self.sr_model = DAICCV21(cfg, seed=seed)
+        self.lr_decoder = _build(None if seed is None else seed + 1, lambda: LRDecoder(
+            cfg.channels, cfg.image_channels, cfg.lr_channels, cfg.lr_blocks))
+
+    @property
+    def encoder(self) -> Encoder:
+        return self.sr_model.encoder
+
+    @property
+    def sr_decoder(self) -> SRDecoder:
+        return self.sr_model.sr_decoder
