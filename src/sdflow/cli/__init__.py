@@ -7,9 +7,9 @@ import argparse
 import sys
 
 from sdflow import __version__
-from sdflow.cli import convert, info, selfcheck
+from sdflow.cli import convert, downscale, info, selfcheck, sr
 
-COMMANDS = (selfcheck, convert, info)
+COMMANDS = (sr, downscale, selfcheck, convert, info)
 
 
 def build_parser() -> argparse.ArgumentParser:
