@@ -255,3 +255,22 @@ def test_progress_bar_only_on_a_terminal():
     out = tty.getvalue()
     assert "[########................] 1/3 a.png" in out and "note\n" in out
     assert out.endswith("\r\033[K")
+
+
+def test_formats_without_alpha_or_16_bits_say_what_they_dropped(shared, ckpt, tmp_path,
+                                                                 capsys):
+    rgb = real_pixels(shared, 8, 8)
+    Image.fromarray(np.dstack([rgb, np.full((8, 8), 128, np.uint8)])).save(tmp_path / "a.png")
+    from sdflow.imageio import write_image
+
+    write_image(tmp_path / "d.png", rgb.astype(np.uint16) * 257)
+    assert main(["sr", str(tmp_path / "a.png"), str(tmp_path / "d.png"), "-o",
+                 str(tmp_path / "o"), "--model", str(ckpt), "--format", "jpg"]) == 0
+    err = capsys.readouterr().err
+    assert "alpha dropped" in err and "rounded to 8 bits" in err
+    assert Image.open(tmp_path / "o" / "a_sr_t0.80_s0.jpg").mode == "RGB"
+    assert read_image(tmp_path / "o" / "d_sr_t0.80_s0.jpg").bit_depth == 8
+    assert main(["sr", str(tmp_path / "d.png"), "-o", str(tmp_path / "t"), "--model",
+                 str(ckpt), "--format", "tiff"]) == 0
+    assert read_image(tmp_path / "t" / "d_sr_t0.80_s0.tif").bit_depth == 16
+    assert read_metadata(tmp_path / "t" / "d_sr_t0.80_s0.tif")["bit_depth"] == "16"

@@ -170,3 +170,22 @@ def test_is_oom_recognises_allocation_failures():
     assert tiling.is_oom(RuntimeError("DefaultCPUAllocator: can't allocate memory"))
     assert tiling.is_oom(MemoryError())
     assert not tiling.is_oom(RuntimeError("shape mismatch"))
+
+
+def test_tiled_tensor_functions_handle_batches(shared):
+    from inference_helpers import fast_model
+
+    m = fast_model(shared)
+    y = torch.stack([image_to_tensor(real_pixels(shared, 20, 18, top=t))[0] for t in (0, 40)])
+    with torch.no_grad():
+        ref = m.sr(y, 0.6, num_samples=2, generator=torch.Generator().manual_seed(0))
+        out = tiling.tiled_sr(m, y, 0.6, num_samples=2, tile=8,
+                              generator=torch.Generator().manual_seed(0))
+        hr = torch.nn.functional.interpolate(y, scale_factor=4)
+        dref = m.downscale(hr, 0.6, generator=torch.Generator().manual_seed(0))
+        dout = tiling.tiled_downscale(m, hr, 0.6, tile=32,
+                                      generator=torch.Generator().manual_seed(0))
+    assert out.shape == ref.shape == (2, 2, 3, 80, 72)
+    assert (out - ref).abs().max().item() <= LEVEL / 2
+    assert dout.shape == dref.shape == (2, 3, 20, 18)
+    assert (dout - dref).abs().max().item() <= LEVEL / 2

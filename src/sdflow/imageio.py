@@ -37,7 +37,7 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 OUTPUT_FORMATS = {"png": ".png", "jpg": ".jpg", "webp": ".webp", "tiff": ".tif", "bmp": ".bmp"}
 #: Formats that store 16 bits per channel / an alpha channel / text metadata.
 SIXTEEN_BIT_FORMATS = ("png", "tiff")
-ALPHA_FORMATS = ("png", "webp", "tiff", "bmp")
+ALPHA_FORMATS = ("png", "webp", "tiff")
 TEXT_FORMATS = ("png",)
 
 GRAY_MODES = ("1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L")
@@ -459,7 +459,7 @@ def write_image(path: str | os.PathLike, arr: np.ndarray, *, overwrite: bool = F
     img = Image.fromarray(a)
     params: dict = {"format": {"png": "PNG", "jpg": "JPEG", "webp": "WEBP", "tiff": "TIFF",
                                "bmp": "BMP"}[fmt]}
-    if fmt in ("webp", "bmp") and img.mode == "LA":
+    if fmt == "webp" and img.mode == "LA":
         img = img.convert("RGBA")
     if fmt == "png" and pnginfo:
         from PIL import PngImagePlugin
