@@ -101,8 +101,12 @@ class GaussianMixturePrior(nn.Module):
             return torch.softmax(lp.sum(dim=1), dim=1)
         return torch.softmax(lp, dim=2).mean(dim=1)
 
-    def _components(self, shape: tuple[int, ...], component, generator, device) -> Tensor:
-        """Component index per image ``[B, 1, ...]`` or per element (``element`` mode)."""
+    def draw_components(self, shape: tuple[int, ...], component=None,
+                        generator: torch.Generator | None = None, device=None) -> Tensor:
+        """Component indices for a latent of ``shape``: ``[B, 1, ...]`` (one per image) or
+        ``shape`` (one per element, ``element`` mode). ``component`` (an int or one per
+        image) fixes them; otherwise they are drawn from ``generator``."""
+        device = device if device is not None else self.means.device
         k = self.num_components
         b = shape[0]
         if component is not None:
@@ -127,14 +131,24 @@ class GaussianMixturePrior(nn.Module):
         fixes k; otherwise k is drawn per image or per element according to ``mode``.
         ``eps`` (of ``shape``) replaces the drawn standard-normal noise."""
         device = device if device is not None else self.means.device
-        comp = self._components(shape, component, generator, device)
-        mu = self.means.to(dtype)[comp].expand(shape)
-        if tau <= 0:
-            return mu.clone()
-        sigma = torch.exp(self.effective_log_stds()).to(dtype)[comp].expand(shape)
-        if eps is None:
+        comp = self.draw_components(shape, component, generator, device)
+        if tau > 0 and eps is None:
             eps = randn(shape, generator=generator, device=device, dtype=dtype,
                         truncate=truncate)
-        elif eps.shape != torch.Size(shape):
+        return self.latent(comp, shape, tau, eps, dtype)
+
+    def latent(self, comp: Tensor, shape: tuple[int, ...], tau: float,
+               eps: Tensor | None = None, dtype: torch.dtype = torch.float32) -> Tensor:
+        """``mu_k + sigma_k * tau * eps`` for component indices ``comp`` (broadcastable to
+        ``shape``, e.g. from :meth:`draw_components` or a crop of them); ``eps`` may be None
+        when ``tau <= 0``."""
+        comp = comp.to(self.means.device).expand(shape)
+        mu = self.means.to(dtype)[comp]
+        if tau <= 0:
+            return mu
+        if eps is None:
+            raise ValueError("eps is needed when tau > 0")
+        if eps.shape != torch.Size(shape):
             raise ValueError(f"eps must have shape {shape}, got {tuple(eps.shape)}")
-        return mu + sigma * tau * eps
+        sigma = torch.exp(self.effective_log_stds()).to(dtype)[comp]
+        return mu + sigma * tau * eps.to(mu)

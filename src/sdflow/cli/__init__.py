@@ -7,9 +7,9 @@ import argparse
 import sys
 
 from sdflow import __version__
-from sdflow.cli import convert, evaluate, info, selfcheck, train
+from sdflow.cli import convert, downscale, evaluate, info, selfcheck, sr, train
 
-COMMANDS = (selfcheck, convert, info, train, evaluate)
+COMMANDS = (sr, downscale, train, evaluate, selfcheck, convert, info)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -37,6 +37,12 @@ from sdflow.nets import ConditionNet, ContentExtractor
 #: Width of one 8-bit quantisation bin for images mapped to [-1, 1].
 BIN_WIDTH = 2.0 / 255.0
 
+#: Default temperatures. SR: 0.8, the paper's setting. Downscaling: 0.8 too, the default of
+#: the authors' downscaling script (their DS figure does not state it); with a random
+#: mixture component per image. See docs/inference.md.
+SR_DEFAULT_TAU = 0.8
+DS_DEFAULT_TAU = 0.8
+
 
 @dataclass(frozen=True)
 class SDFlowConfig(PresetConfig):
@@ -210,6 +216,18 @@ def _finite_or_raise(out: Tensor, what: str) -> Tensor:
     return out
 
 
+def _generator_from_seed(seed: int | None,
+                         generator: torch.Generator | None) -> torch.Generator | None:
+    """``seed`` -> a CPU ``torch.Generator`` seeded with it; both together is an error."""
+    if seed is None:
+        return generator
+    if generator is not None:
+        raise ValueError("pass either seed= or generator=, not both")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    return torch.Generator().manual_seed(seed)
+
+
 def bits_per_dim(log_prob: Tensor, num_dims: int) -> Tensor:
     """Bits per dimension of 8-bit data from the continuous log-density of dequantised
     images in [-1, 1]: ``-(log p + D log(2/255)) / (D ln 2)``."""
@@ -335,21 +353,69 @@ class SDFlow(nn.Module):
         return y
 
     # ------------------------------------------------------------------ generation
-    def sr(self, y: Tensor, tau: float, num_samples: int = 1,
+    # The two directions are split into a "condition" part (everything that depends only
+    # on the input image; the costly RRDB features) and a "decode" part (one per sample).
+    # ``sr``/``downscale`` and the tiled image pipeline (sdflow.inference) share them.
+    def sr_condition(self, y: Tensor) -> tuple[Tensor, Tensor]:
+        """``y -> (z_c, u)``: the content latent E(y) and the HF flow's condition features."""
+        z_c = self.content_extractor(y)
+        return z_c, self.hr_flow.hf.cond_net(z_c)
+
+    def sr_decode(self, z_c: Tensor, features: Tensor, z_hf: Tensor) -> Tensor:
+        """``(z_c, u, z_h') -> x``: invert the HF flow and f_HR; ``z_h' = tau * eps``."""
+        z_h, _ = self.hr_flow.hf.inverse_features(z_hf, features)
+        return self.hr_flow.decode_levels(torch.cat([z_c, z_h], dim=1))
+
+    def ds_condition(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """HR ``x`` (sides multiples of :attr:`ds_multiple`) ``-> (z_c, u)``: the content
+        latent of f_HR and the degradation flow's condition features."""
+        z_c = self.content_from_hr(x)
+        return z_c, self.deg_flow.cond_net(z_c)
+
+    def ds_latent_shape(self, hr_height: int, hr_width: int, batch: int = 1
+                        ) -> tuple[int, int, int, int]:
+        """Shape of z_d' for an HR image whose sides are multiples of :attr:`ds_multiple`."""
+        c = self.config.image_channels
+        m = self.ds_multiple
+        return (batch, 4 * c, hr_height // m, hr_width // m)
+
+    def ds_decode(self, z_c: Tensor, features: Tensor, z_deg: Tensor) -> Tensor:
+        """``(z_c, u, z_d') -> y``: invert the degradation flow and f_LR."""
+        z_d, _ = self.deg_flow.inverse_features(z_deg, features)
+        y, _ = self.lr_flow.inverse(z_c + z_d)
+        return y
+
+    def sr(self, y, tau: float = SR_DEFAULT_TAU, num_samples: int = 1,
            generator: torch.Generator | None = None, noise: Tensor | None = None,
-           truncate: float | None = None) -> Tensor:
+           truncate: float | None = None, *, seed: int | None = None, **image_options):
         """Super-resolve LR images ``y`` ``[B, 3, h, w]`` (any size >= 2x2).
 
         ``z_h' = tau * eps``; ``tau = 0`` is deterministic. Returns ``[B, 3, s*h, s*w]`` for
         one sample, ``[B, N, 3, s*h, s*w]`` for ``num_samples = N > 1``. ``noise`` gives eps
         explicitly (``[B, 45, h, w]`` or ``[B, N, 45, h, w]``) instead of drawing it from
-        ``generator``. Raises :class:`NonFiniteOutputError` if a sample is not finite.
+        ``generator`` (or from ``seed``: a CPU generator seeded with it). Raises
+        :class:`NonFiniteOutputError` if a sample is not finite.
+
+        ``y`` may also be an image (a PIL image or a uint8/uint16 numpy array ``H x W
+        (x C)``): it then runs through the tiled image pipeline of the ``sdflow sr`` command
+        (:func:`sdflow.inference.super_resolve`; extra keywords ``tile``, ``tile_overlap``,
+        ``max_memory``) and returns the same kind of image, or a list for N > 1.
         """
+        generator = _generator_from_seed(seed, generator)
+        if not isinstance(y, Tensor):
+            from sdflow.inference import super_resolve
+
+            if noise is not None:
+                raise ValueError("noise= is for tensors; images take seed= or generator=")
+            return super_resolve(self, y, tau=tau, num_samples=num_samples,
+                                 generator=generator, truncate=truncate, **image_options)
+        if image_options:
+            raise TypeError(f"{sorted(image_options)} apply to images only; for tiled "
+                            "tensors use sdflow.inference.tiled_sr")
         self._check_lr(y, even=False)
         if num_samples < 1:
             raise ValueError(f"num_samples must be >= 1, got {num_samples}")
-        z_c = self.content_extractor(y)
-        features = self.hr_flow.hf.cond_net(z_c)
+        z_c, features = self.sr_condition(y)
         b, _, h, w = z_c.shape
         shape = (b, self.config.hf_channels, h, w)
         if noise is not None and noise.ndim == 4:
@@ -361,23 +427,39 @@ class SDFlow(nn.Module):
             else:
                 eps = self.hf_prior.sample(shape, tau, generator=generator, device=z_c.device,
                                            dtype=z_c.dtype, truncate=truncate)
-            z_hf, _ = self.hr_flow.hf.inverse_features(eps, features)
-            outs.append(self.hr_flow.decode_levels(torch.cat([z_c, z_hf], dim=1)))
+            outs.append(self.sr_decode(z_c, features, eps))
         out = torch.stack(outs, dim=1)
         _finite_or_raise(out, "super-resolution")
         return out[:, 0] if num_samples == 1 else out
 
-    def downscale(self, x: Tensor, tau: float, num_samples: int = 1, component=None,
+    def downscale(self, x, tau: float = DS_DEFAULT_TAU, num_samples: int = 1, component=None,
                   generator: torch.Generator | None = None, noise: Tensor | None = None,
-                  truncate: float | None = None) -> Tensor:
+                  truncate: float | None = None, *, seed: int | None = None,
+                  **image_options):
         """Downscale HR images ``x`` ``[B, 3, H, W]`` of any size to realistic LR images
         ``[B, 3, ceil(H/s), ceil(W/s)]`` (``[B, N, ...]`` for N > 1 samples).
 
         The HR image is reflect-padded to a multiple of ``2 s`` and the result cropped back.
         ``component`` fixes the mixture component (an int or one per image); otherwise it is
         drawn as the mixture mode says. With ``noise`` (``[B, 4*3, H'/(2s), W'/(2s)]`` of the
-        padded size, or with a sample dim) eps is given instead of drawn.
+        padded size, or with a sample dim) eps is given instead of drawn; ``seed`` gives a
+        CPU generator seeded with it.
+
+        ``x`` may also be an image (PIL or uint8/uint16 numpy array): see :meth:`sr` and
+        :func:`sdflow.inference.downscale_image`.
         """
+        generator = _generator_from_seed(seed, generator)
+        if not isinstance(x, Tensor):
+            from sdflow.inference import downscale_image
+
+            if noise is not None:
+                raise ValueError("noise= is for tensors; images take seed= or generator=")
+            return downscale_image(self, x, tau=tau, num_samples=num_samples,
+                                   component=component, generator=generator,
+                                   truncate=truncate, **image_options)
+        if image_options:
+            raise TypeError(f"{sorted(image_options)} apply to images only; for tiled "
+                            "tensors use sdflow.inference.tiled_downscale")
         _check_image(x, "HR image")
         if num_samples < 1:
             raise ValueError(f"num_samples must be >= 1, got {num_samples}")
@@ -385,10 +467,8 @@ class SDFlow(nn.Module):
         h, w = x.shape[2:]
         out_h, out_w = -(-h // s), -(-w // s)
         xp = pad_to_multiple(x, self.ds_multiple, minimum=2 * self.ds_multiple)
-        z_c = self.content_from_hr(xp)
-        features = self.deg_flow.cond_net(z_c)
-        b, c, zh, zw = z_c.shape
-        shape = (b, 4 * c, zh // 2, zw // 2)
+        z_c, features = self.ds_condition(xp)
+        shape = self.ds_latent_shape(*xp.shape[2:], batch=x.shape[0])
         if noise is not None and noise.ndim == 4:
             noise = noise.unsqueeze(1)
         outs = []
@@ -397,9 +477,7 @@ class SDFlow(nn.Module):
                 shape, tau, component=component, generator=generator, device=z_c.device,
                 dtype=z_c.dtype, truncate=truncate,
                 eps=None if noise is None else noise[:, i].to(z_c))
-            z_d, _ = self.deg_flow.inverse_features(z_deg, features)
-            y, _ = self.lr_flow.inverse(z_c + z_d)
-            outs.append(y[:, :, :out_h, :out_w])
+            outs.append(self.ds_decode(z_c, features, z_deg)[:, :, :out_h, :out_w])
         out = torch.stack(outs, dim=1)
         _finite_or_raise(out, "downscaling")
         return out[:, 0] if num_samples == 1 else out

@@ -1,0 +1,451 @@
+"""The batch runner behind ``sdflow sr`` and ``sdflow downscale``: inputs (files, folders,
+globs) -> planned output names -> per-image processing with one-line errors, atomic
+writes, metadata, progress and a summary. The CLI modules only parse arguments.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import secrets
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+import torch
+
+from sdflow import __version__
+from sdflow.errors import SDFlowError
+from sdflow.imageio import (
+    DEFAULT_MAX_PIXELS,
+    IMAGE_EXTENSIONS,
+    OUTPUT_FORMATS,
+    SIXTEEN_BIT_FORMATS,
+    TEXT_FORMATS,
+    ImageReadError,
+    read_image,
+    write_bytes,
+    write_image,
+)
+from sdflow.inference import uncertainty
+from sdflow.inference.pipeline import process
+from sdflow.inference.progress import Progress
+
+TASK_NAMES = {"sr": "sr", "ds": "downscale"}
+META_PREFIX = "sdflow:"
+
+
+@dataclass
+class Options:
+    task: str  # "sr" or "ds"
+    tau: float
+    samples: int = 1
+    seed: int | None = None
+    component: int | None = None
+    tile: int | None = None
+    tile_overlap: int | None = None
+    max_memory: str | None = None
+    format: str = "png"
+    quality: int = 95
+    overwrite: bool = False
+    dry_run: bool = False
+    uncertainty: bool = False
+    uncertainty_max: float | None = None
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    recursive: bool = False
+
+
+@dataclass
+class ModelIdentity:
+    name: str
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Job:
+    source: Path
+    rel: Path  # relative path of the source below its input root (name kept)
+
+
+@dataclass
+class Summary:
+    done: int = 0
+    skipped: int = 0
+    failed: int = 0
+    seconds: float = 0.0
+    hr_megapixels: float = 0.0
+    messages: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.failed else 0
+
+    def line(self, verb: str) -> str:
+        rate = (f", {self.seconds / self.hr_megapixels:.2f} s per HR megapixel"
+                if self.hr_megapixels > 0 else "")
+        return (f"sdflow {verb}: {self.done} done, {self.skipped} skipped, {self.failed} "
+                f"failed in {self.seconds:.1f} s{rate}")
+
+
+# ---------------------------------------------------------------------------- inputs
+def _is_image(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
+
+
+def _inside(path: Path, folder: Path | None) -> bool:
+    if folder is None:
+        return False
+    try:
+        path.resolve().relative_to(folder.resolve())
+        return True
+    except ValueError:
+        return False
+
+
+def collect_inputs(inputs: list[str], recursive: bool = False, exclude: Path | None = None
+                   ) -> tuple[list[Job], list[str]]:
+    """Expand files, folders (``recursive``: with subfolders) and glob patterns into jobs.
+    Folder and glob results keep their path below the folder / the pattern's fixed
+    prefix; files below ``exclude`` (the output folder) and hidden files are left out.
+    Returns the jobs and one error line per input that matched nothing."""
+    jobs: list[Job] = []
+    errors: list[str] = []
+    seen: set[Path] = set()
+
+    def add(path: Path, rel: Path) -> None:
+        key = path.resolve()
+        if key not in seen:
+            seen.add(key)
+            jobs.append(Job(path, rel))
+
+    for text in inputs:
+        path = Path(text)
+        if path.is_file():
+            add(path, Path(path.name))
+        elif path.is_dir():
+            found = path.rglob("*") if recursive else path.glob("*")
+            files = sorted(p for p in found if p.is_file() and _is_image(p)
+                           and not _inside(p, exclude)
+                           and not any(part.startswith(".") for part in
+                                       p.relative_to(path).parts))
+            if not files:
+                errors.append(f"{path}: no images in this folder"
+                              + ("" if recursive else " (use --recursive for subfolders)"))
+            for p in files:
+                add(p, p.relative_to(path))
+        elif glob.has_magic(text):
+            base = Path(*[p for p in Path(text).parts[: _magic_index(text)]]) \
+                if _magic_index(text) else Path(".")
+            files = sorted(Path(p) for p in glob.glob(text, recursive=True))
+            files = [p for p in files if p.is_file() and _is_image(p)
+                     and not _inside(p, exclude)]
+            if not files:
+                errors.append(f"{text}: the pattern matches no images")
+            for p in files:
+                try:
+                    rel = p.relative_to(base)
+                except ValueError:
+                    rel = Path(p.name)
+                add(p, rel)
+        else:
+            errors.append(f"{text}: no such file or folder")
+    return jobs, errors
+
+
+def _magic_index(pattern: str) -> int:
+    parts = Path(pattern).parts
+    for i, part in enumerate(parts):
+        if glob.has_magic(part):
+            return i
+    return len(parts)
+
+
+# ---------------------------------------------------------------------------- naming
+def _tau_tag(tau: float) -> str:
+    return f"t{tau:.2f}"
+
+
+def output_names(rel: Path, task: str, tau: float, components: list, fmt: str
+                 ) -> list[Path]:
+    """Relative output paths of one image's samples: ``photo_sr_t0.80_s0.png`` (one per
+    sample) or ``photo_ds_t0.80_k5.png`` (``..._k5_s1.png`` with several samples;
+    ``kmix`` when the component varies per element)."""
+    ext = OUTPUT_FORMATS[fmt]
+    stem = rel.with_suffix("").name
+    n = len(components)
+    names = []
+    for i, k in enumerate(components):
+        if task == "sr":
+            name = f"{stem}_sr_{_tau_tag(tau)}_s{i}{ext}"
+        else:
+            ktag = "kmix" if k is None else f"k{k}"
+            name = f"{stem}_ds_{_tau_tag(tau)}_{ktag}" + (f"_s{i}" if n > 1 else "") + ext
+        names.append(rel.parent / name)
+    return names
+
+
+def uncertainty_names(rel: Path, task: str, tau: float) -> tuple[Path, Path]:
+    stem = rel.with_suffix("").name
+    base = f"{stem}_{task}_{_tau_tag(tau)}"
+    return rel.parent / f"{base}_std.png", rel.parent / f"{base}_std16.png"
+
+
+def planned_components(model, task: str, samples: int, seed: int, component: int | None
+                       ) -> list[int | None]:
+    """The DS mixture component of each sample as the pipeline will draw it (the
+    components are the first draws of the image's generator), for the output names."""
+    if task == "sr":
+        return [None] * samples
+    if model.deg_prior.mode == "element" and component is None:
+        return [None] * samples
+    if component is not None:
+        return [int(component)] * samples
+    g = torch.Generator().manual_seed(seed)
+    shape = (1, 4 * model.config.image_channels, 1, 1)
+    return [int(model.deg_prior.draw_components(shape, None, g, "cpu").flatten()[0])
+            for _ in range(samples)]
+
+
+# ---------------------------------------------------------------------------- metadata
+def metadata_record(options: Options, model_id: ModelIdentity, job: Job, info, seed: int,
+                    result) -> dict:
+    return {
+        "software": f"sdflow {__version__}",
+        "sdflow_version": __version__,
+        "task": TASK_NAMES[options.task],
+        "tau": round(info.tau, 6),
+        "tau_requested": options.tau,
+        "retries": info.retries,
+        "seed": seed,
+        "sample": info.index,
+        "samples": options.samples,
+        "component": "mix" if options.task == "ds" and info.component is None
+        else info.component,
+        "model": model_id.name,
+        "model_sha256": model_id.sha256,
+        "source": str(job.rel),
+        "tile": result.tile,
+        "tile_overlap": result.overlap,
+        "bit_depth": result.bit_depth,
+    }
+
+
+def png_text(record: dict) -> dict[str, str]:
+    """A metadata record as PNG text chunks: ``Software`` plus ``sdflow:<key>`` each."""
+    text = {"Software": record.get("software", f"sdflow {__version__}")}
+    for key, value in record.items():
+        if key != "software" and value is not None:
+            text[META_PREFIX + key] = str(value)
+    return text
+
+
+def sidecar_path(path: Path) -> Path:
+    return path.with_name(path.name + ".json")
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, str]:
+    """The sdflow metadata of an output: its PNG text chunks, or its sidecar JSON."""
+    path = Path(path)
+    side = sidecar_path(path)
+    if side.is_file():
+        return {k: str(v) for k, v in json.loads(side.read_text()).items()}
+    from PIL import Image
+
+    with Image.open(path) as img:
+        text = dict(getattr(img, "text", {}) or {})
+    return {k[len(META_PREFIX):]: v for k, v in text.items() if k.startswith(META_PREFIX)}
+
+
+def _write_output(path: Path, arr, record: dict, options: Options, icc) -> list[Path]:
+    written = []
+    if options.format in TEXT_FORMATS:
+        written.append(write_image(path, arr, overwrite=options.overwrite,
+                                   pnginfo=png_text(record), quality=options.quality,
+                                   icc_profile=icc))
+    else:
+        written.append(write_image(path, arr, overwrite=options.overwrite,
+                                   quality=options.quality, icc_profile=icc))
+        data = (json.dumps(record, indent=2) + "\n").encode()
+        written.append(write_bytes(sidecar_path(path), data, overwrite=True))
+    return written
+
+
+# ---------------------------------------------------------------------------- running
+def check_output_dir(outdir: Path) -> str | None:
+    """None if ``outdir`` can be created and written to, else a one-line error."""
+    try:
+        outdir.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".sdflow-write-test.", dir=outdir)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        return (f"{outdir}: cannot write to the output folder ({exc.strerror or exc}); "
+                "choose another -o or fix its permissions")
+    return None
+
+
+def _fit_to_format(arr, fmt: str, alpha_ok: bool, notes: list[str]):
+    """Drop what a format cannot store (alpha for JPEG)."""
+    if not alpha_ok and arr.ndim == 3 and arr.shape[2] in (2, 4):
+        arr = arr[:, :, :-1]
+        notes.append(f"{fmt} has no alpha channel: alpha dropped (use --format png)")
+    return arr
+
+
+def run_batch(model, model_id: ModelIdentity, jobs: list[Job], options: Options,
+              outdir: Path, stream: TextIO | None = None, progress_enabled: bool | None = None
+              ) -> Summary:
+    """Process every job; errors are reported per file and the batch goes on."""
+    from sdflow.imageio import ALPHA_FORMATS
+
+    stream = stream if stream is not None else sys.stderr
+    verb = TASK_NAMES[options.task]
+    summary = Summary()
+    seed = options.seed if options.seed is not None else secrets.randbelow(2**31)
+    bar = Progress(len(jobs), stream, enabled=False if options.dry_run else progress_enabled)
+    start = time.monotonic()
+
+    # plan names first: collisions between inputs are errors, existing outputs skips
+    comps = planned_components(model, options.task, options.samples, seed, options.component)
+    plans = []
+    owners: dict[Path, Path] = {}
+    for job in jobs:
+        names = [outdir / n for n in output_names(job.rel, options.task, options.tau, comps,
+                                                  options.format)]
+        extra = [outdir / n for n in uncertainty_names(job.rel, options.task, options.tau)] \
+            if options.uncertainty else []
+        clash = next((owners[n] for n in names if n in owners), None)
+        for n in names:
+            owners.setdefault(n, job.source)
+        plans.append((job, names, extra, clash))
+
+    for index, (job, names, extra, clash) in enumerate(plans):
+        bar.image(index, str(job.rel))
+        if clash is not None:
+            summary.failed += 1
+            bar.message(f"{job.source}: failed: its outputs would overwrite those of {clash} "
+                        "(same name, other extension); rename one or process it separately")
+            continue
+        targets = names + extra
+        existing = [p for p in targets if p.exists()]
+        if options.dry_run:
+            state = " (exists: would be skipped)" if len(existing) == len(targets) and \
+                not options.overwrite else ""
+            print(f"{job.source} -> {', '.join(str(p) for p in names)}{state}",
+                  file=sys.stdout)
+            summary.done += 1
+            continue
+        if existing and len(existing) == len(targets) and not options.overwrite:
+            summary.skipped += 1
+            bar.message(f"{job.source}: skipped: {existing[0]} exists; pass --overwrite to "
+                        "replace it")
+            continue
+        written: list[Path] = []
+        try:
+            image = read_image(job.source, max_pixels=options.max_pixels)
+            out_fmt = options.format
+            depth = image.bit_depth if out_fmt in SIXTEEN_BIT_FORMATS else 8
+            result = process(
+                model, image, options.task, tau=options.tau, num_samples=options.samples,
+                generator=torch.Generator().manual_seed(seed), component=options.component,
+                tile=options.tile, tile_overlap=options.tile_overlap,
+                max_memory=options.max_memory, bit_depth=depth,
+                want_uncertainty=options.uncertainty,
+                progress=lambda d, t: bar.tile(d, t), message=bar.message)
+            notes = list(result.notes)
+            if image.bit_depth == 16 and depth == 8:
+                notes.append(f"{out_fmt} stores 8 bits: the 16-bit result was rounded to "
+                             "8 bits (use --format png or tiff to keep 16 bits)")
+            for info, arr, path in zip(result.samples, result.outputs, names, strict=True):
+                if path.exists() and not options.overwrite:
+                    continue
+                arr = _fit_to_format(arr, out_fmt, out_fmt in ALPHA_FORMATS, notes)
+                record = metadata_record(options, model_id, job, info, seed, result)
+                written += _write_output(path, arr, record, options, image.icc_profile)
+            if result.uncertainty is not None:
+                written += _write_uncertainty(extra, result, options, model_id, job, seed)
+            for note in dict.fromkeys(notes):
+                bar.message(f"{job.source}: note: {note}")
+            retried = [s for s in result.samples if s.retries]
+            for s in retried:
+                bar.message(f"{job.source}: sample {s.index} used tau {s.tau:.3f} instead "
+                            f"of {s.tau_requested:.2f} (non-finite values at higher tau)")
+            summary.done += 1
+            hr = image.size[0] * image.size[1] * (model.scale**2 if options.task == "sr"
+                                                  else 1)
+            summary.hr_megapixels += hr * options.samples / 1e6
+        except (ImageReadError, SDFlowError, ValueError, OSError, RuntimeError) as exc:
+            for p in written:
+                p.unlink(missing_ok=True)
+            summary.failed += 1
+            text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            prefix = f"{job.source}: "
+            text = text[len(prefix):] if text.startswith(prefix) else text
+            bar.message(f"{prefix}failed: {text}")
+    bar.image(len(jobs), "")
+    bar.close()
+    summary.seconds = time.monotonic() - start
+    if options.dry_run:
+        print(f"sdflow {verb}: dry run, {len(jobs)} image(s) planned, nothing written; "
+              f"seed {seed}", file=stream)
+    else:
+        print(summary.line(verb) + f"; seed {seed}", file=stream)
+    return summary
+
+
+def _write_uncertainty(paths, result, options: Options, model_id: ModelIdentity, job: Job,
+                       seed: int) -> list[Path]:
+    colour_path, raw_path = paths
+    u = result.uncertainty
+    vmax = options.uncertainty_max or uncertainty.default_vmax(u)
+    base = metadata_record(options, model_id, job, result.samples[0], seed, result)
+    for key in ("sample", "tau", "retries", "bit_depth", "component"):
+        base.pop(key, None)
+    base.update({"kind": "uncertainty", "units": "8-bit grey levels",
+                 "statistic": "per-pixel std across samples (unbiased), RMS over channels",
+                 "taus": ",".join(f"{s.tau:.4f}" for s in result.samples)})
+    colour = dict(base, colour_scale_max=f"{vmax:.4f}",
+                  colour_map="viridis-like: dark blue 0 -> yellow colour_scale_max")
+    raw = dict(base, raw_scale=f"value / {uncertainty.RAW_SCALE} = std in 8-bit grey levels")
+    written = [write_image(colour_path, uncertainty.colormap(u, vmax),
+                           overwrite=options.overwrite, pnginfo=png_text(colour))]
+    written.append(write_image(raw_path, uncertainty.raw16(u), overwrite=options.overwrite,
+                               pnginfo=png_text(raw)))
+    return written
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> cuda if available, else mps, else cpu; others are checked."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise SDFlowError("--device cuda: no CUDA device is available; use --device cpu")
+    if name == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise SDFlowError("--device mps: MPS is not available; use --device cpu")
+    return torch.device(name)
+
+
+__all__ = [
+    "Job",
+    "ModelIdentity",
+    "Options",
+    "Summary",
+    "check_output_dir",
+    "collect_inputs",
+    "output_names",
+    "planned_components",
+    "read_metadata",
+    "resolve_device",
+    "run_batch",
+]

@@ -1,0 +1,115 @@
+"""Named, pretrained sdflow models shipped inside the package.
+
+A registered model is a checkpoint file in ``sdflow/weights/`` plus what is known about it
+(sha256, training data, licence). ``sdflow sr --model NAME`` and :func:`resolve` accept a
+registered name or a checkpoint path; :func:`load` loads either and checks the sha256 of
+registered files. Nothing is ever downloaded.
+
+To ship a trained model: copy its ``.safetensors`` into ``src/sdflow/weights/`` and add one
+:class:`RegisteredModel` to :data:`MODELS` (``sha256`` from ``sha256sum``); set
+:data:`DEFAULT_MODEL` to make it the default of ``--model``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from sdflow.checkpoint import file_sha256
+from sdflow.errors import CheckpointError
+
+WEIGHTS_PACKAGE = "sdflow"
+WEIGHTS_DIR = "weights"
+
+
+@dataclass(frozen=True)
+class RegisteredModel:
+    name: str
+    filename: str  # inside sdflow/weights/
+    sha256: str  # full hex digest of the file
+    trained_on: str
+    description: str = ""
+    license: str = ""
+
+
+#: Every registered model by name. Empty until a trained model is shipped.
+MODELS: dict[str, RegisteredModel] = {}
+
+#: The name ``--model`` defaults to (None: the user must pass --model).
+DEFAULT_MODEL: str | None = None
+
+
+class ModelNotFoundError(CheckpointError):
+    """``--model`` names neither a checkpoint file nor a registered model."""
+
+
+def available() -> list[str]:
+    """Names of the registered models."""
+    return sorted(MODELS)
+
+
+def weights_dir() -> Path:
+    return Path(str(resources.files(WEIGHTS_PACKAGE) / WEIGHTS_DIR))
+
+
+def _names_hint() -> str:
+    names = available()
+    return ("registered models: " + ", ".join(names)) if names else \
+        "no models are registered yet; pass a checkpoint path (sdflow convert / sdflow train)"
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """Where a ``--model`` value points: the file, a display name, and the registry entry
+    (None for a plain path)."""
+
+    path: Path
+    name: str
+    entry: RegisteredModel | None
+
+
+def resolve(name_or_path: str | os.PathLike | None) -> ResolvedModel:
+    """A checkpoint path or a registered name -> :class:`ResolvedModel`. Paths win over
+    names (anything with a path separator or an existing file is a path)."""
+    if name_or_path is None or str(name_or_path) == "":
+        if DEFAULT_MODEL is None:
+            raise ModelNotFoundError(f"no model given: pass --model CHECKPOINT or a "
+                                     f"registered name ({_names_hint()})")
+        name_or_path = DEFAULT_MODEL
+    text = str(name_or_path)
+    path = Path(text).expanduser()
+    looks_like_path = os.sep in text or "/" in text or path.suffix == ".safetensors"
+    if path.is_file():
+        return ResolvedModel(path, path.name, None)
+    if not looks_like_path and text in MODELS:
+        entry = MODELS[text]
+        file = weights_dir() / entry.filename
+        if not file.is_file():
+            raise ModelNotFoundError(f"registered model {text!r}: its file {file} is missing "
+                                     "from the installation; reinstall sdflow")
+        return ResolvedModel(file, text, entry)
+    if looks_like_path:
+        raise ModelNotFoundError(f"{text}: no such checkpoint file")
+    raise ModelNotFoundError(f"{text!r} is neither a checkpoint file nor a registered "
+                             f"model ({_names_hint()})")
+
+
+def sha256_of(resolved: ResolvedModel) -> str:
+    """Full sha256 of the model file, checked against the registry for registered models."""
+    digest = file_sha256(resolved.path, length=64)
+    if resolved.entry is not None and digest != resolved.entry.sha256.lower():
+        raise CheckpointError(f"registered model {resolved.name!r}: {resolved.path} has "
+                              f"sha256 {digest}, expected {resolved.entry.sha256}; the file "
+                              "is corrupt or was replaced, reinstall sdflow")
+    return digest
+
+
+def load(name_or_path: str | os.PathLike | None, device="cpu"):
+    """Load a registered model (sha256 checked) or a checkpoint path."""
+    from sdflow.checkpoint import load as load_checkpoint
+
+    resolved = resolve(name_or_path)
+    sha256_of(resolved)
+    return load_checkpoint(resolved.path, device=device)

@@ -1,0 +1,219 @@
+"""Every input kind through SR and downscaling: mode, size (x4 or /4) and bit depth come
+back right; the 16-bit PNG codec; EXIF orientation; the Python API on PIL and numpy."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageOps
+
+from sdflow import imageio, png16
+from sdflow.inference import batch
+
+from inference_helpers import fast_model, one_thread, real_pixels
+
+_one_thread = pytest.fixture(autouse=True, scope="module")(one_thread)
+
+
+@pytest.fixture(scope="module")
+def model(shared):
+    return fast_model(shared)
+
+
+# ---------------------------------------------------------------------------- codec
+@pytest.mark.parametrize("channels", [1, 2, 3, 4])
+def test_png16_roundtrip_and_pillow_agrees(channels):
+    rng = np.random.default_rng(channels)
+    # smooth rows and noise, so that the encoder picks several filter types
+    a = (np.cumsum(rng.integers(0, 900, (23, 31, channels)), axis=1) % 65536).astype(np.uint16)
+    a[5:9] = rng.integers(0, 65536, (4, 31, channels))
+    data = png16.encode(a, {"key": "value", "unicode": "tau \u03c4"})
+    out = png16.decode(data)
+    assert out.pixels.dtype == np.uint16 and np.array_equal(out.pixels, a)
+    assert out.text == {"key": "value", "unicode": "tau \u03c4"}
+    with Image.open(io.BytesIO(data)) as img:  # Pillow reads it too (8-bit for colour)
+        img.load()
+        p = np.asarray(img)
+    if channels == 1:
+        assert np.array_equal(p, a[:, :, 0])
+    elif channels == 3:
+        assert np.array_equal(p, (a >> 8).astype(np.uint8))
+
+
+def _chunk(t: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + t + body + struct.pack(">I", zlib.crc32(t + body))
+
+
+def test_png16_decodes_interlaced_and_trns():
+    """Adam7 (written here with the None filter) and a tRNS colour key."""
+    rng = np.random.default_rng(0)
+    h, w = 11, 13
+    a = rng.integers(0, 65536, (h, w, 3)).astype(np.uint16)
+    a[3, 4] = (1, 2, 3)
+    raw = b""
+    for y0, x0, dy, dx in png16.ADAM7:
+        sub = a[y0::dy, x0::dx]
+        if sub.size:
+            for row in sub:
+                raw += b"\0" + row.astype(">u2").tobytes()
+    data = (png16.SIGNATURE + _chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 1))
+            + _chunk(b"tRNS", struct.pack(">HHH", 1, 2, 3))
+            + _chunk(b"IDAT", zlib.compress(raw)) + _chunk(b"IEND", b""))
+    px = png16.decode(data).pixels
+    assert np.array_equal(px[:, :, :3], a)
+    assert px[3, 4, 3] == 0 and (px[:, :, 3] == 65535).sum() == h * w - 1
+
+
+def test_png16_rejects_truncated_and_corrupt_data():
+    data = png16.encode(np.zeros((8, 8, 3), np.uint16))
+    with pytest.raises(png16.PNGError, match="truncated"):
+        png16.decode(data[: len(data) // 2])
+    bad = bytearray(data)
+    bad[40] ^= 0xFF
+    with pytest.raises(png16.PNGError):
+        png16.decode(bytes(bad))
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_matches_pillow(tmp_path, orientation):
+    base = np.arange(5 * 7 * 3, dtype=np.uint8).reshape(5, 7, 3)
+    img = Image.fromarray(base)
+    exif = img.getexif()
+    exif[0x0112] = orientation
+    img.save(tmp_path / "o.jpg", exif=exif, quality=100)
+    with Image.open(tmp_path / "o.jpg") as im:
+        im.load()
+        ref = np.asarray(ImageOps.exif_transpose(im))
+    got = imageio.read_image(tmp_path / "o.jpg").rgb
+    assert np.array_equal(got, ref)
+    assert np.array_equal(imageio._orient(np.asarray(Image.open(tmp_path / "o.jpg")),
+                                          orientation), ref)
+
+
+# ---------------------------------------------------------------------------- input kinds
+def _kinds(shared, tmp_path) -> dict[str, tuple[str, int, str]]:
+    """Write one small file per input kind; name -> (expected output PIL mode, channels
+    in the decoded output array, bit depth)."""
+    rgb = real_pixels(shared, 10, 9)
+    rgb16 = rgb.astype(np.uint16) * 257 + 3
+    alpha = np.linspace(0, 255, 90).reshape(10, 9).astype(np.uint8)
+    d = tmp_path / "in"
+    d.mkdir()
+    Image.fromarray(rgb).save(d / "rgb8.png")
+    imageio.write_image(d / "rgb16.png", rgb16)
+    imageio.write_image(d / "rgba16.png", np.dstack([rgb16, alpha.astype(np.uint16) * 257]))
+    imageio.write_image(d / "la16.png", np.dstack([rgb16[:, :, 0], rgb16[:, :, 1]]))
+    Image.fromarray(rgb16[:, :, 1]).save(d / "gray16.png")  # I;16 through Pillow
+    Image.fromarray(np.dstack([rgb, alpha])).save(d / "rgba8.png")
+    Image.fromarray(rgb[:, :, 0]).save(d / "gray8.png")
+    Image.fromarray(np.dstack([rgb[:, :, 0], alpha])).save(d / "la8.png")
+    Image.fromarray(rgb).convert("P", palette=Image.Palette.ADAPTIVE).save(d / "palette.png")
+    pt = Image.fromarray(rgb).convert("P", palette=Image.Palette.ADAPTIVE)
+    pt.info["transparency"] = 0
+    pt.save(d / "palette_t.png", transparency=0)
+    Image.fromarray(rgb[:, :, 0] > 100).save(d / "bilevel.png")
+    Image.fromarray(rgb).save(d / "photo.jpg", quality=95)
+    Image.fromarray(rgb[:, :, 0]).save(d / "grayjpg.jpg")
+    Image.fromarray(rgb).save(d / "lossless.webp", lossless=True)
+    Image.fromarray(rgb).save(d / "bitmap.bmp")
+    Image.fromarray(rgb).save(d / "tiff8.tif")
+    imageio.write_image(d / "tiff16.tif", rgb16)
+    imageio.write_image(d / "tiff16gray.tif", rgb16[:, :, 0])
+    return {
+        "rgb8.png": ("RGB", 3, 8), "rgb16.png": ("RGB", 3, 16), "rgba16.png": ("RGBA", 4, 16),
+        "la16.png": ("LA", 2, 16), "gray16.png": ("I;16", 1, 16),
+        "rgba8.png": ("RGBA", 4, 8), "gray8.png": ("L", 1, 8), "la8.png": ("LA", 2, 8),
+        "palette.png": ("RGB", 3, 8), "palette_t.png": ("RGBA", 4, 8),
+        "bilevel.png": ("L", 1, 8), "photo.jpg": ("RGB", 3, 8), "grayjpg.jpg": ("L", 1, 8),
+        "lossless.webp": ("RGB", 3, 8), "bitmap.bmp": ("RGB", 3, 8),
+        "tiff8.tif": ("RGB", 3, 8), "tiff16.tif": ("RGB", 3, 16),
+        "tiff16gray.tif": ("I;16", 1, 16),
+    }
+
+
+@pytest.mark.parametrize("task", ["sr", "ds"])
+def test_every_input_kind_round_trips(model, shared, tmp_path, task):
+    kinds = _kinds(shared, tmp_path)
+    jobs, errors = batch.collect_inputs([str(tmp_path / "in")])
+    assert not errors and len(jobs) == len(kinds)
+    opts = batch.Options(task=task, tau=0.5, seed=1)
+    out = tmp_path / "out"
+    summary = batch.run_batch(model, batch.ModelIdentity("m", "0" * 64), jobs, opts, out,
+                              stream=io.StringIO())
+    assert (summary.done, summary.failed) == (len(kinds), 0)
+    for name, (mode, channels, depth) in kinds.items():
+        stem = name.rsplit(".", 1)[0]
+        pattern = f"{stem}_sr_t0.50_s0.png" if task == "sr" else f"{stem}_ds_t0.50_k*.png"
+        (path,) = out.glob(pattern)
+        src = imageio.read_image(tmp_path / "in" / name)
+        got = imageio.read_image(path)
+        h, w = src.size
+        assert got.size == ((4 * h, 4 * w) if task == "sr" else (-(-h // 4), -(-w // 4))), name
+        assert got.bit_depth == depth, name
+        assert got.layout == src.layout == {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[channels]
+        with Image.open(path) as img:
+            assert img.mode == mode or (depth == 16 and channels > 1), (name, img.mode)
+        if got.alpha is not None:  # alpha is resized, not sent through the model
+            a = src.alpha.astype(np.float64) / (65535 if depth == 16 else 255)
+            b = got.alpha.astype(np.float64) / (65535 if depth == 16 else 255)
+            assert abs(a.mean() - b.mean()) < 0.02, name
+
+
+def test_cmyk_jpeg_is_converted_with_a_note(tmp_path):
+    Image.new("CMYK", (12, 10), (0, 255, 255, 0)).save(tmp_path / "c.jpg")
+    img = imageio.read_image(tmp_path / "c.jpg")
+    assert img.rgb.shape == (10, 12, 3) and img.layout == "RGB"
+    assert img.rgb[..., 0].mean() > 200 and img.rgb[..., 1].mean() < 60  # red stays red
+    assert any("CMYK" in n for n in img.notes)
+
+
+# ---------------------------------------------------------------------------- Python API
+def test_api_numpy_kinds_keep_shape_dtype(model):
+    rng = np.random.default_rng(0)
+    for shape, dtype in [((6, 5), np.uint8), ((6, 5), np.uint16), ((6, 5, 1), np.uint8),
+                         ((6, 5, 2), np.uint16), ((6, 5, 3), np.uint8),
+                         ((6, 5, 4), np.uint16)]:
+        a = rng.integers(0, np.iinfo(dtype).max, shape).astype(dtype)
+        up = model.sr(a, tau=0.3, seed=0)
+        assert up.dtype == dtype and up.shape == (24, 20, *shape[2:])
+        down = model.downscale(np.repeat(np.repeat(a, 4, 0), 4, 1), seed=0)
+        assert down.dtype == dtype and down.shape == (6, 5, *shape[2:])
+
+
+def test_api_pil_modes(model):
+    rgb = Image.new("RGB", (5, 6), (200, 30, 40))
+    assert model.sr(rgb, seed=0).mode == "RGB"
+    assert model.sr(rgb.convert("L"), seed=0).mode == "L"
+    assert model.sr(rgb.convert("LA"), seed=0).mode == "LA"
+    assert model.sr(rgb.convert("RGBA"), seed=0).mode == "RGBA"
+    assert model.sr(rgb.convert("P"), seed=0).mode == "RGB"
+    g16 = Image.fromarray(np.full((6, 5), 40000, np.uint16))
+    out = model.sr(g16, seed=0)
+    assert out.mode == "I;16" and out.size == (20, 24)
+    many = model.downscale(Image.new("RGB", (20, 24)), num_samples=3, seed=0)
+    assert isinstance(many, list) and len(many) == 3 and many[0].size == (5, 6)
+
+
+def test_api_seed_and_generator(model):
+    a = np.random.default_rng(1).integers(0, 255, (8, 8, 3)).astype(np.uint8)
+    one = model.sr(a, tau=0.8, seed=4)
+    assert np.array_equal(one, model.sr(a, tau=0.8, seed=4))
+    assert not np.array_equal(one, model.sr(a, tau=0.8, seed=5))
+    assert np.array_equal(one, model.sr(a, tau=0.8,
+                                        generator=torch.Generator().manual_seed(4)))
+    # the image API draws the noise exactly as the tensor API does
+    t = model.sr(imageio.image_to_tensor(a), tau=0.8, seed=4)
+    assert np.array_equal(one, imageio.tensor_to_image(t))
+    with pytest.raises(ValueError, match="not both"):
+        model.sr(a, seed=1, generator=torch.Generator())
+    with pytest.raises(ValueError, match="not both"):
+        model.downscale(imageio.image_to_tensor(a), seed=1, generator=torch.Generator())
+    with pytest.raises(TypeError, match="uint8 or uint16"):
+        model.sr(a.astype(np.float32))
+    with pytest.raises(TypeError, match="images only"):
+        model.sr(imageio.image_to_tensor(a), tile=4)
