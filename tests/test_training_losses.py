@@ -61,7 +61,8 @@ def test_frozen_restores_flags_and_blocks_parameter_gradients():
 def setup(shared):
     torch.manual_seed(0)
     model = tiny_model(shared).train()
-    cfg = SDFlowLossConfig(n_pre=0, content_perceptual=0.0, perceptual=0.0, disc_base=8)
+    cfg = SDFlowLossConfig(n_pre=0, content_perceptual=0.0, perceptual=0.0, disc_base=8,
+                           mode_hr=1.0, mode_lr=1.0)
     discs = SDFlowDiscriminators(cfg)
     obj = SDFlowObjective(model, discs, cfg)
     hr, _ = real_crops(shared, 64, "Nikon_031.png")
@@ -79,6 +80,8 @@ REACH = {
     "beta2": {"f_LR"},
     "adversarial": {"f_HR", "f_HF", "E", "f_LR", "f_Deg", "prior"},
     "low_frequency": {"f_HR", "f_HF", "E", "f_LR", "f_Deg", "prior"},
+    "mode_hr": {"f_HR", "f_HF"},
+    "mode_lr": {"E", "f_LR", "f_Deg", "prior"},
 }
 
 

@@ -14,6 +14,8 @@ from sdflow.checkpoint import load, read_info
 from sdflow.errors import SDFlowError
 from sdflow.imageio import DEFAULT_MAX_PIXELS, OUTPUT_FORMATS
 from sdflow.inference import batch, tiling
+from sdflow.models import ARCHITECTURES
+from sdflow.models.sdflow import DS_DEFAULT_TAU, SR_DEFAULT_TAU
 
 
 def add_arguments(p: argparse.ArgumentParser, task: str, default_tau: float) -> None:
@@ -26,8 +28,9 @@ def add_arguments(p: argparse.ArgumentParser, task: str, default_tau: float) -> 
     p.add_argument("--model", default=None,
                    help="a checkpoint path or a registered model name "
                    f"(registered: {', '.join(registry.available()) or 'none yet'})")
-    p.add_argument("--tau", type=float, default=default_tau,
-                   help=f"sampling temperature (default {default_tau})")
+    p.add_argument("--tau", type=float, default=None,
+                   help=f"sampling temperature (default {default_tau}; deterministic models "
+                   "such as da-iccv21 take none)")
     p.add_argument("--samples", type=int, default=1, metavar="N",
                    help="samples per image (default 1)")
     p.add_argument("--seed", type=int, default=None,
@@ -79,7 +82,7 @@ def run(args: argparse.Namespace, task: str) -> int:
         return fail("--samples must be >= 1")
     if args.uncertainty and args.samples < 2:
         return fail("--uncertainty needs --samples 2 or more")
-    if args.tau < 0:
+    if args.tau is not None and args.tau < 0:
         return fail("--tau must be >= 0")
     if args.tile is not None and args.tile < 0:
         return fail("--tile must be >= 0")
@@ -93,6 +96,17 @@ def run(args: argparse.Namespace, task: str) -> int:
         info = read_info(resolved.path)
     except SDFlowError as exc:
         return fail(str(exc))
+    arch = ARCHITECTURES.get(info.architecture)
+    label = info.architecture
+    if arch is not None and not getattr(arch.model_cls, "stochastic", True):
+        if task == "ds" or not hasattr(arch.model_cls, "sr"):
+            return fail(f"{label} cannot downscale; use an SDFlow model", 1)
+        if args.tau not in (None, 0.0) or args.samples != 1 or args.uncertainty:
+            return fail(f"{label} is deterministic: leave out --tau, --samples and "
+                        "--uncertainty (one output per image)")
+        args.tau = 0.0
+    elif args.tau is None:
+        args.tau = SR_DEFAULT_TAU if task == "sr" else DS_DEFAULT_TAU
     component = getattr(args, "component", None)
     k = int(info.config.get("mixture_components", 16))
     if component is not None and not 0 <= component < k:

@@ -112,15 +112,21 @@ def process(model, image: LoadedImage, task: str, *, tau: float, num_samples: in
         overlap = tiling.DEFAULT_SR_OVERLAP if tile_overlap is None else int(tile_overlap)
         source = x
         out_size = (h * s, w * s)
-        shape = (1, cfg.hf_channels, h, w)
+        channels = getattr(cfg, "hf_channels", 0)  # 0: a deterministic model
+        if not getattr(model, "stochastic", True) and (tau > 0 or num_samples > 1):
+            raise ValueError(f"{type(model).__name__} is deterministic: it has no "
+                             "temperature and gives one output per image")
+        shape = (1, channels, h, w)
         eps = [tiling._draw_noise(shape, tau, generator, truncate)
                for _ in range(num_samples)]
         comps = [None] * num_samples
 
         def latent(i: int, t: float):
-            return tiling.sr_latent(eps[i], t, cfg.hf_channels)
+            return tiling.sr_latent(eps[i], t, channels)
         align, minimum = 1, tiling.MIN_SR_TILE
     else:
+        if not hasattr(model, "downscale"):
+            raise ValueError(f"{type(model).__name__} cannot downscale; use an SDFlow model")
         m = model.ds_multiple
         overlap = tiling.DEFAULT_DS_OVERLAP if tile_overlap is None else int(tile_overlap)
         source = pad_to_multiple(x, m, minimum=2 * m)

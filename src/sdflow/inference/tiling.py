@@ -124,7 +124,10 @@ def bytes_per_pixel(model, task: str) -> float:
     """Estimated peak activation memory per *input* pixel of a tile region (float32,
     no autograd), from the model's widths. ``task`` is "sr" (per LR pixel) or "ds" (per
     HR pixel). The coefficients were fitted to peak-RSS measurements on this CPU
-    (benchmarks/inference.py --calibrate; docs/inference.md) and include a margin."""
+    (benchmarks/inference.py --calibrate; docs/inference.md) and include a margin.
+    Models other than SDFlow provide their own ``bytes_per_pixel(task)``."""
+    if hasattr(model, "bytes_per_pixel"):
+        return float(model.bytes_per_pixel(task))
     cfg = model.config
     s2 = cfg.scale**2
     width = {"sr": max(

@@ -181,14 +181,17 @@ class DAICCV21(nn.Module):
     def forward(self, y: Tensor) -> Tensor:
         return self.sr_decoder(self.encoder(y))
 
-    def sr(self, y: Tensor, tau: float | None = None, num_samples: int = 1,
+    def sr(self, y, tau: float | None = None, num_samples: int = 1,
            generator: torch.Generator | None = None, seed: int | None = None,
-           **unused: Any) -> Tensor:
+           **image_options: Any):
         """Super-resolve ``y`` ``[B, 3, h, w]`` in [-1, 1] (any size) to ``[B, 3, s*h, s*w]``.
 
         The model is deterministic: ``tau`` must be None or 0 and ``num_samples`` 1;
-        ``generator``/``seed`` (and other sampling options) are accepted and ignored so the
-        call matches SDFlow's. Raises NonFiniteOutputError if an output is not finite.
+        ``generator``/``seed`` are accepted and ignored so the call matches SDFlow's. ``y``
+        may also be a PIL image or a uint8/uint16 array: it then runs through the tiled
+        image pipeline of ``sdflow sr`` (keywords ``tile``, ``tile_overlap``,
+        ``max_memory``) and the same kind of image is returned. Raises
+        NonFiniteOutputError if an output is not finite.
         """
         if tau is not None and float(tau) != 0.0:
             raise ValueError(f"da-iccv21 is deterministic: it has no temperature, so "
@@ -196,8 +199,33 @@ class DAICCV21(nn.Module):
         if num_samples != 1:
             raise ValueError(f"da-iccv21 is deterministic: num_samples must be 1, "
                              f"got {num_samples}")
+        if not isinstance(y, Tensor):
+            from sdflow.inference import super_resolve
+
+            return super_resolve(self, y, tau=0.0, **image_options)
+        if image_options:
+            raise TypeError(f"{sorted(image_options)} apply to images only")
         _check_image(y, "LR image")
         return _finite_or_raise(self(y), "super-resolution")
+
+    # The two steps the tiled image pipeline (sdflow.inference) runs per tile; the latent
+    # argument exists for SDFlow's sake and is ignored here.
+    def sr_condition(self, y: Tensor) -> tuple[Tensor, None]:
+        return self.encoder(y), None
+
+    def sr_decode(self, features: Tensor, _unused: None, _latent: Tensor | None) -> Tensor:
+        return self.sr_decoder(features)
+
+    def bytes_per_pixel(self, task: str) -> float:
+        """Estimated peak float32 activation memory per LR pixel of a tile (SR only): the
+        widest of E, an RRDB's dense concatenation, and the two upsampling stages (at 4 and
+        16 positions per LR pixel), with a 1.5 margin."""
+        if task != "sr":
+            raise ValueError("da-iccv21 only super-resolves")
+        c = self.config
+        widest = max(4 * c.channels, 3 * (c.sr_channels + 4 * c.sr_growth) + 3 * c.sr_channels,
+                     4 * 2 * c.sr_channels, c.scale**2 * (2 * c.sr_channels + 2 * 3))
+        return 4.0 * widest * 1.5
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

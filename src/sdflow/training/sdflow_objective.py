@@ -55,6 +55,13 @@ class SDFlowLossConfig:
     adversarial: float = 0.1  # lambda_adv, stage 2
     low_frequency: float = 1.0  # lambda_lf, stage 2
     perceptual: float = 0.5  # lambda_per, stage 2
+    # Our addition (not in the design notes; 0 = off): the tau = 0 outputs as
+    # reconstructions of the training image itself, which needs no pairing:
+    # mode_hr: ||decode_hr(z_c^x, z_h' = 0) - x||_1, the HR image from its own content at
+    # the latent mode (what SR at tau = 0 outputs); mode_lr: ||decode_lr(E(y), mu_k*) - y||_1
+    # with k* the image's most responsible mixture component (what DS at tau = 0 outputs).
+    mode_hr: float = 0.0
+    mode_lr: float = 0.0
     n_pre: int = 50_000  # iterations before the stage-2 terms switch on
     tau_train: float = 0.8  # temperature of the stage-2 samples
     blur_size: int = 5
@@ -145,7 +152,7 @@ class SDFlowObjective(nn.Module):
         m, cfg, d = self.model, self.cfg, self.discriminators
         terms: dict[str, Tensor] = {}
         stats: dict[str, float] = {}
-        z_c_x, _, logp_hr = m.encode_hr(hr)
+        z_c_x, z_hf, logp_hr = m.encode_hr(hr)
         enc = m.encode_lr_parts(lr)
         z_c_y = enc.z_c
         terms["nll_hr"] = -logp_hr.mean() / hr[0].numel()
@@ -165,6 +172,13 @@ class SDFlowObjective(nn.Module):
         terms["domain"] = 0.5 * lsgan(dx, 0.0) + 0.5 * lsgan(dy, 1.0)
         terms["beta1"] = z_c_x.pow(2).mean() + z_c_y.pow(2).mean()
         terms["beta2"] = (enc.z_lr - z_c_y.detach()).pow(2).mean()
+        if cfg.mode_hr > 0:
+            recon = m.decode_hr(z_c_x, torch.zeros_like(z_hf))
+            terms["mode_hr"] = (recon - hr).abs().mean()
+        if cfg.mode_lr > 0:
+            k = m.deg_prior.responsibilities(enc.z_deg.detach()).argmax(dim=1)
+            z_mode = m.deg_prior.means[k].view(-1, 1, 1, 1).expand_as(enc.z_deg)
+            terms["mode_lr"] = (m.decode_lr(z_c_y, z_mode) - lr).abs().mean()
 
         cache = {"z_c_x": z_c_x.detach(), "z_c_y": z_c_y.detach(), "hr": hr, "lr": lr}
         if self.stage2(iteration):
@@ -204,7 +218,7 @@ class SDFlowObjective(nn.Module):
         weights = {"nll_hr": cfg.nll_hr, "nll_lr": cfg.nll_lr, "content": cfg.content,
                    "domain": cfg.domain, "beta1": cfg.beta1, "beta2": cfg.beta2,
                    "adversarial": cfg.adversarial, "low_frequency": cfg.low_frequency,
-                   "perceptual": cfg.perceptual}
+                   "perceptual": cfg.perceptual, "mode_hr": cfg.mode_hr, "mode_lr": cfg.mode_lr}
         return sum(weights[k] * v for k, v in terms.items() if weights[k] != 0)
 
     # ------------------------------------------------------------------ discriminators
