@@ -62,7 +62,7 @@ def setup(shared):
     torch.manual_seed(0)
     model = tiny_model(shared).train()
     cfg = SDFlowLossConfig(n_pre=0, content_perceptual=0.0, perceptual=0.0, disc_base=8,
-                           mode_hr=1.0, mode_lr=1.0)
+                           mode_hr=1.0, mode_lr=1.0, content_cycle=1.0)
     discs = SDFlowDiscriminators(cfg)
     obj = SDFlowObjective(model, discs, cfg)
     hr, _ = real_crops(shared, 64, "Nikon_031.png")
@@ -82,6 +82,7 @@ REACH = {
     "low_frequency": {"f_HR", "f_HF", "E", "f_LR", "f_Deg", "prior"},
     "mode_hr": {"f_HR", "f_HF"},
     "mode_lr": {"E", "f_LR", "f_Deg", "prior"},
+    "content_cycle": {"E"},
 }
 
 
@@ -192,3 +193,25 @@ def test_perceptual_loss_with_local_vgg_weights(shared):
     loss = p(a, b)
     loss.backward()
     assert loss > 0 and all(q.grad is None for q in p.parameters())
+
+
+def test_mode_and_content_cycle_target_values(shared):
+    """mode_hr = mean |decode_hr(z_c^x, 0) - x|; content_cycle = mean |E(q(DS(x))) - z_c^x|
+    with DS drawn from the same generator; both computed here independently."""
+    model = tiny_model(shared).eval()
+    cfg = SDFlowLossConfig(n_pre=10**9, content_perceptual=0.0, perceptual=0.0, disc_base=8,
+                           mode_hr=1.0, content_cycle=1.0)
+    obj = SDFlowObjective(model, SDFlowDiscriminators(cfg), cfg)
+    hr, _ = real_crops(shared, 32, "Nikon_031.png")
+    _, lr = real_crops(shared, 32, "Canon_033.png")
+    with torch.no_grad():
+        terms, _, _ = obj.generator_terms(hr, lr, 0, torch.Generator().manual_seed(3))
+        z_c = model.content_from_hr(hr)
+        recon = model.decode_hr(z_c, torch.zeros(1, 45, 8, 8))
+        z_deg = model.deg_prior.sample((1, 12, 4, 4), cfg.tau_train,
+                                       generator=torch.Generator().manual_seed(3))
+        fake = quantize_8bit(model.decode_lr(z_c, z_deg))
+        cycle = (model.content_extractor(fake) - z_c).abs().mean()
+    torch.testing.assert_close(terms["mode_hr"], (recon - hr).abs().mean())
+    torch.testing.assert_close(terms["content_cycle"], cycle)
+    assert terms["mode_hr"] > 0 and terms["content_cycle"] > 0

@@ -62,6 +62,11 @@ class SDFlowLossConfig:
     # with k* the image's most responsible mixture component (what DS at tau = 0 outputs).
     mode_hr: float = 0.0
     mode_lr: float = 0.0
+    # Our addition (0 = off): content cycle through the model's own realistic downscaling.
+    # y^ = DS(x; tau_train) is a synthetic real-looking LR whose content is known to be
+    # z_c^x; ||E(sg y^) - sg z_c^x||_1 teaches E to see through real degradations (the
+    # unpaired data never show E a degraded image together with its clean content).
+    content_cycle: float = 0.0
     n_pre: int = 50_000  # iterations before the stage-2 terms switch on
     tau_train: float = 0.8  # temperature of the stage-2 samples
     blur_size: int = 5
@@ -180,6 +185,17 @@ class SDFlowObjective(nn.Module):
             z_mode = m.deg_prior.means[k].view(-1, 1, 1, 1).expand_as(enc.z_deg)
             terms["mode_lr"] = (m.decode_lr(z_c_y, z_mode) - lr).abs().mean()
 
+        if cfg.content_cycle > 0:
+            with torch.no_grad():
+                b, c, h, w = z_c_x.shape
+                n = global_batch or b
+                part = slice(batch_offset, batch_offset + b)
+                z_deg = m.deg_prior.sample((n, 4 * c, h // 2, w // 2), cfg.tau_train,
+                                           generator=generator, device=hr.device,
+                                           dtype=hr.dtype)[part]
+                fake_lr = quantize_8bit(m.decode_lr(z_c_x, z_deg))
+            terms["content_cycle"] = (m.content_extractor(fake_lr) - z_c_x.detach()).abs().mean()
+
         cache = {"z_c_x": z_c_x.detach(), "z_c_y": z_c_y.detach(), "hr": hr, "lr": lr}
         if self.stage2(iteration):
             tau = cfg.tau_train
@@ -218,7 +234,8 @@ class SDFlowObjective(nn.Module):
         weights = {"nll_hr": cfg.nll_hr, "nll_lr": cfg.nll_lr, "content": cfg.content,
                    "domain": cfg.domain, "beta1": cfg.beta1, "beta2": cfg.beta2,
                    "adversarial": cfg.adversarial, "low_frequency": cfg.low_frequency,
-                   "perceptual": cfg.perceptual, "mode_hr": cfg.mode_hr, "mode_lr": cfg.mode_lr}
+                   "perceptual": cfg.perceptual, "mode_hr": cfg.mode_hr, "mode_lr": cfg.mode_lr,
+                   "content_cycle": cfg.content_cycle}
         return sum(weights[k] * v for k, v in terms.items() if weights[k] != 0)
 
     # ------------------------------------------------------------------ discriminators
