@@ -220,3 +220,21 @@ def test_library_never_calls_sys_exit():
                     isinstance(node.value, ast.Name) and node.value.id == "sys":
                 offenders.append(str(path))
     assert offenders == []
+
+
+def test_non_finite_mask_is_per_sample_for_several_samples(shared, monkeypatch):
+    m = tiny_model(shared)
+    _, lr = real_crops(shared, 32)
+    original = m.sr_decode
+    calls = {"n": 0}
+
+    def flaky(z_c, features, z_hf):
+        calls["n"] += 1
+        out = original(z_c, features, z_hf)
+        return out * float("nan") if calls["n"] == 2 else out  # the second sample breaks
+
+    monkeypatch.setattr(m, "sr_decode", flaky)
+    with torch.no_grad(), pytest.raises(NonFiniteOutputError) as err:
+        m.sr(lr.repeat(2, 1, 1, 1), 0.5, num_samples=3, seed=0)
+    assert err.value.finite_mask.tolist() == [[True, False, True], [True, False, True]]
+    assert err.value.output.shape[:2] == (2, 3)

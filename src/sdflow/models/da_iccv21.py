@@ -206,7 +206,7 @@ class DAICCV21(nn.Module):
         if image_options:
             raise TypeError(f"{sorted(image_options)} apply to images only")
         _check_image(y, "LR image")
-        return _finite_or_raise(self(y), "super-resolution")
+        return _finite_or_raise(self(y).unsqueeze(1), "super-resolution")[:, 0]
 
     # The two steps the tiled image pipeline (sdflow.inference) runs per tile; the latent
     # argument exists for SDFlow's sake and is ignored here.

@@ -206,13 +206,18 @@ def _check_image(t: Tensor, name: str) -> None:
 
 
 def _finite_or_raise(out: Tensor, what: str) -> Tensor:
-    """Raise :class:`NonFiniteOutputError` if any sample (dim 0) holds NaN/Inf."""
-    finite = torch.isfinite(out.reshape(out.shape[0], -1)).all(dim=1)
+    """``out`` is ``[B, N, ...]`` (N samples per image). Returns it, or raises
+    :class:`NonFiniteOutputError` if any sample holds NaN/Inf; the error's ``finite_mask``
+    and ``output`` have the shape the caller returns: ``[B]`` / ``[B, ...]`` for one sample,
+    ``[B, N]`` / ``[B, N, ...]`` for several."""
+    finite = torch.isfinite(out.flatten(2)).all(dim=2)
     if not bool(finite.all()):
-        bad = (~finite).nonzero().flatten().tolist()
+        single = out.shape[1] == 1
+        bad = [(b if single else (b, n)) for b, n in (~finite).nonzero().tolist()]
         raise NonFiniteOutputError(
             f"{what} produced non-finite values for sample(s) {bad}; retry them at a lower "
-            "temperature or check the input for NaN/Inf", finite, out)
+            "temperature or check the input for NaN/Inf",
+            finite[:, 0] if single else finite, out[:, 0] if single else out)
     return out
 
 
