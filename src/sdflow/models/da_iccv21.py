@@ -182,12 +182,13 @@ class DAICCV21(nn.Module):
         return self.sr_decoder(self.encoder(y))
 
     def sr(self, y, tau: float | None = None, num_samples: int = 1,
-           generator: torch.Generator | None = None, seed: int | None = None,
-           **image_options: Any):
+           generator: torch.Generator | None = None, noise: Tensor | None = None,
+           truncate: float | None = None, *, seed: int | None = None, **image_options: Any):
         """Super-resolve ``y`` ``[B, 3, h, w]`` in [-1, 1] (any size) to ``[B, 3, s*h, s*w]``.
 
         The model is deterministic: ``tau`` must be None or 0 and ``num_samples`` 1;
-        ``generator``/``seed`` are accepted and ignored so the call matches SDFlow's. ``y``
+        the sampling options (``generator``, ``noise``, ``truncate``, ``seed``) are accepted
+        and ignored so that the call matches SDFlow's. ``y``
         may also be a PIL image or a uint8/uint16 array: it then runs through the tiled
         image pipeline of ``sdflow sr`` (keywords ``tile``, ``tile_overlap``,
         ``max_memory``) and the same kind of image is returned. Raises
