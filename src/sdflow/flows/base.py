@@ -45,12 +45,33 @@ class Bijection(nn.Module):
             raise ValueError(f"{type(self).__name__} is unconditional: cond must be None")
 
 
-class FlowSequence(Bijection):
-    """Composition of bijections; log-determinants add up.
+class Composite(Bijection):
+    """A bijection made of members applied in order (forward) or in reverse order (inverse);
+    log-determinants add up and the condition goes to the conditional members only, so
+    conditional and unconditional layers can be mixed."""
 
-    The condition is handed to the conditional members only, so conditional and
-    unconditional layers can be mixed in one sequence.
-    """
+    def members(self) -> list[Bijection]:
+        raise NotImplementedError
+
+    def forward(self, x: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        self._check_cond(cond)
+        logdet = zero_logdet(x)
+        for layer in self.members():
+            x, ld = layer(x, cond if layer.conditional else None)
+            logdet = logdet + ld
+        return x, logdet
+
+    def inverse(self, y: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        self._check_cond(cond)
+        logdet = zero_logdet(y)
+        for layer in reversed(self.members()):
+            y, ld = layer.inverse(y, cond if layer.conditional else None)
+            logdet = logdet + ld
+        return y, logdet
+
+
+class FlowSequence(Composite):
+    """Composition of a list of bijections."""
 
     def __init__(self, layers: Iterable[Bijection]):
         super().__init__()
@@ -63,18 +84,5 @@ class FlowSequence(Bijection):
     def __getitem__(self, index: int) -> Bijection:
         return self.layers[index]
 
-    def forward(self, x: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        self._check_cond(cond)
-        logdet = zero_logdet(x)
-        for layer in self.layers:
-            x, ld = layer(x, cond if layer.conditional else None)
-            logdet = logdet + ld
-        return x, logdet
-
-    def inverse(self, y: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        self._check_cond(cond)
-        logdet = zero_logdet(y)
-        for layer in reversed(self.layers):
-            y, ld = layer.inverse(y, cond if layer.conditional else None)
-            logdet = logdet + ld
-        return y, logdet
+    def members(self) -> list[Bijection]:
+        return list(self.layers)

@@ -6,13 +6,13 @@ import torch
 from torch import Tensor, nn
 
 from sdflow.flows.actnorm import ActNorm
-from sdflow.flows.base import Bijection, FlowSequence
+from sdflow.flows.base import Bijection, Composite, FlowSequence
 from sdflow.flows.coupling import AffineCoupling, AffineInjector
 from sdflow.flows.invconv import InvertibleConv1x1
 from sdflow.flows.reshape import Squeeze, Unsqueeze
 
 
-class FlowStep(Bijection):
+class FlowStep(Composite):
     """ActNorm -> invertible 1x1 -> [affine injector] -> [affine coupling].
 
     With ``cond_channels > 0`` the step is conditional and includes the injector; the
@@ -29,25 +29,9 @@ class FlowStep(Bijection):
             if self.conditional else None
         self.coupling = AffineCoupling(channels, cond_channels, hidden) if coupling else None
 
-    def _layers(self) -> list[Bijection]:
+    def members(self) -> list[Bijection]:
         return [m for m in (self.actnorm, self.invconv, self.injector, self.coupling)
                 if m is not None]
-
-    def forward(self, x: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        self._check_cond(cond)
-        logdet = x.new_zeros(x.shape[0])
-        for layer in self._layers():
-            x, ld = layer(x, cond if layer.conditional else None)
-            logdet = logdet + ld
-        return x, logdet
-
-    def inverse(self, y: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        self._check_cond(cond)
-        logdet = y.new_zeros(y.shape[0])
-        for layer in reversed(self._layers()):
-            y, ld = layer.inverse(y, cond if layer.conditional else None)
-            logdet = logdet + ld
-        return y, logdet
 
 
 def transition_block(channels: int, n_steps: int = 2,
@@ -58,7 +42,7 @@ def transition_block(channels: int, n_steps: int = 2,
                         for _ in range(n_steps))
 
 
-class FlowLevel(Bijection):
+class FlowLevel(Composite):
     """One scale of an unconditional multi-scale flow:
     squeeze -> transition -> ``n_steps`` flow steps [-> transition -> unsqueeze].
 
@@ -78,27 +62,11 @@ class FlowLevel(Bijection):
         self.transition_out = transition_block(channels, transition_steps, generator) \
             if unsqueeze else None
 
-    def _layers(self) -> list[Bijection]:
+    def members(self) -> list[Bijection]:
         layers = [self.squeeze, self.transition_in, self.steps]
         if self.transition_out is not None:
             layers += [self.transition_out, Unsqueeze()]
         return layers
-
-    def forward(self, x: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        self._check_cond(cond)
-        logdet = x.new_zeros(x.shape[0])
-        for layer in self._layers():
-            x, ld = layer(x)
-            logdet = logdet + ld
-        return x, logdet
-
-    def inverse(self, y: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        self._check_cond(cond)
-        logdet = y.new_zeros(y.shape[0])
-        for layer in reversed(self._layers()):
-            y, ld = layer.inverse(y)
-            logdet = logdet + ld
-        return y, logdet
 
 
 class ConditionalFlow(Bijection):
