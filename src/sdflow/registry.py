@@ -106,10 +106,13 @@ def sha256_of(resolved: ResolvedModel) -> str:
     return digest
 
 
-def load(name_or_path: str | os.PathLike | None, device="cpu"):
-    """Load a registered model (sha256 checked) or a checkpoint path."""
+def load(name_or_path: str | os.PathLike | None = None, device="cpu", dtype=None):
+    """Load a registered model (sha256 checked) or a checkpoint path, in eval mode
+    (``sdflow.load``). Without a name: the default model, if one is registered."""
+    import torch
+
     from sdflow.checkpoint import load as load_checkpoint
 
     resolved = resolve(name_or_path)
     sha256_of(resolved)
-    return load_checkpoint(resolved.path, device=device)
+    return load_checkpoint(resolved.path, device=device, dtype=dtype or torch.float32)
