@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from sdflow import perf
 from sdflow.flows.base import Bijection
 
 
@@ -33,6 +34,7 @@ class InvertibleConv1x1(Bijection):
         self.register_buffer("lower_mask", torch.tril(torch.ones(channels, channels), -1),
                              persistent=False)
         self.register_buffer("eye", torch.eye(channels), persistent=False)
+        self._cache: tuple[tuple, Tensor, Tensor] | None = None
 
     def _factors(self) -> tuple[Tensor, Tensor]:
         lower = self.lower * self.lower_mask + self.eye
@@ -40,16 +42,33 @@ class InvertibleConv1x1(Bijection):
         upper = self.upper * self.lower_mask.T + diag
         return lower, upper
 
-    def weight(self) -> Tensor:
+    def _compute_weight(self) -> Tensor:
         lower, upper = self._factors()
         return self.perm @ lower @ upper
 
-    def inverse_weight(self) -> Tensor:
+    def _compute_inverse_weight(self) -> Tensor:
         """``W^{-1} = U^{-1} L^{-1} P^T`` by triangular solves (better conditioned than inv(W))."""
         lower, upper = self._factors()
         l_inv = torch.linalg.solve_triangular(lower, self.eye, upper=False, unitriangular=True)
         u_inv = torch.linalg.solve_triangular(upper, self.eye, upper=True)
         return u_inv @ l_inv @ self.perm.T
+
+    def _cached(self) -> tuple[Tensor, Tensor] | None:
+        """(W, W^-1) computed once per parameter state at inference (sdflow.perf)."""
+        if not (perf.SETTINGS.cache_invconv and perf.inference_mode_for(self)):
+            return None
+        key = perf.param_key(self.lower, self.upper, self.log_abs_diag, self.perm)
+        if self._cache is None or self._cache[0] != key:
+            self._cache = (key, self._compute_weight(), self._compute_inverse_weight())
+        return self._cache[1], self._cache[2]
+
+    def weight(self) -> Tensor:
+        cached = self._cached()
+        return cached[0] if cached is not None else self._compute_weight()
+
+    def inverse_weight(self) -> Tensor:
+        cached = self._cached()
+        return cached[1] if cached is not None else self._compute_inverse_weight()
 
     def _logdet(self, x: Tensor) -> Tensor:
         return ((x.shape[2] * x.shape[3]) * self.log_abs_diag.sum()).expand(x.shape[0])

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
+from sdflow import perf
 from sdflow.flows.actnorm import ActNorm
 from sdflow.flows.base import Bijection, Composite, FlowSequence
 from sdflow.flows.coupling import AffineCoupling, AffineInjector
@@ -28,10 +30,56 @@ class FlowStep(Composite):
         self.injector = AffineInjector(channels, cond_channels, hidden) \
             if self.conditional else None
         self.coupling = AffineCoupling(channels, cond_channels, hidden) if coupling else None
+        self._fold: tuple | None = None
 
     def members(self) -> list[Bijection]:
         return [m for m in (self.actnorm, self.invconv, self.injector, self.coupling)
                 if m is not None]
+
+    def _folded(self) -> tuple | None:
+        """At inference (sdflow.perf ``fold_actnorm``): ActNorm folded into the 1x1 conv,
+        ``W' = W diag(e^s)``, bias ``W' b``; inverse ``diag(e^-s) W^-1`` then ``- b``."""
+        an, ic = self.actnorm, self.invconv
+        if not (perf.SETTINGS.fold_actnorm and perf.inference_mode_for(self)) \
+                or an._init_requested:
+            return None
+        key = perf.param_key(an.loc, an.log_scale, ic.lower, ic.upper, ic.log_abs_diag,
+                             ic.perm)
+        if self._fold is None or self._fold[0] != key:
+            s, b = an.log_scale.reshape(-1), an.loc.reshape(-1)
+            w = ic.weight() * torch.exp(s)[None, :]
+            w_inv = torch.exp(-s)[:, None] * ic.inverse_weight()
+            self._fold = (key, w[:, :, None, None], w @ b, w_inv[:, :, None, None], -b,
+                          s.sum() + ic.log_abs_diag.sum())
+        return self._fold
+
+    def _rest(self) -> list[Bijection]:
+        return [m for m in (self.injector, self.coupling) if m is not None]
+
+    def forward(self, x: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        fold = self._folded()
+        if fold is None:
+            return super().forward(x, cond)
+        self._check_cond(cond)
+        _, w, bias, _, _, ld = fold
+        logdet = (x.shape[2] * x.shape[3] * ld).expand(x.shape[0])
+        x = F.conv2d(x, w, bias)
+        for layer in self._rest():
+            x, d = layer(x, cond if layer.conditional else None)
+            logdet = logdet + d
+        return x, logdet
+
+    def inverse(self, y: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        fold = self._folded()
+        if fold is None:
+            return super().inverse(y, cond)
+        self._check_cond(cond)
+        _, _, _, w_inv, neg_loc, ld = fold
+        logdet = (-(y.shape[2] * y.shape[3]) * ld).expand(y.shape[0])
+        for layer in reversed(self._rest()):
+            y, d = layer.inverse(y, cond if layer.conditional else None)
+            logdet = logdet + d
+        return F.conv2d(y, w_inv, neg_loc), logdet
 
 
 def transition_block(channels: int, n_steps: int = 2,

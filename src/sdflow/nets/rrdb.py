@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from sdflow import perf
+
 
 def scaled_xavier_(module: nn.Module, gain: float = 0.1) -> None:
     """Xavier-normal init scaled by ``gain`` and zero bias for every conv in ``module``."""
@@ -67,5 +69,7 @@ class ConditionNet(nn.Module):
             scaled_xavier_(part)
 
     def forward(self, x: Tensor) -> Tensor:
-        f0 = self.conv_in(x)
-        return self.head(self.conv_trunk(self.trunk(f0)) + f0)
+        with perf.autocast_condition(x):
+            f0 = self.conv_in(x)
+            out = self.head(self.conv_trunk(self.trunk(f0)) + f0)
+        return out.to(x.dtype)

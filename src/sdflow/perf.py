@@ -1,0 +1,74 @@
+"""Inference speed switches, all on by default except reduced precision.
+
+Every switch keeps what the model computes (the fp32 switches to within float rounding,
+tested to 1e-4 against the reference path); ``with sdflow.perf.reference():`` turns them
+all off, which is the plain eager fp32 path the benchmarks compare against.
+
+- ``cache_invconv``: at inference (eval mode, no autograd) each invertible 1x1 conv
+  computes its weight and inverse once and reuses them until its parameters change (the
+  authors' code recomputes the inverse on every call).
+- ``fold_actnorm``: at inference each flow step's ActNorm is folded into the following 1x1
+  conv, one convolution (with bias) instead of an element-wise affine plus a convolution.
+- ``bf16_condition``: the RRDB condition networks (the bulk of the MACs) run in bfloat16
+  autocast and return fp32; the flows and their inverses stay fp32. Off by default:
+  docs/performance.md reports its measured effect on real images.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, fields
+
+import torch
+from torch import Tensor, nn
+
+
+@dataclass
+class PerfSettings:
+    cache_invconv: bool = True
+    fold_actnorm: bool = True
+    bf16_condition: bool = False
+
+
+#: The process-wide switches (see the module docstring).
+SETTINGS = PerfSettings()
+
+
+@contextmanager
+def configured(**switches: bool) -> Iterator[PerfSettings]:
+    """Temporarily set switches, e.g. ``with configured(bf16_condition=True): ...``."""
+    names = {f.name for f in fields(PerfSettings)}
+    unknown = set(switches) - names
+    if unknown:
+        raise ValueError(f"unknown performance switches {sorted(unknown)}; know {sorted(names)}")
+    saved = {n: getattr(SETTINGS, n) for n in names}
+    for k, v in switches.items():
+        setattr(SETTINGS, k, bool(v))
+    try:
+        yield SETTINGS
+    finally:
+        for k, v in saved.items():
+            setattr(SETTINGS, k, v)
+
+
+def reference() -> AbstractContextManager[PerfSettings]:
+    """All optimisations off: plain eager fp32."""
+    return configured(**{f.name: False for f in fields(PerfSettings)})
+
+
+def inference_mode_for(module: nn.Module) -> bool:
+    """Caches apply only when nothing can change or differentiate the weights."""
+    return not module.training and not torch.is_grad_enabled()
+
+
+def param_key(*tensors: Tensor) -> tuple:
+    """Changes whenever one of the tensors is modified in place or replaced."""
+    return tuple((t._version, t.data_ptr(), t.dtype, t.device) for t in tensors)
+
+
+def autocast_condition(x: Tensor):
+    """The autocast context for a condition network's forward (a no-op unless
+    ``bf16_condition`` is on and autograd is off)."""
+    enabled = SETTINGS.bf16_condition and not torch.is_grad_enabled()
+    return torch.autocast(device_type=x.device.type, dtype=torch.bfloat16, enabled=enabled)

@@ -1,0 +1,98 @@
+"""The inference optimisations compute what the reference path computes."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from sdflow import perf
+from sdflow.flows import ActNorm, FlowStep, data_init
+from sdflow.official import load_official
+
+from helpers import real_crops, tiny_model
+
+
+@pytest.fixture(scope="module")
+def official(shared):
+    return load_official(shared / "fixtures/official_parity")
+
+
+@pytest.fixture(scope="module")
+def expected(shared):
+    return torch.load(shared / "fixtures/official_parity/expected.pt", weights_only=True)
+
+
+def _run(model, lr, hr):
+    with torch.no_grad():
+        return (model.sr(lr, 0.0), model.sr(lr, 0.8, seed=1),
+                model.downscale(hr, 0.0, component=5), model.downscale(hr, 0.8, seed=2),
+                model.log_prob_hr(hr), model.log_prob_lr(lr))
+
+
+def test_optimised_equals_reference_on_parity_fixture(official, expected):
+    lr, hr = expected["lr"], expected["hr"]
+    fast = _run(official, lr, hr)
+    with perf.reference():
+        ref = _run(official, lr, hr)
+    for a, b in zip(fast, ref, strict=True):
+        assert (a - b).abs().max() < 1e-4 * max(1.0, float(b.abs().max()))
+    assert (fast[0] - expected["sr_tau0"]).abs().max() < 1e-4
+    assert (fast[2] - expected["ds_tau0_component5"]).abs().max() < 1e-4
+
+
+def test_optimised_equals_reference_on_real_images(shared):
+    model = tiny_model(shared)
+    hr, lr = real_crops(shared, 128, "Nikon_035.png")
+    fast = _run(model, lr, hr)
+    with perf.reference():
+        ref = _run(model, lr, hr)
+    for a, b in zip(fast, ref, strict=True):
+        assert (a - b).abs().max() < 1e-4 * max(1.0, float(b.abs().max()))
+
+
+def test_caches_follow_parameter_changes(shared):
+    model = tiny_model(shared)
+    _, lr = real_crops(shared, 32)
+    with torch.no_grad():
+        before = model.sr(lr, 0.0)
+        step = model.hr_flow.levels[0].steps[0]
+        step.invconv.log_abs_diag.add_(0.1)
+        step.actnorm.loc.add_(0.1)
+        after = model.sr(lr, 0.0)
+        with perf.reference():
+            ref = model.sr(lr, 0.0)
+    assert not torch.allclose(before, after)
+    torch.testing.assert_close(after, ref, atol=1e-5, rtol=0)
+
+
+def test_no_folding_when_training_or_differentiating():
+    step = FlowStep(4, hidden=8).eval()
+    with torch.no_grad():
+        assert step._folded() is not None
+    assert step._folded() is None  # autograd on
+    step.train()
+    with torch.no_grad():
+        assert step._folded() is None
+
+
+def test_data_init_still_runs_under_no_grad_in_eval():
+    step = FlowStep(4, hidden=8).eval()
+    x = torch.randn(8, 4, 5, 5) * 3 + 2
+    with torch.no_grad(), data_init(step):
+        step(x)
+    assert isinstance(step.actnorm, ActNorm) and step.actnorm.is_initialized
+    assert step.actnorm.loc.abs().sum() > 0
+
+
+def test_bf16_condition_switch_changes_little(shared):
+    model = tiny_model(shared)
+    _, lr = real_crops(shared, 64)
+    with torch.no_grad():
+        ref = model.sr(lr, 0.0)
+        with perf.configured(bf16_condition=True):
+            low = model.sr(lr, 0.0)
+    assert torch.isfinite(low).all()
+    assert 0 < (low - ref).abs().max() < 0.1
+    with pytest.raises(ValueError, match="unknown"):
+        with perf.configured(turbo=True):
+            pass
