@@ -1,0 +1,161 @@
+"""SDFlow inference speed against the reference path (prints figures; not a test).
+
+    python benchmarks/performance.py [--presets paper lite] [--repeats 3] [--threads 2]
+        [--variants reference optimised bf16] [--tiled]
+
+For each preset (a fresh model: random weights, ActNorm initialised on real crops, every
+coupling perturbed off the identity) and each case, SR 128 -> 512 (a real RealSR LR crop)
+and DS 512 -> 128 (a real HR image), it prints the median seconds over ``--repeats`` runs
+after a warm-up, the conv GMACs, the achieved GFLOP/s (2 FLOP per MAC), and the ratio to the
+reference path measured in the same process (``sdflow.perf.reference()``: plain eager fp32,
+every optimisation off). Variants other than the reference also print their largest
+difference from the reference output and the PSNR of its 8-bit image against the
+reference's 8-bit image. ``--tiled`` adds SR of the largest LR in
+``val/LR_full`` and of a 750x600 LR (3000x2400 output), tiled, each in a fresh process so
+that its peak RSS is its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from sdflow import perf
+from sdflow.diagnostics import perturb_parameters_
+from sdflow.imageio import image_to_tensor, read_image, tensor_to_image
+from sdflow.metrics import psnr
+from sdflow.models import SDFlow, SDFlowConfig
+from sdflow.profiling import count_macs
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "RealSR_x4"
+VARIANTS = {
+    "reference": None,
+    "optimised": {},
+    "bf16": {"bf16_condition": True},
+}
+
+
+def build(preset: str) -> SDFlow:
+    if preset.endswith(".safetensors"):  # a trained checkpoint instead of a fresh model
+        import sdflow
+
+        return sdflow.load(preset)
+    model = SDFlow(SDFlowConfig.preset(preset), seed=0).eval()
+    hr = image_to_tensor(read_image(DATA / "train/HR/Canon_002.png").rgb)[:, :, :128, :128]
+    lr = image_to_tensor(read_image(DATA / "train/LR/Canon_001.png").rgb)[:, :, :32, :32]
+    model.initialize_actnorm(hr, lr)
+    return perturb_parameters_(model, std=0.005, generator=torch.Generator().manual_seed(0))
+
+
+def inputs() -> dict[str, torch.Tensor]:
+    return {"sr": image_to_tensor(read_image(DATA / "val/LR/Canon_031.png").rgb),
+            "ds": image_to_tensor(read_image(DATA / "val/HR/Canon_031.png").rgb)}
+
+
+def run_case(model: SDFlow, task: str, x: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        if task == "sr":
+            return model.sr(x, 0.8, seed=0)
+        return model.downscale(x, 0.8, component=5, seed=0)
+
+
+def timed(fn, repeats: int) -> tuple[float, torch.Tensor]:
+    out = fn()  # warm-up (and caches)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), out
+
+
+def bench_preset(preset: str, variants: list[str], repeats: int) -> None:
+    model = build(preset)
+    data = inputs()
+    for task, x in data.items():
+        with count_macs(model) as macs, perf.reference():
+            run_case(model, task, x)
+        gmac = macs["total"] / 1e9
+        results = {}
+        for name in variants:
+            switches = VARIANTS[name]
+            ctx = perf.reference() if switches is None else perf.configured(**switches)
+            with ctx:
+                sec, out = timed(lambda task=task, x=x: run_case(model, task, x), repeats)
+            results[name] = (sec, out)
+        ref_sec, ref_out = results.get("reference", (None, None))
+        for name, (sec, out) in results.items():
+            row = {"preset": preset, "case": "SR 128->512" if task == "sr" else "DS 512->128",
+                   "variant": name, "seconds": round(sec, 3), "gmac": round(gmac, 1),
+                   "gflops": round(2 * gmac / sec, 1)}
+            if ref_sec is not None:
+                row["speedup_vs_reference"] = round(ref_sec / sec, 2)
+                if name != "reference":
+                    row["max_abs_diff"] = float((out - ref_out).abs().max())
+                    row["psnr_vs_reference_8bit"] = round(psnr(
+                        tensor_to_image(out), tensor_to_image(ref_out), color="rgb"), 2)
+            print(json.dumps(row), flush=True)
+
+
+def tiled_case(preset: str, which: str, tile: int) -> dict:
+    """One tiled SR in this process; returns seconds and this process's peak RSS."""
+    from sdflow.inference import tiled_sr
+
+    model = build(preset)
+    if which == "largest_val":
+        files = sorted((DATA / "val/LR_full").glob("*.png"),
+                       key=lambda p: read_image(p).size[0] * read_image(p).size[1])
+        lr = image_to_tensor(read_image(files[-1]).rgb)
+        name = files[-1].name
+    else:  # 750 x 600 LR -> 3000 x 2400 SR: the largest real LR, reflect-padded to 600 rows
+        files = sorted((DATA / "train/LR_full").glob("*.png"),
+                       key=lambda p: read_image(p).size[0] * read_image(p).size[1])
+        lr = image_to_tensor(read_image(files[-1]).rgb)[:, :, :600, :750]
+        pad_h, pad_w = 600 - lr.shape[2], 750 - lr.shape[3]
+        lr = torch.nn.functional.pad(lr, (0, pad_w, 0, pad_h), mode="reflect")
+        name = f"{files[-1].name} padded to 750x600"
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        out = tiled_sr(model, lr, tau=0.8, tile=tile, generator=torch.Generator().manual_seed(0))
+    sec = time.perf_counter() - t0
+    return {"preset": preset, "case": f"SR tiled ({tile}) {name}",
+            "lr": list(lr.shape[2:]), "sr": list(out.shape[-2:]), "seconds": round(sec, 2),
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--presets", nargs="+", default=["paper", "lite"],
+                    help="SDFlow presets (fresh models) or .safetensors checkpoints")
+    ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--tiled", action="store_true")
+    ap.add_argument("--tile", type=int, default=128, help="LR tile size for --tiled")
+    ap.add_argument("--_tiled_case", nargs=2, metavar=("PRESET", "WHICH"),
+                    help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    if args._tiled_case:
+        print(json.dumps(tiled_case(*args._tiled_case, args.tile)), flush=True)
+        return
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads", flush=True)
+    for preset in args.presets:
+        bench_preset(preset, args.variants, args.repeats)
+        if args.tiled:
+            for which in ("largest_val", "3000x2400"):
+                subprocess.run([sys.executable, __file__, "--threads", str(args.threads),
+                                "--tile", str(args.tile), "--_tiled_case", preset, which],
+                               check=True)
+
+
+if __name__ == "__main__":
+    main()
