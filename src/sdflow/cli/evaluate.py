@@ -13,7 +13,6 @@ from pathlib import Path
 
 import torch
 
-from sdflow.checkpoint import load
 from sdflow.errors import SDFlowError
 from sdflow.evaluation import (
     EvalOptions,
@@ -28,6 +27,7 @@ from sdflow.evaluation import (
     write_json,
 )
 from sdflow.metrics.lpips import NETS
+from sdflow.registry import load
 
 CSV_NAME = "metrics.csv"
 JSON_NAME = "metrics.json"

@@ -6,15 +6,16 @@ import argparse
 import json
 import sys
 
-from sdflow.checkpoint import file_sha256, load
+from sdflow.checkpoint import file_sha256
 from sdflow.errors import SDFlowError
+from sdflow.registry import load
 
 
 def register(sub) -> None:
     p = sub.add_parser("info", help="show a checkpoint's metadata",
                        description="Print a checkpoint's architecture, config, provenance "
                        "and parameter count.")
-    p.add_argument("checkpoint", help="an sdflow .safetensors checkpoint")
+    p.add_argument("checkpoint", help="an sdflow .safetensors checkpoint or a registered name")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(run=run)
 
@@ -27,8 +28,8 @@ def run(args: argparse.Namespace) -> int:
         return 1
     info = model.checkpoint_info
     record = {
-        "path": args.checkpoint,
-        "sha256": file_sha256(args.checkpoint),
+        "path": model.checkpoint_path,
+        "sha256": file_sha256(model.checkpoint_path),
         "architecture": info.architecture,
         "label": getattr(model, "label", ""),
         "parameters": sum(p.numel() for p in model.parameters()),

@@ -13,12 +13,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sdflow.checkpoint import load
 from sdflow.diagnostics import check_bijection, perturb_parameters_
 from sdflow.errors import SDFlowError
 from sdflow.flows import all_initialized
 from sdflow.imageio import image_to_tensor, read_image
 from sdflow.models import SDFLOW_PRESETS, SDFlow, SDFlowConfig, bits_per_dim
+from sdflow.registry import load
 
 ROUNDTRIP_TOL = 1e-9  # float64
 LOGDET_TOL = 1e-8  # relative, float64
@@ -44,7 +44,8 @@ def register(sub) -> None:
         "log|det| of the autograd Jacobian; also runs SR and downscaling once. Exit code 1 "
         "if a check fails.")
     p.add_argument("--image", help="an RGB image to check on (default: a synthetic pattern)")
-    p.add_argument("--model", help="an sdflow checkpoint (default: a fresh model of --preset)")
+    p.add_argument("--model", help="an sdflow checkpoint or registered model name (default: a "
+                   "fresh model of --preset)")
     p.add_argument("--preset", default="paper", choices=sorted(SDFLOW_PRESETS),
                    help="architecture of the fresh model (default: paper)")
     p.add_argument("--crop", type=int, default=64,
