@@ -217,3 +217,25 @@ def test_api_seed_and_generator(model):
         model.sr(a.astype(np.float32))
     with pytest.raises(TypeError, match="images only"):
         model.sr(imageio.image_to_tensor(a), tile=4)
+
+
+def test_atomic_writes_get_normal_permissions_and_leave_nothing_on_failure(tmp_path):
+    import os
+    import stat
+
+    from sdflow.atomic import write_atomic
+
+    old = os.umask(0o022)
+    try:
+        out = imageio.write_image(tmp_path / "a.png", np.zeros((4, 4, 3), np.uint8))
+        assert stat.S_IMODE(out.stat().st_mode) == 0o644  # not mkstemp's owner-only 0600
+
+        def fail(tmp):
+            open(tmp, "wb").write(b"half")
+            raise RuntimeError("disk full")
+
+        with pytest.raises(RuntimeError):
+            write_atomic(tmp_path / "b.png", fail)
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png"]
+    finally:
+        os.umask(old)

@@ -11,7 +11,6 @@ import datetime as _dt
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
+from sdflow.atomic import write_atomic
 from sdflow.errors import CheckpointError
 
 FORMAT_NAME = "sdflow.checkpoint"
@@ -74,16 +74,7 @@ def save(model: nn.Module, path: str | os.PathLike, *, trained_on: str = "", not
         extra=dict(extra or {}),
     )
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata={METADATA_KEY: info.to_json()})
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, lambda tmp: save_file(tensors, tmp, metadata={METADATA_KEY: info.to_json()}))
     return info
 
 

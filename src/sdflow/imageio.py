@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 
 from sdflow import png16
+from sdflow.atomic import write_atomic
 from sdflow.errors import SDFlowError
 
 #: Default guard against decompression bombs: 20000 x 20000 pixels.
@@ -404,16 +404,7 @@ def to_pil(arr: np.ndarray, like: LoadedImage | None = None) -> Image.Image:
 def _atomic(path: Path, overwrite: bool, write) -> Path:
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path}: exists; pass --overwrite to replace it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomic(path, write)
 
 
 def write_bytes(path: str | os.PathLike, data: bytes, *, overwrite: bool = False) -> Path:

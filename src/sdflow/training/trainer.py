@@ -16,9 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -30,6 +28,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from sdflow import __version__
+from sdflow.atomic import write_atomic
 from sdflow.checkpoint import save as save_model
 from sdflow.training import distributed as D
 from sdflow.training.config import TrainConfig
@@ -187,14 +186,7 @@ class Trainer:
         ckpt_dir = self.run_dir / "checkpoints"
         ckpt_dir.mkdir(parents=True, exist_ok=True)
         path = ckpt_dir / f"{CHECKPOINT_PREFIX}{self.iteration:08d}.pt"
-        fd, tmp = tempfile.mkstemp(prefix=".tmp_", suffix=".pt", dir=ckpt_dir)
-        os.close(fd)
-        try:
-            torch.save(self._state(), tmp)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomic(path, lambda tmp: torch.save(self._state(), tmp))
         for old in list_checkpoints(self.run_dir)[max(self.cfg.run.keep_checkpoints, 1):]:
             old.unlink(missing_ok=True)
         self._log_record({"type": "checkpoint", "iteration": self.iteration, "path": str(path),
