@@ -27,7 +27,7 @@ def rgb_to_y(rgb: Tensor | np.ndarray) -> Tensor:
     if isinstance(rgb, np.ndarray):
         if rgb.ndim != 3 or rgb.shape[2] != 3:
             raise ValueError(f"expected an H x W x 3 RGB array, got shape {rgb.shape}")
-        rgb = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)
+        rgb = torch.from_numpy(np.require(rgb, requirements=["C", "W"])).permute(2, 0, 1)
     if rgb.ndim < 3 or rgb.shape[-3] != 3:
         raise ValueError(f"expected RGB tensors [..., 3, H, W], got shape {tuple(rgb.shape)}")
     x = rgb.to(torch.float64) / 255.0

@@ -43,7 +43,8 @@ def as_uint8_tensor(img: np.ndarray | Tensor) -> Tensor:
                             "it first (sdflow.imageio.tensor_to_image rounds to 8 bits)")
         if img.ndim != 3 or img.shape[2] != 3:
             raise ValueError(f"expected an H x W x 3 image, got shape {img.shape}")
-        return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)
+        # read-only arrays (e.g. np.asarray of a PIL image) are copied, never shared
+        return torch.from_numpy(np.require(img, requirements=["C", "W"])).permute(2, 0, 1)
     if img.dtype != torch.uint8:
         raise TypeError(f"metrics take 8-bit images, got a {img.dtype} tensor; quantise it "
                         "first (sdflow.imageio.tensor_to_image rounds to 8 bits)")

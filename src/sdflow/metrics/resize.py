@@ -144,7 +144,8 @@ def imresize_uint8(img: np.ndarray, scale: float | None = None,
         raise TypeError(f"imresize_uint8 takes uint8 images, got {img.dtype}")
     squeeze = img.ndim == 2
     arr = img[:, :, None] if squeeze else img
-    x = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1).to(torch.float64)
+    arr = np.require(arr, requirements=["C", "W"])  # a read-only input is copied
+    x = torch.from_numpy(arr).permute(2, 0, 1).to(torch.float64)
     for dim, length, s in _check_and_plan(x, scale, size):
         x = _round_uint8(_resize_axis(x, dim, length, s, True))
     out = x.permute(1, 2, 0).numpy().astype(np.uint8)
