@@ -27,7 +27,8 @@ def add_arguments(p: argparse.ArgumentParser, task: str, default_tau: float) -> 
                    help="output folder; outputs keep each input's relative path")
     p.add_argument("--model", default=None,
                    help="a checkpoint path or a registered model name "
-                   f"(registered: {', '.join(registry.available()) or 'none yet'})")
+                   f"(registered: {', '.join(registry.available()) or 'none yet'}; "
+                   f"default: {registry.DEFAULT_MODEL or 'none, --model is required'})")
     p.add_argument("--tau", type=float, default=None,
                    help=f"sampling temperature (default {default_tau}; deterministic models "
                    "such as da-iccv21 take none)")

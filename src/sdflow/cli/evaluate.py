@@ -84,7 +84,9 @@ def _data(p: argparse.ArgumentParser) -> None:
 
 
 def _sampling(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, help="an sdflow checkpoint (.safetensors)")
+    p.add_argument("--model", default=None,
+                   help="a checkpoint (.safetensors) or a registered model name "
+                   "(default: the bundled default model)")
     p.add_argument("--tau", type=_taus, default=None,
                    help="comma-separated temperatures (default 0,0.8; a deterministic "
                    "model such as da-iccv21 takes 0 only, and that is its default)")
