@@ -123,7 +123,7 @@ def exactness(args) -> None:
     import torch
 
     from sdflow.imageio import image_to_tensor, read_image
-    from sdflow.inference import tiled_sr
+    from sdflow.inference import tiled_downscale, tiled_sr
 
     torch.set_num_threads(args.threads)
     model = _model(args)
@@ -134,6 +134,18 @@ def exactness(args) -> None:
         for ov in (0, 2, 4, 8, 16, 24):
             out = tiled_sr(model, y, 0.0, tile=32, tile_overlap=ov).clamp(-1, 1)
             print(f"  overlap {ov:3d} LR px: max |tiled - untiled| = "
+                  f"{(out - ref).abs().max().item() * 127.5:.4f} grey levels")
+    if not hasattr(model, "downscale"):
+        return
+    x = image_to_tensor(read_image(SHARED / "data/RealSR_x4/val/HR/Canon_031.png").rgb)
+    x = x[:, :, :384, :384]
+    print("downscaling /4 at tau 0, component 0, tiles of 128 HR px:")
+    with torch.no_grad():
+        ref = model.downscale(x, 0.0, component=0).clamp(-1, 1)
+        for ov in (0, 8, 16, 32, 48, 64, 96):
+            out = tiled_downscale(model, x, 0.0, component=0, tile=128,
+                                  tile_overlap=ov).clamp(-1, 1)
+            print(f"  overlap {ov:3d} HR px: max |tiled - untiled| = "
                   f"{(out - ref).abs().max().item() * 127.5:.4f} grey levels")
 
 
