@@ -1,7 +1,7 @@
 """SDFlow inference speed against the reference path (prints figures; not a test).
 
     python benchmarks/performance.py [--presets paper lite] [--repeats 3] [--threads 2]
-        [--variants reference optimised bf16] [--tiled]
+        [--variants reference optimised bf16] [--tiled] [--profile]
 
 For each preset (a fresh model: random weights, ActNorm initialised on real crops, every
 coupling perturbed off the identity) and each case, SR 128 -> 512 (a real RealSR LR crop)
@@ -39,6 +39,7 @@ DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "RealSR_
 VARIANTS = {
     "reference": None,
     "optimised": {},
+    "no_channels_last": {"channels_last": False},  # optimised, minus one switch
     "bf16": {"bf16_condition": True},
 }
 
@@ -105,6 +106,22 @@ def bench_preset(preset: str, variants: list[str], repeats: int) -> None:
             print(json.dumps(row), flush=True)
 
 
+def profile_preset(preset: str, top: int = 8) -> None:
+    """Top operators by self CPU time of one optimised run of each case."""
+    from torch.profiler import ProfilerActivity, profile
+
+    model = build(preset)
+    for task, x in inputs().items():
+        run_case(model, task, x)  # warm-up (and caches)
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            run_case(model, task, x)
+        events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+        total = sum(e.self_cpu_time_total for e in events)
+        shares = {e.key: round(100 * e.self_cpu_time_total / total, 1) for e in events[:top]}
+        print(json.dumps({"preset": preset, "case": task, "profile_self_cpu_percent": shares}),
+              flush=True)
+
+
 def tiled_case(preset: str, which: str, tile: int) -> dict:
     """One tiled SR in this process; returns seconds and this process's peak RSS."""
     from sdflow.inference import tiled_sr
@@ -140,6 +157,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--tiled", action="store_true")
     ap.add_argument("--tile", type=int, default=128, help="LR tile size for --tiled")
+    ap.add_argument("--profile", action="store_true",
+                    help="also print where the optimised path spends its time (torch.profiler, "
+                    "top operators by self CPU time) for each case")
     ap.add_argument("--_tiled_case", nargs=2, metavar=("PRESET", "WHICH"),
                     help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -150,6 +170,8 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads", flush=True)
     for preset in args.presets:
         bench_preset(preset, args.variants, args.repeats)
+        if args.profile:
+            profile_preset(preset)
         if args.tiled:
             for which in ("largest_val", "3000x2400"):
                 subprocess.run([sys.executable, __file__, "--threads", str(args.threads),

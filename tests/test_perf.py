@@ -96,3 +96,27 @@ def test_bf16_condition_switch_changes_little(shared):
     with pytest.raises(ValueError, match="unknown"):
         with perf.configured(turbo=True):
             pass
+
+
+def test_condition_nets_run_channels_last_only_at_inference(shared):
+    from sdflow.nets.rrdb import ConditionNet
+
+    model = tiny_model(shared)
+    hr, lr = real_crops(shared, 32)
+    weights = [m.conv_in.weight for m in model.modules() if isinstance(m, ConditionNet)]
+    assert weights and all(w.is_contiguous() for w in weights)
+    with torch.no_grad():
+        model.sr(lr, 0.0)
+        model.downscale(hr, 0.0, component=0)  # SR and DS use different condition nets
+    assert all(w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous()
+               for w in weights)
+    with torch.no_grad(), perf.reference():  # the reference path is plain: back to contiguous
+        model.sr(lr, 0.0)
+        model.downscale(hr, 0.0, component=0)
+    assert all(w.is_contiguous() for w in weights)
+    with torch.no_grad():
+        model.sr(lr, 0.0)
+        model.downscale(hr, 0.0, component=0)
+    model.train()
+    (model.log_prob_hr(hr).sum() + model.log_prob_lr(lr).sum()).backward()  # training: plain
+    assert all(w.is_contiguous() and w.grad is not None for w in weights)

@@ -69,7 +69,8 @@ class ConditionNet(nn.Module):
             scaled_xavier_(part)
 
     def forward(self, x: Tensor) -> Tensor:
+        fmt = perf.condition_memory_format(self)
         with perf.autocast_condition(x):
-            f0 = self.conv_in(x)
+            f0 = self.conv_in(x.contiguous(memory_format=fmt))
             out = self.head(self.conv_trunk(self.trunk(f0)) + f0)
-        return out.to(x.dtype)
+        return out.to(x.dtype).contiguous()
