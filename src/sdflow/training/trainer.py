@@ -183,10 +183,8 @@ class Trainer:
         in_sync = D.parameters_in_sync(self.generator, self.ctx)
         if not self.ctx.is_main:
             return None
-        ckpt_dir = self.run_dir / "checkpoints"
-        ckpt_dir.mkdir(parents=True, exist_ok=True)
-        path = ckpt_dir / f"{CHECKPOINT_PREFIX}{self.iteration:08d}.pt"
-        write_atomic(path, lambda tmp: torch.save(self._state(), tmp))
+        path = self.run_dir / "checkpoints" / f"{CHECKPOINT_PREFIX}{self.iteration:08d}.pt"
+        write_atomic(path, lambda tmp: torch.save(self._state(), tmp))  # makes the folder
         for old in list_checkpoints(self.run_dir)[max(self.cfg.run.keep_checkpoints, 1):]:
             old.unlink(missing_ok=True)
         self._log_record({"type": "checkpoint", "iteration": self.iteration, "path": str(path),
