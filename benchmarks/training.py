@@ -1,11 +1,19 @@
-"""Training-step speed of the shipped presets (prints figures; not a test).
+"""Training-step speed of the shipped presets against their reference path (prints figures;
+not a test).
 
-    python benchmarks/training.py [--presets paper_x4 cpu_x4] [--steps 3] [--threads 2]
+    python benchmarks/training.py [--presets cpu_x4 da_cpu_x4] [--steps 5] [--threads 2]
+                                  [--set data.batch_size=2]
 
-For each preset: median seconds per iteration over ``--steps`` timed iterations after one
-warm-up, in stage 1 (NLL, content, domain terms) and in stage 2 (plus SR/DS samples and
-their discriminators), at the preset's batch and crop size, with peak RSS. Data are the
-preset's folders (RealSR under ../shared by default).
+For each preset and stage (SDFlow: stage 1 = NLL, content and domain terms; stage 2 = plus
+the SR/DS samples, their discriminators and perceptual terms; DA: without / with the
+adversarial terms) two trainers are built from the same seed: one steps with the
+``sdflow.perf`` switches as they are (the optimised path), one under
+``sdflow.perf.reference()`` (every switch off: plain eager fp32). Their steps alternate in
+this one process, so machine noise hits both alike. Printed per case: median seconds per
+step over ``--steps`` steps after one warm-up step each, the forward convolution GMACs
+of one step of each path (counted, generator + discriminators + VGG), the achieved GFLOP/s
+counting a step as 3x its forward (backward ~ 2x forward), the speed-up of the optimised
+path, and the peak RSS of the process so far. The data are the preset's folders.
 """
 
 from __future__ import annotations
@@ -16,9 +24,13 @@ import resource
 import statistics
 import tempfile
 import time
+from contextlib import nullcontext
 
 import torch
+from torch import nn
 
+from sdflow import perf
+from sdflow.profiling import count_macs
 from sdflow.training.config import load_config
 from sdflow.training.ema import EMA
 from sdflow.training.trainer import Trainer
@@ -28,44 +40,87 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def time_steps(preset: str, stage2: bool, steps: int, extra: list[str]) -> dict:
-    with tempfile.TemporaryDirectory() as tmp:
-        cfg = load_config(preset, None, [f"run.out_dir={tmp}", "data.val_dir=null",
-                                         f"loss.n_pre={0 if stage2 else 10**9}", *extra])
-        trainer = Trainer(cfg)
-        trainer.task.initialize(trainer._init_batch())
-        trainer.ema = EMA(trainer.generator, cfg.optim.ema_decay)
-        batches = trainer._loader(0)
-        times = []
-        for i in range(steps + 1):
-            batch = next(batches)
+def stage_overrides(stage2: bool) -> list[str]:
+    """Both objectives switch their adversarial terms on at ``loss.n_pre``."""
+    return [f"loss.n_pre={0 if stage2 else 10**9}"]
+
+
+class SteppedTrainer:
+    """A trainer ready to step outside ``fit`` (no validation, no checkpoints)."""
+
+    def __init__(self, preset: str, overrides: list[str], reference: bool, out_dir: str):
+        self.reference = reference
+        with self._mode():
+            cfg = load_config(preset, None, [f"run.out_dir={out_dir}", "data.val_dir=null",
+                                             *overrides])
+            self.cfg = cfg
+            self.trainer = Trainer(cfg)
+            self.trainer.task.initialize(self.trainer._init_batch())
+            self.trainer.ema = EMA(self.trainer.generator, cfg.optim.ema_decay)
+            self.batches = self.trainer._loader(0)
+        self.times: list[float] = []
+
+    def _mode(self):
+        return perf.reference() if self.reference else nullcontext()
+
+    def modules(self) -> nn.Module:
+        task = self.trainer.task
+        parts = [task.generator, task.discriminators, getattr(task.objective, "perceptual", None)]
+        return nn.ModuleList([p for p in parts if p is not None])
+
+    def step(self, record: bool = True) -> None:
+        t = self.trainer
+        batch = next(self.batches)
+        with self._mode():
             t0 = time.perf_counter()
-            trainer._step(batch, trainer._g_call, trainer._d_call)
-            trainer.iteration += 1
-            if i > 0:
-                times.append(time.perf_counter() - t0)
-        sec = statistics.median(times)
-        return {"preset": preset, "stage": 2 if stage2 else 1,
-                "batch": cfg.data.batch_size, "lr_crop": cfg.data.lr_crop,
-                "sec_per_it": round(sec, 3), "it_per_s": round(1 / sec, 3),
-                "samples_per_s": round(cfg.data.batch_size / sec, 2)}
+            t._step(batch, t._g_call, t._d_call)
+            elapsed = time.perf_counter() - t0
+        t.iteration += 1
+        if record:
+            self.times.append(elapsed)
+
+
+def bench_case(preset: str, stage2: bool, steps: int, extra: list[str]) -> dict:
+    overrides = [*stage_overrides(stage2), *extra]
+    with tempfile.TemporaryDirectory() as tmp_ref, tempfile.TemporaryDirectory() as tmp_opt:
+        ref = SteppedTrainer(preset, overrides, True, tmp_ref)
+        opt = SteppedTrainer(preset, overrides, False, tmp_opt)
+        with count_macs(opt.modules()) as macs:
+            opt.step(record=False)  # warm-up, counted
+        with count_macs(ref.modules()) as ref_macs:
+            ref.step(record=False)
+        for _ in range(steps):
+            ref.step()
+            opt.step()
+    cfg = opt.cfg
+    gmac, ref_gmac = macs["total"] / 1e9, ref_macs["total"] / 1e9
+    t_ref, t_opt = statistics.median(ref.times), statistics.median(opt.times)
+    return {"preset": preset, "stage": 2 if stage2 else 1, "batch": cfg.data.batch_size,
+            "lr_crop": cfg.data.lr_crop, "reference_fwd_gmac": round(ref_gmac, 2),
+            "optimised_fwd_gmac": round(gmac, 2),
+            "reference_s": round(t_ref, 3), "optimised_s": round(t_opt, 3),
+            "speedup": round(t_ref / t_opt, 2),
+            "reference_gflops": round(6 * ref_gmac / t_ref, 1),
+            "optimised_gflops": round(6 * gmac / t_opt, 1),
+            "optimised_it_per_s": round(1 / t_opt, 2), "peak_rss_mb": round(peak_rss_mb())}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--presets", nargs="+", default=["cpu_x4", "paper_x4"])
-    ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--presets", nargs="+", default=["cpu_x4", "da_cpu_x4"])
+    ap.add_argument("--stages", nargs="+", type=int, default=[1, 2], choices=[1, 2])
+    ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--set", action="append", default=[], dest="extra",
-                    help="extra config overrides, e.g. data.batch_size=4")
+                    help="extra config overrides, e.g. data.batch_size=2")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {args.threads} threads")
+    print(f"torch {torch.__version__}, {args.threads} threads, switches {perf.SETTINGS}")
     for preset in args.presets:
-        for stage2 in (False, True):
-            res = time_steps(preset, stage2, args.steps, args.extra)
-            res["peak_rss_mb"] = round(peak_rss_mb())
-            print(json.dumps(res))
+        for stage in args.stages:
+            print(json.dumps(bench_case(preset, stage == 2, args.steps,
+                                        [f"run.threads={args.threads}", *args.extra])),
+                  flush=True)
 
 
 if __name__ == "__main__":

@@ -276,3 +276,31 @@ def test_formats_without_alpha_or_16_bits_say_what_they_dropped(shared, ckpt, tm
                  str(ckpt), "--format", "tiff"]) == 0
     assert read_image(tmp_path / "t" / "d_sr_t0.80_s0.tif").bit_depth == 16
     assert read_metadata(tmp_path / "t" / "d_sr_t0.80_s0.tif")["bit_depth"] == "16"
+
+
+def test_bf16_precision_is_close_to_fp32_recorded_and_scoped(shared, ckpt, tmp_path,
+                                                            monkeypatch):
+    from sdflow import perf
+    from sdflow.inference import batch
+
+    seen = []
+
+    def spy(*args, **kwargs):
+        seen.append(perf.SETTINGS.bf16_condition)
+        return pipeline.process(*args, **kwargs)
+
+    monkeypatch.setattr(batch, "process", spy)
+    src = tmp_path / "photo.png"
+    Image.fromarray(real_pixels(shared, 24, 20)).save(src)
+    common = [str(src), "--model", str(ckpt), "--seed", "5"]
+    assert main(["sr", *common, "-o", str(tmp_path / "fp32")]) == 0
+    assert main(["sr", *common, "-o", str(tmp_path / "bf16"), "--precision", "bf16"]) == 0
+    assert seen == [False, True]
+    assert not perf.SETTINGS.bf16_condition  # the switch does not outlive the batch
+    a = read_image(tmp_path / "fp32" / "photo_sr_t0.80_s0.png").rgb.astype(int)
+    b = read_image(tmp_path / "bf16" / "photo_sr_t0.80_s0.png").rgb.astype(int)
+    assert read_metadata(tmp_path / "bf16" / "photo_sr_t0.80_s0.png")["precision"] == "bf16"
+    assert read_metadata(tmp_path / "fp32" / "photo_sr_t0.80_s0.png")["precision"] == "fp32"
+    assert np.abs(a - b).max() <= 3  # grey levels, 8-bit (a random-weight model)
+    with pytest.raises(SystemExit):
+        main(["sr", *common, "-o", str(tmp_path / "x"), "--precision", "fp16"])

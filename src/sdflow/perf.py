@@ -1,4 +1,4 @@
-"""Inference speed switches, all on by default except reduced precision.
+"""Speed switches for inference and training, all on by default except reduced precision.
 
 Every switch keeps what the model computes (the fp32 switches to within float rounding,
 tested to 1e-4 against the reference path); ``with sdflow.perf.reference():`` turns them
@@ -15,6 +15,15 @@ all off, which is the plain eager fp32 path the benchmarks compare against.
 - ``bf16_condition``: the RRDB condition networks (the bulk of the MACs) run in bfloat16
   autocast and return fp32; the flows and their inverses stay fp32. Off by default:
   docs/performance.md reports its measured effect on real images.
+- ``share_targets`` (training): what the step derives from its data crops for several
+  loss terms (the low-passed targets and their VGG features) is computed once per step,
+  not once per term.
+- ``batch_frozen_passes`` (training): a frozen network that the step runs on several
+  same-shaped inputs runs once on their concatenation (SDFlow: the two content decodes
+  through the frozen ``f_LR``; the VGG features of all generated images). Every layer
+  involved is per-sample, so only float rounding changes.
+- ``foreach_updates`` (training): Adam and the weight average update all tensors with
+  the multi-tensor (``foreach``) kernels instead of a Python loop over parameters.
 """
 
 from __future__ import annotations
@@ -33,6 +42,9 @@ class PerfSettings:
     fold_actnorm: bool = True
     channels_last: bool = True
     bf16_condition: bool = False
+    share_targets: bool = True
+    batch_frozen_passes: bool = True
+    foreach_updates: bool = True
 
 
 #: The process-wide switches (see the module docstring).

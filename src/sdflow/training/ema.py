@@ -7,6 +7,8 @@ import copy
 import torch
 from torch import nn
 
+from sdflow import perf
+
 
 class EMA:
     """Keeps ``shadow = decay * shadow + (1 - decay) * param`` after every step.
@@ -27,8 +29,14 @@ class EMA:
     def update(self, model: nn.Module) -> None:
         self.updates += 1
         d = min(self.decay, (1 + self.updates) / (10 + self.updates))
-        for s, p in zip(self.shadow.parameters(), model.parameters(), strict=True):
-            s.lerp_(p.detach(), 1.0 - d)
+        shadow, params = list(self.shadow.parameters()), [p.detach() for p in model.parameters()]
+        if len(shadow) != len(params):
+            raise ValueError("EMA.update: the model's parameters do not match the average's")
+        if perf.SETTINGS.foreach_updates:
+            torch._foreach_lerp_(shadow, params, 1.0 - d)
+        else:
+            for s, p in zip(shadow, params, strict=True):
+                s.lerp_(p, 1.0 - d)
         for s, b in zip(self.shadow.buffers(), model.buffers(), strict=True):
             s.copy_(b)
 

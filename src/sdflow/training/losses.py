@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -61,6 +62,28 @@ def frozen(modules: nn.Module | Sequence[nn.Module | None]) -> Iterator[None]:
     finally:
         for p, flag in zip(params, before, strict=True):
             p.requires_grad_(flag)
+
+
+class TargetCache:
+    """Functions of a training step's data tensors (blurs, VGG features), memoised per
+    step by the tensor's identity; no gradient is recorded, since data need none.
+    ``enabled=False`` recomputes on every call, as a plain implementation would."""
+
+    def __init__(self, enabled: bool = True):
+        self.enabled = enabled
+        self._memo: dict[tuple[str, int], tuple[Tensor, Any]] = {}
+
+    def get(self, name: str, data: Tensor, fn: Callable[[Tensor], Any]) -> Any:
+        if data.requires_grad:
+            raise ValueError(f"TargetCache.get({name!r}): the tensor requires grad; only "
+                             "data tensors (targets) can be shared between loss terms")
+        if not self.enabled:
+            return fn(data)
+        key = (name, id(data))
+        if key not in self._memo:  # the entry keeps `data` alive, so its id stays its own
+            with torch.no_grad():
+                self._memo[key] = (data, fn(data))
+        return self._memo[key][1]
 
 
 class PerceptualLoss(nn.Module):

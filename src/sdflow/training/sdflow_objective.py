@@ -25,13 +25,16 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
+from sdflow import perf
 from sdflow.metrics.resize import imresize
 from sdflow.models import SDFlow
 from sdflow.nets.discriminators import PatchDiscriminator
 from sdflow.training.losses import (
     PerceptualLoss,
+    TargetCache,
     frozen,
     gaussian_blur,
     lsgan,
@@ -134,11 +137,41 @@ class SDFlowObjective(nn.Module):
     def _blur(self, x: Tensor) -> Tensor:
         return gaussian_blur(x, self.cfg.blur_size, self.cfg.blur_sigma)
 
-    def _lowpass_l1(self, a: Tensor, b: Tensor) -> Tensor:
-        return (self._blur(a) - self._blur(b)).abs().mean()
+    def _lowpass_l1(self, a: Tensor, target: Tensor, targets: TargetCache) -> Tensor:
+        return (self._blur(a) - targets.get("blur", target, self._blur)).abs().mean()
 
-    def _perceptual(self, a: Tensor, b: Tensor) -> Tensor:
-        return self.perceptual(a, b) if self.perceptual is not None else a.new_zeros(())
+    def _content_decodes(self, z_c_x: Tensor, z_c_y: Tensor) -> tuple[Tensor, Tensor]:
+        """Both content latents decoded alone through the frozen ``f_LR``."""
+        lr_flow = self.model.lr_flow
+        with frozen(lr_flow):
+            if perf.SETTINGS.batch_frozen_passes and z_c_x.shape == z_c_y.shape:
+                content_x, content_y = lr_flow.inverse(torch.cat([z_c_x, z_c_y]))[0].chunk(2)
+                return content_x, content_y
+            return lr_flow.inverse(z_c_x)[0], lr_flow.inverse(z_c_y)[0]
+
+    def _perceptual_sums(self, groups: dict[str, list[tuple[Tensor, Tensor]]],
+                         targets: TargetCache) -> dict[str, Tensor]:
+        """For each group of (generated, data target) pairs, the sum of their VGG distances."""
+        pairs = [pair for group in groups.values() for pair in group]
+        if not pairs:
+            return {}
+        features = self.perceptual.features
+        target_features = [targets.get("vgg", b, features) for _, b in pairs]
+        generated = [a for a, _ in pairs]
+        if perf.SETTINGS.batch_frozen_passes and len({a.shape for a in generated}) == 1:
+            n = generated[0].shape[0]
+            joint = features(torch.cat(generated))
+            losses = [sum(F.l1_loss(g[i * n:(i + 1) * n], t)
+                          for g, t in zip(joint, tf, strict=True))
+                      for i, tf in enumerate(target_features)]
+        else:
+            losses = [self.perceptual.to_features(a, tf)
+                      for a, tf in zip(generated, target_features, strict=True)]
+        sums, start = {}, 0
+        for name, group in groups.items():
+            sums[name] = sum(losses[start:start + len(group)])
+            start += len(group)
+        return sums
 
     def _lr_disc_input(self, y: Tensor) -> Tensor:
         return y - self._blur(y) if self.cfg.lr_disc_input == "highpass" else y
@@ -164,13 +197,13 @@ class SDFlowObjective(nn.Module):
         terms["nll_lr"] = -enc.log_prob.mean() / lr[0].numel()
 
         down_hr = imresize(hr, scale=1 / m.scale)
-        with frozen(m.lr_flow):
-            content_x, _ = m.lr_flow.inverse(z_c_x)
-            content_y, _ = m.lr_flow.inverse(z_c_y)
-        terms["content"] = self._lowpass_l1(content_x, down_hr) + self._lowpass_l1(content_y, lr)
+        targets = TargetCache(perf.SETTINGS.share_targets)
+        perceptual_pairs: dict[str, list[tuple[Tensor, Tensor]]] = {}
+        content_x, content_y = self._content_decodes(z_c_x, z_c_y)
+        terms["content"] = self._lowpass_l1(content_x, down_hr, targets) + \
+            self._lowpass_l1(content_y, lr, targets)
         if cfg.content_perceptual > 0:
-            terms["content"] = terms["content"] + cfg.content_perceptual * (
-                self._perceptual(content_x, down_hr) + self._perceptual(content_y, lr))
+            perceptual_pairs["content"] = [(content_x, down_hr), (content_y, lr)]
 
         with frozen(d):
             dx, dy = d.content(z_c_x), d.content(z_c_y)
@@ -214,11 +247,18 @@ class SDFlowObjective(nn.Module):
                 terms["adversarial"] = 0.5 * lsgan(d.hr(sr), 1.0) + \
                     0.5 * lsgan(d.lr(self._lr_disc_input(ds)), 1.0)
             down_sr = imresize(sr, scale=1 / m.scale)
-            terms["low_frequency"] = self._lowpass_l1(down_sr, lr) + self._lowpass_l1(ds, down_hr)
+            terms["low_frequency"] = self._lowpass_l1(down_sr, lr, targets) + \
+                self._lowpass_l1(ds, down_hr, targets)
             if cfg.perceptual > 0:
-                terms["perceptual"] = self._perceptual(down_sr, lr) + \
-                    self._perceptual(ds, down_hr)
+                perceptual_pairs["perceptual"] = [(down_sr, lr), (ds, down_hr)]
             cache.update(sr=sr.detach(), ds=ds.detach())
+
+        # VGG distances last, so that all generated images share one pass (perf switches)
+        sums = self._perceptual_sums(perceptual_pairs, targets)
+        if "content" in sums:
+            terms["content"] = terms["content"] + cfg.content_perceptual * sums["content"]
+        if "perceptual" in sums:
+            terms["perceptual"] = sums["perceptual"]
 
         with torch.no_grad():
             stats["bpd_hr"] = float(nats_to_bits_per_dim(terms["nll_hr"]))

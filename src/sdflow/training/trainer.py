@@ -27,7 +27,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
-from sdflow import __version__
+from sdflow import __version__, perf
 from sdflow.atomic import write_atomic
 from sdflow.checkpoint import save as save_model
 from sdflow.training import distributed as D
@@ -230,12 +230,22 @@ class Trainer:
             for group in self.opt_d.param_groups:
                 group["lr"] = self.cfg.optim.lr_d * f
 
+    def _set_update_kernels(self) -> bool | None:
+        """The ``foreach_updates`` switch (sdflow.perf) for Adam and gradient clipping;
+        None is torch's default (a Python loop over tensors on CPU)."""
+        foreach = True if perf.SETTINGS.foreach_updates else None
+        for opt in (self.opt_g, self.opt_d):
+            for group in opt.param_groups if opt is not None else ():
+                group["foreach"] = foreach
+        return foreach
+
     def _step(self, batch: dict[str, torch.Tensor], g_runner, d_runner) -> dict[str, Any]:
         it = self.iteration
         torch.manual_seed(iteration_seed(self.cfg.run.seed, it))
         gen = torch.Generator().manual_seed(iteration_seed(self.cfg.run.seed, it) + 1)
         bs = self.cfg.data.batch_size
         self._set_lr()
+        foreach = self._set_update_kernels()
         self.generator.train()
         total, logs, cache = g_runner(batch, it, gen, self.ctx.rank * bs,
                                       bs * self.ctx.world_size)
@@ -243,7 +253,7 @@ class Trainer:
         total.backward()
         params = [p for p in self.generator.parameters() if p.grad is not None]
         clip = self.cfg.optim.grad_clip if self.cfg.optim.grad_clip > 0 else math.inf
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, clip)
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, clip, foreach=foreach)
         ok = D.all_true(bool(torch.isfinite(total)) and bool(torch.isfinite(grad_norm)), self.ctx)
         record: dict[str, Any] = {"type": "train", "iteration": it, "loss": float(total.detach()),
                                   "grad_norm": float(grad_norm), **logs}
@@ -263,7 +273,7 @@ class Trainer:
                 self.opt_d.zero_grad(set_to_none=True)
                 d_total.backward()
                 d_norm = torch.nn.utils.clip_grad_norm_(self.discriminators.parameters(),
-                                                        math.inf)
+                                                        math.inf, foreach=foreach)
                 if D.all_true(bool(torch.isfinite(d_total)) and bool(torch.isfinite(d_norm)),
                               self.ctx):
                     self.opt_d.step()
