@@ -1,18 +1,18 @@
 """SDFlow inference speed against the reference path (prints figures; not a test).
 
     python benchmarks/performance.py [--presets paper lite] [--repeats 3] [--threads 2]
-        [--variants reference optimised bf16] [--tiled] [--profile]
+        [--variants reference optimised bf16 compiled] [--tiled] [--profile]
 
 For each preset (a fresh model: random weights, ActNorm initialised on real crops, every
 coupling perturbed off the identity) and each case, SR 128 -> 512 (a real RealSR LR crop)
 and DS 512 -> 128 (a real HR image), it prints the median seconds over ``--repeats`` runs
-after a warm-up, the conv GMACs, the achieved GFLOP/s (2 FLOP per MAC), and the ratio to the
-reference path measured in the same process (``sdflow.perf.reference()``: plain eager fp32,
-every optimisation off). Variants other than the reference also print their largest
-difference from the reference output and the PSNR of its 8-bit image against the
-reference's 8-bit image. ``--tiled`` adds SR of the largest LR in
-``val/LR_full`` and of a 750x600 LR (3000x2400 output), tiled, each in a fresh process so
-that its peak RSS is its own.
+after a warm-up (whose time is printed too: it includes compilation), the conv GMACs, the
+achieved GFLOP/s (2 FLOP per MAC), and the ratio to the reference path measured in the
+same process (``sdflow.perf.reference()``: plain eager fp32, every optimisation off).
+Variants other than the reference also print their largest difference from the reference
+output and the PSNR of its 8-bit image against the reference's 8-bit image. ``--tiled``
+adds SR of the largest LR in ``val/LR_full`` and of a 750x600 LR (3000x2400 output),
+tiled, each in a fresh process so that its peak RSS is its own.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ VARIANTS = {
     "optimised": {},
     "no_channels_last": {"channels_last": False},  # optimised, minus one switch
     "bf16": {"bf16_condition": True},
+    "compiled": {"compile_condition": True},  # the first call includes compilation
 }
 
 
@@ -68,14 +69,17 @@ def run_case(model: SDFlow, task: str, x: torch.Tensor) -> torch.Tensor:
         return model.downscale(x, 0.8, component=5, seed=0)
 
 
-def timed(fn, repeats: int) -> tuple[float, torch.Tensor]:
-    out = fn()  # warm-up (and caches)
+def timed(fn, repeats: int) -> tuple[float, float, torch.Tensor]:
+    """(first call s, median s of ``repeats`` later calls, output)."""
+    t0 = time.perf_counter()
+    out = fn()  # warm-up (and caches, compilation)
+    first = time.perf_counter() - t0
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
         out = fn()
         times.append(time.perf_counter() - t0)
-    return statistics.median(times), out
+    return first, statistics.median(times), out
 
 
 def bench_preset(preset: str, variants: list[str], repeats: int) -> None:
@@ -90,12 +94,14 @@ def bench_preset(preset: str, variants: list[str], repeats: int) -> None:
             switches = VARIANTS[name]
             ctx = perf.reference() if switches is None else perf.configured(**switches)
             with ctx:
-                sec, out = timed(lambda task=task, x=x: run_case(model, task, x), repeats)
-            results[name] = (sec, out)
-        ref_sec, ref_out = results.get("reference", (None, None))
-        for name, (sec, out) in results.items():
+                first, sec, out = timed(lambda task=task, x=x: run_case(model, task, x),
+                                        repeats)
+            results[name] = (first, sec, out)
+        _, ref_sec, ref_out = results.get("reference", (None, None, None))
+        for name, (first, sec, out) in results.items():
             row = {"preset": preset, "case": "SR 128->512" if task == "sr" else "DS 512->128",
-                   "variant": name, "seconds": round(sec, 3), "gmac": round(gmac, 1),
+                   "variant": name, "seconds": round(sec, 3), "first_call_s": round(first, 2),
+                   "gmac": round(gmac, 1),
                    "gflops": round(2 * gmac / sec, 1)}
             if ref_sec is not None:
                 row["speedup_vs_reference"] = round(ref_sec / sec, 2)

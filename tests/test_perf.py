@@ -120,3 +120,48 @@ def test_condition_nets_run_channels_last_only_at_inference(shared):
     model.train()
     (model.log_prob_hr(hr).sum() + model.log_prob_lr(lr).sum()).backward()  # training: plain
     assert all(w.is_contiguous() and w.grad is not None for w in weights)
+
+
+def _small_condition_net():
+    from sdflow.nets.rrdb import ConditionNet
+
+    torch.manual_seed(0)
+    return ConditionNet(3, num_blocks=1, channels=8, growth=4).eval()
+
+
+def test_compiled_condition_net_equals_eager():
+    net = _small_condition_net()
+    x = torch.randn(1, 3, 12, 12)
+    with torch.no_grad():
+        eager = net(x)
+        with perf.configured(compile_condition=True):
+            compiled = net(x)
+            assert perf._COMPILED.get(net) is not None  # really went through torch.compile
+    assert (compiled - eager).abs().max() < 1e-5
+
+
+def test_compile_failure_falls_back_to_eager(monkeypatch, caplog):
+    net = _small_condition_net()
+    x = torch.randn(1, 3, 12, 12)
+
+    def broken_compile(fn):
+        def run(*args):
+            raise RuntimeError("no C++ compiler found\nmore detail")
+        return run
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    with torch.no_grad():
+        eager = net(x)
+        with perf.configured(compile_condition=True), caplog.at_level("WARNING"):
+            out = net(x)
+            again = net(x)
+    assert torch.equal(out, eager) and torch.equal(again, eager)
+    assert "torch.compile failed (RuntimeError: no C++ compiler found)" in caplog.text
+    assert caplog.text.count("torch.compile failed") == 1  # then eager for good
+
+
+def test_compile_switch_is_ignored_when_training():
+    net = _small_condition_net().train()
+    with perf.configured(compile_condition=True):
+        net(torch.randn(1, 3, 12, 12))
+    assert net not in perf._COMPILED

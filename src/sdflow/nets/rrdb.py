@@ -71,6 +71,11 @@ class ConditionNet(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         fmt = perf.condition_memory_format(self)
         with perf.autocast_condition(x):
-            f0 = self.conv_in(x.contiguous(memory_format=fmt))
-            out = self.head(self.conv_trunk(self.trunk(f0)) + f0)
+            out = perf.maybe_compiled(self, self.features)(x.contiguous(memory_format=fmt))
         return out.to(x.dtype).contiguous()
+
+    def features(self, x: Tensor) -> Tensor:
+        """The network itself (``forward`` adds the memory-format, precision and compile
+        switches of :mod:`sdflow.perf` around it)."""
+        f0 = self.conv_in(x)
+        return self.head(self.conv_trunk(self.trunk(f0)) + f0)
