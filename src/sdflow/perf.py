@@ -16,10 +16,10 @@ all off, which is the plain eager fp32 path the benchmarks compare against.
   autocast and return fp32; the flows and their inverses stay fp32. Off by default:
   docs/performance.md reports its measured effect on real images.
 - ``compile_condition``: at inference the RRDB condition networks run through
-  ``torch.compile`` (inductor). Off by default: each new input shape costs about 20 s of
-  compilation for the `paper` model before the 1.2x faster calls pay it back (measured in
-  docs/performance.md), so it suits long runs over tiles of one size. Where compilation
-  fails (no C++ compiler, unsupported platform) the network runs eagerly, with a warning.
+  ``torch.compile`` (inductor). Off by default and not offered by the CLI: on the 2-core
+  CPU of docs/performance.md a whole `paper` SR gained about 2 % after 17 s of compilation
+  per input shape. Where compilation fails (no C++ compiler, unsupported platform) the
+  network runs eagerly, with a warning.
 - ``share_targets`` (training): what the step derives from its data crops for several
   loss terms (the low-passed targets and their VGG features) is computed once per step,
   not once per term.

@@ -48,10 +48,6 @@ def add_arguments(p: argparse.ArgumentParser, task: str, default_tau: float) -> 
                    help="fp32 (default), or bf16: the condition networks in bfloat16, "
                    "the flows in fp32; faster on CPUs with AMX/AVX512-BF16, outputs within "
                    "1/255 of fp32 (docs/performance.md); recorded in the metadata")
-    p.add_argument("--compile", action="store_true",
-                   help="torch.compile the condition networks: about 20 s of compilation "
-                   "per new input (tile) size, then faster (docs/performance.md); for long "
-                   "runs; runs eagerly, with a warning, where compiling fails")
     p.add_argument("--tile", type=int, default=None,
                    help=f"tile size in {unit} pixels; 0 = no tiling (default: chosen from "
                    "--max-memory)")
@@ -130,7 +126,7 @@ def run(args: argparse.Namespace, task: str) -> int:
         format=args.format, quality=args.quality, overwrite=args.overwrite,
         dry_run=args.dry_run, uncertainty=args.uncertainty,
         uncertainty_max=args.uncertainty_max, max_pixels=args.max_pixels,
-        recursive=args.recursive, precision=args.precision, compile=args.compile)
+        recursive=args.recursive, precision=args.precision)
     if not args.dry_run:
         problem = batch.check_output_dir(outdir)
         if problem:

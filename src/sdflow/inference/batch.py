@@ -62,7 +62,6 @@ class Options:
     max_pixels: int = DEFAULT_MAX_PIXELS
     recursive: bool = False
     precision: str = "fp32"  # or "bf16": condition networks in bfloat16 (PRECISIONS)
-    compile: bool = False  # torch.compile the condition networks (sdflow.perf)
 
 
 @dataclass
@@ -310,8 +309,7 @@ def run_batch(model, model_id: ModelIdentity, jobs: list[Job], options: Options,
     if options.precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, "
                          f"not {options.precision!r}")
-    with perf.configured(bf16_condition=options.precision == "bf16",
-                         compile_condition=options.compile):
+    with perf.configured(bf16_condition=options.precision == "bf16"):
         return _run_batch(model, model_id, jobs, options, outdir, stream, progress_enabled)
 
 
