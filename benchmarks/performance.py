@@ -40,6 +40,7 @@ VARIANTS = {
     "reference": None,
     "optimised": {},
     "no_channels_last": {"channels_last": False},  # optimised, minus one switch
+    "no_shared_padding": {"share_condition_padding": False},  # the same
     "bf16": {"bf16_condition": True},
     "compiled": {"compile_condition": True},  # the first call includes compilation
 }

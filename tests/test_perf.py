@@ -165,3 +165,36 @@ def test_compile_switch_is_ignored_when_training():
     with perf.configured(compile_condition=True):
         net(torch.randn(1, 3, 12, 12))
     assert net not in perf._COMPILED
+
+
+def test_condition_padding_is_shared_within_a_flow_pass_and_changes_nothing(shared,
+                                                                          monkeypatch):
+    from sdflow.flows import coupling
+
+    model = tiny_model(shared, dtype=torch.float64).train()
+    hr, lr = real_crops(shared, 32)
+    hr, lr = hr.double(), lr.double()
+    pads: list[int] = []
+    original = coupling.reflect_pad
+    monkeypatch.setattr(coupling, "reflect_pad",
+                        lambda x: pads.append(x.shape[1]) or original(x))
+
+    def run():
+        model.zero_grad(set_to_none=True)
+        pads.clear()
+        total = model.encode_hr(hr)[2].sum() + model.encode_lr_parts(lr).log_prob.sum()
+        total.backward()
+        return total.detach(), {n: p.grad.clone() for n, p in model.named_parameters()
+                                if p.grad is not None}, list(pads)
+
+    fast, fast_grads, fast_pads = run()
+    with perf.configured(share_condition_padding=False):
+        ref, ref_grads, ref_pads = run()
+    assert torch.allclose(fast, ref, rtol=1e-12, atol=0)
+    assert fast_grads.keys() == ref_grads.keys()
+    for n, g in ref_grads.items():
+        assert torch.allclose(fast_grads[n], g, rtol=1e-10, atol=1e-12), n
+    cond_channels = model.config.cond_channels
+    # every conditional layer used to pad the condition features itself; now each of the
+    # two conditional flows (HF, degradation) pads them once
+    assert ref_pads.count(cond_channels) > 2 and fast_pads.count(cond_channels) == 2

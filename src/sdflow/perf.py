@@ -20,6 +20,9 @@ all off, which is the plain eager fp32 path the benchmarks compare against.
   CPU of docs/performance.md a whole `paper` SR gained about 2 % after 17 s of compilation
   per input shape. Where compilation fails (no C++ compiler, unsupported platform) the
   network runs eagerly, with a warning.
+- ``share_condition_padding``: within one pass of a conditional flow, the condition
+  features are reflect-padded once for all its injectors and couplings, instead of once
+  per coupling network (and the couplings pad only their own half before concatenating).
 - ``share_targets`` (training): what the step derives from its data crops for several
   loss terms (the low-passed targets and their VGG features) is computed once per step,
   not once per term.
@@ -50,6 +53,7 @@ class PerfSettings:
     channels_last: bool = True
     bf16_condition: bool = False
     compile_condition: bool = False
+    share_condition_padding: bool = True
     share_targets: bool = True
     batch_frozen_passes: bool = True
     foreach_updates: bool = True

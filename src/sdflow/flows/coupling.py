@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
+from sdflow import perf
 from sdflow.flows.base import Bijection, sum_except_batch
 
 #: The log-scale of every affine layer is ``CLAMP_GAIN * atan(2 * raw)``, so it stays
@@ -31,12 +37,45 @@ class ZeroConv2d(nn.Module):
         return self.conv(x) * torch.exp(3.0 * self.log_scale)
 
 
+def reflect_pad(x: Tensor) -> Tensor:
+    """One pixel of reflect padding: what a coupling network's first conv sees."""
+    return F.pad(x, (1, 1, 1, 1), mode="reflect")
+
+
+_SHARED_PADDING: ContextVar[tuple[Tensor, Tensor] | None] = \
+    ContextVar("sdflow_shared_condition_padding", default=None)
+
+
+@contextmanager
+def condition_padded_once(features: Tensor) -> Iterator[None]:
+    """Inside, the coupling networks that take ``features`` (every injector and coupling of
+    one conditional flow pass) share one reflect-padded copy of them instead of padding
+    them again each (sdflow.perf ``share_condition_padding``; reflect padding is per
+    channel, so padding a concatenation equals concatenating paddings)."""
+    if not perf.SETTINGS.share_condition_padding:
+        yield
+        return
+    token = _SHARED_PADDING.set((features, reflect_pad(features)))
+    try:
+        yield
+    finally:
+        _SHARED_PADDING.reset(token)
+
+
+def padded_condition(cond: Tensor) -> Tensor:
+    shared = _SHARED_PADDING.get()
+    return shared[1] if shared is not None and shared[0] is cond else reflect_pad(cond)
+
+
 class CouplingNet(nn.Module):
-    """3x3 conv -> 1x1 conv -> zero-initialised 3x3 conv, LeakyReLU(0.01) in between."""
+    """3x3 conv -> 1x1 conv -> zero-initialised 3x3 conv, LeakyReLU(0.01) in between.
+
+    The input comes reflect-padded by one pixel (:func:`reflect_pad`), so that a padded
+    condition can be shared between layers; the output has the unpadded size."""
 
     def __init__(self, in_channels: int, out_channels: int, hidden: int = 64):
         super().__init__()
-        self.conv_in = nn.Conv2d(in_channels, hidden, 3, padding=1, padding_mode="reflect")
+        self.conv_in = nn.Conv2d(in_channels, hidden, 3)
         self.conv_mid = nn.Conv2d(hidden, hidden, 1)
         self.conv_out = ZeroConv2d(hidden, out_channels)
         self.act = nn.LeakyReLU(0.01)
@@ -45,8 +84,8 @@ class CouplingNet(nn.Module):
             conv.weight.data.mul_(0.1)
             nn.init.zeros_(conv.bias)
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.conv_out(self.act(self.conv_mid(self.act(self.conv_in(x)))))
+    def forward(self, x_padded: Tensor) -> Tensor:
+        return self.conv_out(self.act(self.conv_mid(self.act(self.conv_in(x_padded)))))
 
 
 def _scale_shift(h: Tensor) -> tuple[Tensor, Tensor]:
@@ -68,7 +107,8 @@ class AffineCoupling(Bijection):
         self.net = CouplingNet(self.split + cond_channels, 2 * (channels - self.split), hidden)
 
     def _params(self, xa: Tensor, cond: Tensor | None) -> tuple[Tensor, Tensor]:
-        h = self.net(xa if cond is None else torch.cat([xa, cond], dim=1))
+        xa = reflect_pad(xa)
+        h = self.net(xa if cond is None else torch.cat([xa, padded_condition(cond)], dim=1))
         return _scale_shift(h)
 
     def forward(self, x: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
@@ -98,10 +138,10 @@ class AffineInjector(Bijection):
 
     def forward(self, x: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
         self._check_cond(cond)
-        s, t = _scale_shift(self.net(cond))
+        s, t = _scale_shift(self.net(padded_condition(cond)))
         return (x + t) * torch.exp(s), sum_except_batch(s)
 
     def inverse(self, y: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
         self._check_cond(cond)
-        s, t = _scale_shift(self.net(cond))
+        s, t = _scale_shift(self.net(padded_condition(cond)))
         return y * torch.exp(-s) - t, -sum_except_batch(s)

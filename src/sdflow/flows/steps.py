@@ -9,7 +9,7 @@ from torch import Tensor, nn
 from sdflow import perf
 from sdflow.flows.actnorm import ActNorm
 from sdflow.flows.base import Bijection, Composite, FlowSequence
-from sdflow.flows.coupling import AffineCoupling, AffineInjector
+from sdflow.flows.coupling import AffineCoupling, AffineInjector, condition_padded_once
 from sdflow.flows.invconv import InvertibleConv1x1
 from sdflow.flows.reshape import Squeeze, Unsqueeze
 
@@ -145,11 +145,13 @@ class ConditionalFlow(Bijection):
         logdet = z.new_zeros(z.shape[0])
         if self.transition is not None:
             z, logdet = self.transition(Squeeze()(z)[0])
-        z, ld = self.steps(z, features)
+        with condition_padded_once(features):
+            z, ld = self.steps(z, features)
         return z, logdet + ld
 
     def inverse_features(self, z: Tensor, features: Tensor) -> tuple[Tensor, Tensor]:
-        z, logdet = self.steps.inverse(z, features)
+        with condition_padded_once(features):
+            z, logdet = self.steps.inverse(z, features)
         if self.transition is not None:
             z, ld = self.transition.inverse(z)
             z = Squeeze().inverse(z)[0]
