@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+import weakref
+
 import pytest
 import torch
 
@@ -138,6 +141,10 @@ def test_compiled_condition_net_equals_eager():
             compiled = net(x)
             assert perf._COMPILED.get(net) is not None  # really went through torch.compile
     assert (compiled - eager).abs().max() < 1e-5
+    ref = weakref.ref(net)
+    del net
+    gc.collect()
+    assert ref() is None  # the compile cache does not keep modules alive
 
 
 def test_compile_failure_falls_back_to_eager(monkeypatch, caplog):

@@ -36,6 +36,7 @@ all off, which is the plain eager fp32 path the benchmarks compare against.
 
 from __future__ import annotations
 
+import functools
 import logging
 import weakref
 from collections.abc import Callable, Iterator
@@ -115,42 +116,46 @@ def autocast_condition(x: Tensor):
 
 
 log = logging.getLogger("sdflow.perf")
-_COMPILED: weakref.WeakKeyDictionary[nn.Module, Callable[..., Tensor]] = \
+#: module -> its compiled method, or _EAGER once compiling failed. Values hold no strong
+#: reference to their module, so compiled modules can still be freed.
+_COMPILED: weakref.WeakKeyDictionary[nn.Module, Callable[..., Tensor] | str] = \
     weakref.WeakKeyDictionary()
+_EAGER = "eager"
 
 
-def maybe_compiled(module: nn.Module, fn: Callable[..., Tensor]) -> Callable[..., Tensor]:
-    """``fn`` (a method of ``module``) compiled with ``torch.compile`` when
-    ``compile_condition`` is on and ``module`` is at inference; else ``fn`` itself.
+def maybe_compiled(module: nn.Module, method: Callable[..., Tensor]) -> Callable[..., Tensor]:
+    """``method`` (bound to ``module``) compiled with ``torch.compile`` when
+    ``compile_condition`` is on and ``module`` is at inference; else ``method`` itself.
 
-    The compiled function is made once per module. If compiling or running it fails, the
-    module falls back to ``fn`` for good and a warning says why; an error that is ``fn``'s
-    own is then raised by ``fn``.
+    It is compiled once per module. If compiling or running the compiled code fails, the
+    module runs ``method`` eagerly from then on and one warning says why (an error that
+    is ``method``'s own is then raised by ``method``).
     """
     if not (SETTINGS.compile_condition and inference_mode_for(module)):
-        return fn
+        return method
     compiled = _COMPILED.get(module)
     if compiled is None:
-        compiled = _COMPILED[module] = _with_fallback(module, fn)
-    return compiled
+        compiled = _COMPILED[module] = _compile_with_fallback(module, method.__func__)
+    return method if compiled == _EAGER else functools.partial(compiled, module)
 
 
-def _with_fallback(module: nn.Module, fn: Callable[..., Tensor]) -> Callable[..., Tensor]:
+def _compile_with_fallback(module: nn.Module, function: Callable[..., Tensor]
+                           ) -> Callable[..., Tensor] | str:
+    name = type(module).__name__
     try:
-        compiled = torch.compile(fn)
+        compiled = torch.compile(function)
     except Exception as exc:  # torch.compile unsupported on this platform
-        log.warning("torch.compile is unavailable (%s); running %s eagerly",
-                    exc, type(module).__name__)
-        return fn
+        log.warning("torch.compile is unavailable (%s); running %s eagerly", exc, name)
+        return _EAGER
 
-    def call(*args: Tensor) -> Tensor:
+    def call(owner: nn.Module, *args: Tensor) -> Tensor:
         try:
-            return compiled(*args)
+            return compiled(owner, *args)
         except Exception as exc:  # e.g. no C++ compiler for inductor
+            first_line = str(exc).splitlines()[0] if str(exc) else ""
             log.warning("torch.compile failed (%s: %s); running %s eagerly",
-                        type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "",
-                        type(module).__name__)
-            _COMPILED[module] = fn
-            return fn(*args)
+                        type(exc).__name__, first_line, name)
+            _COMPILED[owner] = _EAGER
+            return function(owner, *args)
 
     return call
