@@ -304,3 +304,6 @@ def test_bf16_precision_is_close_to_fp32_recorded_and_scoped(shared, ckpt, tmp_p
     assert np.abs(a - b).max() <= 3  # grey levels, 8-bit (a random-weight model)
     with pytest.raises(SystemExit):
         main(["sr", *common, "-o", str(tmp_path / "x"), "--precision", "fp16"])
+    with pytest.raises(ValueError, match="precision must be one of fp32, bf16"):
+        batch.run_batch(None, None, [], batch.Options(task="sr", tau=0.8, precision="fp16"),
+                        tmp_path / "y")

@@ -44,7 +44,7 @@ def add_arguments(p: argparse.ArgumentParser, task: str, default_tau: float) -> 
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
     p.add_argument("--threads", type=int, default=None,
                    help="CPU threads for PyTorch (default: PyTorch's choice)")
-    p.add_argument("--precision", default="fp32", choices=tuple(batch.PRECISIONS),
+    p.add_argument("--precision", default="fp32", choices=batch.PRECISIONS,
                    help="fp32 (default), or bf16: the condition networks in bfloat16, "
                    "the flows in fp32; faster on CPUs with AMX/AVX512-BF16, outputs within "
                    "1/255 of fp32 (docs/performance.md); recorded in the metadata")

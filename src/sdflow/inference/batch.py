@@ -36,10 +36,9 @@ from sdflow.inference.pipeline import process
 from sdflow.inference.progress import Progress
 
 TASK_NAMES = {"sr": "sr", "ds": "downscale"}
-#: Arithmetic of the condition networks (the flows and their inverses are always fp32).
-PRECISIONS = {"fp32": "float32 throughout (default)",
-              "bf16": "condition networks in bfloat16 autocast: faster on CPUs with AMX or "
-                      "AVX512-BF16, outputs within 1/255 of fp32 (docs/performance.md)"}
+#: Arithmetic of the condition networks: "bf16" is sdflow.perf's ``bf16_condition`` (the
+#: flows and their inverses are always fp32; docs/performance.md measures the difference).
+PRECISIONS = ("fp32", "bf16")
 META_PREFIX = "sdflow:"
 
 
@@ -307,7 +306,7 @@ def run_batch(model, model_id: ModelIdentity, jobs: list[Job], options: Options,
               ) -> Summary:
     """Process every job; errors are reported per file and the batch goes on."""
     if options.precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, "
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, "
                          f"not {options.precision!r}")
     with perf.configured(bf16_condition=options.precision == "bf16"):
         return _run_batch(model, model_id, jobs, options, outdir, stream, progress_enabled)
