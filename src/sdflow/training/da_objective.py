@@ -37,6 +37,7 @@ from sdflow.training.losses import (
     lsgan,
     lsgan_discriminator,
     quantize_8bit,
+    run_pair,
 )
 
 #: The generator terms, in the order of the paper's full objective.
@@ -105,15 +106,6 @@ class DADiscriminators(nn.Module):
         self.hr = PatchDiscriminator(image_channels, cfg.disc_base, cfg.hr_disc_down)
 
 
-def _pair(fn, a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
-    """``(fn(a), fn(b))``, in one batched call when the shapes allow it (the networks have
-    no batch statistics, so this changes speed only)."""
-    if a.shape[1:] != b.shape[1:]:
-        return fn(a), fn(b)
-    out = fn(torch.cat([a, b]))
-    return out[: a.shape[0]], out[a.shape[0]:]
-
-
 # ---------------------------------------------------------------------- the sub-losses
 def align_generator_loss(d_source: Tensor, d_target: Tensor) -> Tensor:
     """The encoder's L_align: both domains' D_f scores pushed to 0.5 (LSGAN)."""
@@ -167,10 +159,10 @@ class DAObjective(nn.Module):
         adv = self.adversarial_on(iteration) and cfg.adversarial > 0
         y_s, x_t = hr, lr
         x_s = self.source_lr(y_s)
-        f_s, f_t = _pair(g.encoder, x_s, x_t)
-        x_st, x_tt = _pair(g.lr_decoder, f_s, f_t)
+        f_s, f_t = run_pair(g.encoder, x_s, x_t)
+        x_st, x_tt = run_pair(g.lr_decoder, f_s, f_t)
         f_st = g.encoder(x_st)
-        y_ss, y_sts = _pair(g.sr_decoder, f_s, f_st)
+        y_ss, y_sts = run_pair(g.sr_decoder, f_s, f_st)
 
         terms: dict[str, Tensor] = {}
         logs: dict[str, Tensor] = {}

@@ -30,9 +30,7 @@ class EMA:
         self.updates += 1
         d = min(self.decay, (1 + self.updates) / (10 + self.updates))
         shadow, params = list(self.shadow.parameters()), [p.detach() for p in model.parameters()]
-        if len(shadow) != len(params):
-            raise ValueError("EMA.update: the model's parameters do not match the average's")
-        if perf.SETTINGS.foreach_updates:
+        if perf.SETTINGS.foreach_updates:  # checks that the two lists match, like zip(strict)
             torch._foreach_lerp_(shadow, params, 1.0 - d)
         else:
             for s, p in zip(shadow, params, strict=True):

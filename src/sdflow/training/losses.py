@@ -64,6 +64,16 @@ def frozen(modules: nn.Module | Sequence[nn.Module | None]) -> Iterator[None]:
             p.requires_grad_(flag)
 
 
+def run_pair(fn: Callable[[Tensor], Tensor], a: Tensor, b: Tensor, batched: bool = True
+             ) -> tuple[Tensor, Tensor]:
+    """``(fn(a), fn(b))``, in one call on their concatenation when ``batched`` and the
+    shapes allow it (for networks without batch statistics this changes speed only)."""
+    if not batched or a.shape[1:] != b.shape[1:]:
+        return fn(a), fn(b)
+    out = fn(torch.cat([a, b]))
+    return out[: a.shape[0]], out[a.shape[0]:]
+
+
 class TargetCache:
     """Functions of a training step's data tensors (blurs, VGG features), memoised per
     step by the tensor's identity; no gradient is recorded, since data need none.
@@ -107,7 +117,12 @@ class PerceptualLoss(nn.Module):
     def to_features(self, a: Tensor, target: list[Tensor]) -> Tensor:
         """The loss of ``a`` against features computed once with :attr:`features` (e.g.
         of a ground truth used by several terms)."""
-        return sum(F.l1_loss(x, y) for x, y in zip(self.features(a), target, strict=True))
+        return self.distance(self.features(a), target)
+
+    @staticmethod
+    def distance(features: list[Tensor], target: list[Tensor]) -> Tensor:
+        """The loss between two lists of layer features."""
+        return sum(F.l1_loss(x, y) for x, y in zip(features, target, strict=True))
 
 
 def nats_to_bits_per_dim(nll_per_dim: Tensor) -> Tensor:

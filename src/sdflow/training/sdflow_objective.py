@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sdflow import perf
@@ -41,6 +40,7 @@ from sdflow.training.losses import (
     lsgan_discriminator,
     nats_to_bits_per_dim,
     quantize_8bit,
+    run_pair,
 )
 
 
@@ -144,10 +144,8 @@ class SDFlowObjective(nn.Module):
         """Both content latents decoded alone through the frozen ``f_LR``."""
         lr_flow = self.model.lr_flow
         with frozen(lr_flow):
-            if perf.SETTINGS.batch_frozen_passes and z_c_x.shape == z_c_y.shape:
-                content_x, content_y = lr_flow.inverse(torch.cat([z_c_x, z_c_y]))[0].chunk(2)
-                return content_x, content_y
-            return lr_flow.inverse(z_c_x)[0], lr_flow.inverse(z_c_y)[0]
+            return run_pair(lambda z: lr_flow.inverse(z)[0], z_c_x, z_c_y,
+                            batched=perf.SETTINGS.batch_frozen_passes)
 
     def _perceptual_sums(self, groups: dict[str, list[tuple[Tensor, Tensor]]],
                          targets: TargetCache) -> dict[str, Tensor]:
@@ -161,8 +159,7 @@ class SDFlowObjective(nn.Module):
         if perf.SETTINGS.batch_frozen_passes and len({a.shape for a in generated}) == 1:
             n = generated[0].shape[0]
             joint = features(torch.cat(generated))
-            losses = [sum(F.l1_loss(g[i * n:(i + 1) * n], t)
-                          for g, t in zip(joint, tf, strict=True))
+            losses = [self.perceptual.distance([g[i * n:(i + 1) * n] for g in joint], tf)
                       for i, tf in enumerate(target_features)]
         else:
             losses = [self.perceptual.to_features(a, tf)
