@@ -18,6 +18,7 @@ from sdflow.flows import (
     FlowSequence,
     FlowStep,
     InvertibleConv1x1,
+    LinearPredictor,
     Squeeze,
     Unsqueeze,
     data_init,
@@ -60,6 +61,10 @@ LAYERS = {
         (1, 2, 4, 4), (1, COND, 4, 4)),
     "conditional_split": (
         lambda: ConditionalSplit(2, ConditionalFlow(3, _conv_cond_net(2, 6), 6, 2, hidden=8)),
+        (1, 5, 3, 3), None),
+    "conditional_split_predictor": (
+        lambda: ConditionalSplit(2, ConditionalFlow(3, _conv_cond_net(2, 6), 6, 2, hidden=8),
+                                 predictor=LinearPredictor(2, 3, 3)),
         (1, 5, 3, 3), None),
     "sequence_mixed": (
         lambda: FlowSequence([ActNorm(4), FlowStep(4, COND, hidden=8), InvertibleConv1x1(4)]),

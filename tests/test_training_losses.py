@@ -5,9 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
+from sdflow.metrics.resize import imresize
 from sdflow.training.losses import (
     frozen,
     gaussian_blur,
+    gaussian_blur_per_sample,
     lsgan,
     lsgan_discriminator,
     quantize_8bit,
@@ -62,7 +64,8 @@ def setup(shared):
     torch.manual_seed(0)
     model = tiny_model(shared).train()
     cfg = SDFlowLossConfig(n_pre=0, content_perceptual=0.0, perceptual=0.0, disc_base=8,
-                           mode_hr=1.0, mode_lr=1.0, content_cycle=1.0)
+                           mode_hr=1.0, mode_lr=1.0, content_cycle=1.0,
+                           content_synthetic=1.0)
     discs = SDFlowDiscriminators(cfg)
     obj = SDFlowObjective(model, discs, cfg)
     hr, _ = real_crops(shared, 64, "Nikon_031.png")
@@ -83,6 +86,7 @@ REACH = {
     "mode_hr": {"f_HR", "f_HF"},
     "mode_lr": {"E", "f_LR", "f_Deg", "prior"},
     "content_cycle": {"E"},
+    "content_synthetic": {"E"},
 }
 
 
@@ -215,3 +219,53 @@ def test_mode_and_content_cycle_target_values(shared):
     torch.testing.assert_close(terms["mode_hr"], (recon - hr).abs().mean())
     torch.testing.assert_close(terms["content_cycle"], cycle)
     assert terms["mode_hr"] > 0 and terms["content_cycle"] > 0
+
+
+def test_content_synthetic_target_value(shared):
+    """Without blur and noise the synthetic LR is the 8-bit MATLAB-bicubic x1/4 of the HR:
+    content_synthetic = mean |E(q(B x)) - z_c^x|."""
+    model = tiny_model(shared).eval()
+    cfg = SDFlowLossConfig(n_pre=10**9, content_perceptual=0.0, perceptual=0.0, disc_base=8,
+                           content_synthetic=1.0, synthetic_blur_max=0.0,
+                           synthetic_noise_max=0.0)
+    obj = SDFlowObjective(model, SDFlowDiscriminators(cfg), cfg)
+    hr, _ = real_crops(shared, 32, "Nikon_031.png")
+    _, lr = real_crops(shared, 32, "Canon_033.png")
+    with torch.no_grad():
+        terms, _, _ = obj.generator_terms(hr, lr, 0, torch.Generator().manual_seed(3))
+        z_c = model.content_from_hr(hr)
+        clean = quantize_8bit(imresize(hr, scale=0.25))
+        expected = (model.content_extractor(clean) - z_c).abs().mean()
+    torch.testing.assert_close(terms["content_synthetic"], expected)
+
+
+def test_synthetic_lr_is_degraded_by_its_random_blur_and_noise(shared):
+    model = tiny_model(shared).eval()
+    cfg = SDFlowLossConfig(n_pre=10**9, content_perceptual=0.0, perceptual=0.0, disc_base=8,
+                           content_synthetic=1.0, synthetic_blur_max=3.0,
+                           synthetic_noise_max=3.0)
+    obj = SDFlowObjective(model, SDFlowDiscriminators(cfg), cfg)
+    hr, _ = real_crops(shared, 64, "Nikon_031.png")
+    batch = hr.repeat(4, 1, 1, 1)
+    a = obj._synthetic_lr(batch, torch.Generator().manual_seed(1), 0, None)
+    b = obj._synthetic_lr(batch, torch.Generator().manual_seed(1), 0, None)
+    torch.testing.assert_close(a, b)  # a function of the generator
+    assert a.shape == (4, 3, 16, 16)
+    levels = (a + 1) * 127.5
+    torch.testing.assert_close(levels, levels.round())  # 8-bit values
+    assert len({float((a[i] - a[0]).abs().sum()) for i in range(1, 4)}) == 3  # all differ
+    # two processes taking halves of the global batch draw what one process draws
+    halves = torch.cat([obj._synthetic_lr(batch[:2], torch.Generator().manual_seed(1), 0, 4),
+                        obj._synthetic_lr(batch[2:], torch.Generator().manual_seed(1), 2, 4)])
+    torch.testing.assert_close(halves, a)
+
+
+def test_per_sample_blur_matches_the_fixed_blur():
+    x = torch.randn(2, 3, 20, 20, dtype=torch.float64)
+    sigmas = torch.tensor([0.8, 1.5], dtype=torch.float64)
+    out = gaussian_blur_per_sample(x, sigmas)
+    radius = 5  # ceil(3 * 1.5)
+    for i in range(2):
+        ref = gaussian_blur(x[i:i + 1], 2 * radius + 1, float(sigmas[i]))
+        torch.testing.assert_close(out[i:i + 1], ref)
+    torch.testing.assert_close(gaussian_blur_per_sample(x, torch.zeros(2)), x)

@@ -1,7 +1,13 @@
 """Invertible layers with one interface: ``forward(x, cond) -> (y, logdet)`` (data to latent)
 and ``inverse(y, cond) -> (x, logdet_inv)``; log-determinants per sample, shape ``[B]``."""
 
-from sdflow.flows.actnorm import ActNorm, all_initialized, data_init, mark_initialized
+from sdflow.flows.actnorm import (
+    ActNorm,
+    DataInitialized,
+    all_initialized,
+    data_init,
+    mark_initialized,
+)
 from sdflow.flows.base import Bijection, FlowSequence, sum_except_batch
 from sdflow.flows.coupling import (
     AffineCoupling,
@@ -11,6 +17,7 @@ from sdflow.flows.coupling import (
     soft_clamp,
 )
 from sdflow.flows.invconv import InvertibleConv1x1
+from sdflow.flows.predict import LinearPredictor
 from sdflow.flows.reshape import Squeeze, Unsqueeze
 from sdflow.flows.steps import (
     ConditionalFlow,
@@ -27,11 +34,13 @@ __all__ = [
     "Bijection",
     "ConditionalFlow",
     "ConditionalSplit",
+    "DataInitialized",
     "CouplingNet",
     "FlowSequence",
     "FlowLevel",
     "FlowStep",
     "InvertibleConv1x1",
+    "LinearPredictor",
     "Squeeze",
     "Unsqueeze",
     "ZeroConv2d",

@@ -12,7 +12,24 @@ from torch import Tensor, nn
 from sdflow.flows.base import Bijection
 
 
-class ActNorm(Bijection):
+class DataInitialized(nn.Module):
+    """A layer with a data-dependent initialisation that runs only inside :func:`data_init`
+    and only while its ``initialized`` buffer (saved in the state dict) is 0."""
+
+    def _setup_data_init(self) -> None:
+        self.register_buffer("initialized", torch.tensor(0, dtype=torch.uint8))
+        self._init_requested = False
+
+    @property
+    def is_initialized(self) -> bool:
+        return bool(self.initialized.item())
+
+    @property
+    def wants_init(self) -> bool:
+        return self._init_requested and not self.is_initialized
+
+
+class ActNorm(Bijection, DataInitialized):
     """Per-channel affine map ``y = exp(log_scale) * (x + loc)``.
 
     The data-dependent initialisation (zero mean, unit variance per channel on a
@@ -29,12 +46,7 @@ class ActNorm(Bijection):
         self.min_var = min_var
         self.loc = nn.Parameter(torch.zeros(1, channels, 1, 1))
         self.log_scale = nn.Parameter(torch.zeros(1, channels, 1, 1))
-        self.register_buffer("initialized", torch.tensor(0, dtype=torch.uint8))
-        self._init_requested = False
-
-    @property
-    def is_initialized(self) -> bool:
-        return bool(self.initialized.item())
+        self._setup_data_init()
 
     @torch.no_grad()
     def initialize(self, x: Tensor) -> None:
@@ -60,7 +72,7 @@ class ActNorm(Bijection):
         self.initialized.fill_(1)
 
     def forward(self, x: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        if self._init_requested and not self.is_initialized:
+        if self.wants_init:
             self.initialize(x)
         y = (x + self.loc) * torch.exp(self.log_scale)
         logdet = (x.shape[2] * x.shape[3]) * self.log_scale.sum()
@@ -74,15 +86,16 @@ class ActNorm(Bijection):
 
 @contextmanager
 def data_init(module: nn.Module) -> Iterator[None]:
-    """Within this context, every not-yet-initialised ActNorm in ``module`` initialises
-    itself from the first batch it sees in a forward pass.
+    """Within this context, every not-yet-initialised ActNorm (and every other
+    :class:`DataInitialized` layer) in ``module`` initialises itself from the first batch it
+    sees in a forward pass.
 
     Run one forward pass on a representative batch inside it::
 
         with data_init(model):
             model.log_prob_hr(hr_batch)
     """
-    layers = [m for m in module.modules() if isinstance(m, ActNorm)]
+    layers = [m for m in module.modules() if isinstance(m, DataInitialized)]
     for layer in layers:
         layer._init_requested = True
     try:
@@ -93,12 +106,12 @@ def data_init(module: nn.Module) -> Iterator[None]:
 
 
 def mark_initialized(module: nn.Module) -> None:
-    """Declare every ActNorm in ``module`` initialised (e.g. after loading parameters that
-    were set by other means)."""
+    """Declare every data-initialised layer in ``module`` initialised (e.g. after loading
+    parameters that were set by other means)."""
     for m in module.modules():
-        if isinstance(m, ActNorm):
+        if isinstance(m, DataInitialized):
             m.initialized.fill_(1)
 
 
 def all_initialized(module: nn.Module) -> bool:
-    return all(m.is_initialized for m in module.modules() if isinstance(m, ActNorm))
+    return all(m.is_initialized for m in module.modules() if isinstance(m, DataInitialized))

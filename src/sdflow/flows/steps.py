@@ -11,6 +11,7 @@ from sdflow.flows.actnorm import ActNorm
 from sdflow.flows.base import Bijection, Composite, FlowSequence
 from sdflow.flows.coupling import AffineCoupling, AffineInjector, condition_padded_once
 from sdflow.flows.invconv import InvertibleConv1x1
+from sdflow.flows.predict import LinearPredictor
 from sdflow.flows.reshape import Squeeze, Unsqueeze
 
 
@@ -169,18 +170,21 @@ class ConditionalFlow(Bijection):
 
 class ConditionalSplit(Bijection):
     """Split channels into ``(a, b)`` = first ``keep`` / the rest and transform ``b`` by a
-    conditional flow given ``a``: ``x = [a, b] -> [a, f(b; a)]``.
+    conditional flow given ``a``: ``x = [a, b] -> [a, f(b - P(a); a)]``.
 
-    The Jacobian is block-triangular, so the log-det is that of ``f``. With
-    ``detach_condition`` no gradient reaches ``a`` through the condition (the authors' HF
-    flow does this).
+    ``P`` is an optional :class:`~sdflow.flows.predict.LinearPredictor` (the predict step of
+    a lifting scheme; without one, ``P = 0`` as in the authors' model). The Jacobian is
+    block-triangular, so the log-det is that of ``f``. With ``detach_condition`` no gradient
+    reaches ``a`` through the condition or the predictor (the authors' HF flow does this).
     """
 
-    def __init__(self, keep: int, flow: ConditionalFlow, detach_condition: bool = True):
+    def __init__(self, keep: int, flow: ConditionalFlow, detach_condition: bool = True,
+                 predictor: LinearPredictor | None = None):
         super().__init__()
         self.keep = keep
         self.flow = flow
         self.detach_condition = detach_condition
+        self.predictor = predictor
 
     def split(self, x: Tensor) -> tuple[Tensor, Tensor]:
         return x[:, : self.keep], x[:, self.keep :]
@@ -188,12 +192,27 @@ class ConditionalSplit(Bijection):
     def _cond(self, a: Tensor) -> Tensor:
         return a.detach() if self.detach_condition else a
 
+    def predict(self, a: Tensor) -> Tensor | None:
+        """``P(a)`` (``None`` without a predictor)."""
+        return None if self.predictor is None else self.predictor(self._cond(a))
+
     def forward(self, x: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
         a, b = self.split(x)
+        if self.predictor is not None:
+            if self.predictor.wants_init:
+                self.predictor.initialize(a, b)
+            b = b - self.predict(a)
         b, logdet = self.flow(b, self._cond(a))
         return torch.cat([a, b], dim=1), logdet
 
+    def inverse_given(self, a: Tensor, b: Tensor, features: Tensor) -> tuple[Tensor, Tensor]:
+        """Inverse of the transformed half ``b`` given ``a`` and the condition features
+        ``u = cond_net(a)`` computed once (the SR pipeline reuses them across samples)."""
+        b, logdet = self.flow.inverse_features(b, features)
+        prediction = self.predict(a)
+        return (b if prediction is None else b + prediction), logdet
+
     def inverse(self, y: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
         a, b = self.split(y)
-        b, logdet = self.flow.inverse(b, self._cond(a))
+        b, logdet = self.inverse_given(a, b, self.flow.cond_net(self._cond(a)))
         return torch.cat([a, b], dim=1), logdet

@@ -29,6 +29,7 @@ from sdflow.flows import (
     ConditionalFlow,
     ConditionalSplit,
     FlowLevel,
+    LinearPredictor,
     data_init,
 )
 from sdflow.models.base import PresetConfig
@@ -70,11 +71,18 @@ class SDFlowConfig(PresetConfig):
     log_std_min: float = -5.0  # floor on log sigma_k of the mixture
     detach_hf_condition: bool = True  # f_HF sees sg(z_c), as in the authors' code
     detach_deg_condition: bool = True  # f_Deg sees sg(z_c) when encoding LR (an assumption)
+    # Our addition (0 = none, the authors' model): kernel of a linear predictor of z_h from
+    # z_c subtracted before the HF flow (a lifting "predict" step, sdflow.flows.predict).
+    hf_predictor_kernel: int = 0
 
     def __post_init__(self) -> None:
         levels = math.log2(self.scale) if self.scale > 0 else -1
         if self.scale < 2 or levels != int(levels):
             raise ValueError(f"scale must be a power of two >= 2, got {self.scale}")
+        k = self.hf_predictor_kernel
+        if k < 0 or (k > 0 and k % 2 == 0):
+            raise ValueError("hf_predictor_kernel must be 0 (none) or odd, got "
+                             f"{self.hf_predictor_kernel}")
         if self.mixture_mode not in MIXTURE_MODES:
             raise ValueError(f"mixture_mode must be one of {MIXTURE_MODES}, "
                              f"got {self.mixture_mode!r}")
@@ -82,7 +90,8 @@ class SDFlowConfig(PresetConfig):
             value = getattr(self, f.name)
             if isinstance(value, int) and not isinstance(value, bool) and value < 1 \
                     and f.name not in ("encoder_blocks", "encoder_mod_layers",
-                                       "hf_cond_blocks", "deg_cond_blocks"):
+                                       "hf_cond_blocks", "deg_cond_blocks",
+                                       "hf_predictor_kernel"):
                 raise ValueError(f"{f.name} must be >= 1, got {value}")
 
     @property
@@ -138,7 +147,10 @@ class HRFlow(Bijection):
             cfg.hf_steps,
             cfg.coupling_hidden,
         )
-        self.split = ConditionalSplit(c, hf, detach_condition=cfg.detach_hf_condition)
+        predictor = LinearPredictor(c, cfg.hf_channels, cfg.hf_predictor_kernel) \
+            if cfg.hf_predictor_kernel else None
+        self.split = ConditionalSplit(c, hf, detach_condition=cfg.detach_hf_condition,
+                                      predictor=predictor)
 
     @property
     def hf(self) -> ConditionalFlow:
@@ -368,7 +380,7 @@ class SDFlow(nn.Module):
 
     def sr_decode(self, z_c: Tensor, features: Tensor, z_hf: Tensor) -> Tensor:
         """``(z_c, u, z_h') -> x``: invert the HF flow and f_HR; ``z_h' = tau * eps``."""
-        z_h, _ = self.hr_flow.hf.inverse_features(z_hf, features)
+        z_h, _ = self.hr_flow.split.inverse_given(z_c, z_hf, features)
         return self.hr_flow.decode_levels(torch.cat([z_c, z_h], dim=1))
 
     def ds_condition(self, x: Tensor) -> tuple[Tensor, Tensor]:

@@ -41,6 +41,23 @@ def gaussian_blur(x: Tensor, size: int = 5, sigma: float = 1.1) -> Tensor:
     return F.conv2d(x, k.view(1, 1, size, 1).expand(c, 1, size, 1), groups=c)
 
 
+def gaussian_blur_per_sample(x: Tensor, sigmas: Tensor) -> Tensor:
+    """Separable Gaussian blur of each image of ``x`` ``[B, C, H, W]`` with its own standard
+    deviation ``sigmas`` ``[B]`` (pixels; 0 leaves the image unchanged), reflect-padded."""
+    b, c, h, w = x.shape
+    radius = max(1, int(math.ceil(3.0 * float(sigmas.max()))))
+    offsets = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
+    s = sigmas.to(x).clamp_min(1e-3).view(b, 1)
+    k = torch.exp(-0.5 * (offsets.view(1, -1) / s) ** 2)
+    k = (k / k.sum(dim=1, keepdim=True)).repeat_interleave(c, dim=0)  # [B C, size]
+    size = 2 * radius + 1
+    mode = "reflect" if min(h, w) > radius else "replicate"
+    y = F.pad(x, (radius,) * 4, mode=mode).reshape(1, b * c, h + 2 * radius, w + 2 * radius)
+    y = F.conv2d(y, k.view(b * c, 1, 1, size), groups=b * c)
+    y = F.conv2d(y, k.view(b * c, 1, size, 1), groups=b * c)
+    return y.reshape(b, c, h, w)
+
+
 def quantize_8bit(x: Tensor) -> Tensor:
     """Round images in [-1, 1] to 8-bit levels (clamped) with a straight-through gradient:
     the forward value is what a saved image would hold, the backward is the identity."""
