@@ -17,6 +17,7 @@ from sdflow.cli import main
 from sdflow.evaluation import EvalOptions, evaluate_bicubic, image_seed
 from sdflow.imageio import image_to_tensor, read_image, tensor_to_image
 from sdflow.metrics import imresize_uint8, lr_psnr, noise_sigma, psnr, ssim
+from sdflow.metrics.artefacts import block_ratio, spearman
 
 
 @pytest.fixture(scope="module")
@@ -91,6 +92,16 @@ def test_sr_end_to_end(tiny, shared, tmp_path, capsys):
         samples = model.sr(image_to_tensor(lr), 0.8, num_samples=2, generator=gen)
     mean = np.mean([psnr(tensor_to_image(samples[0, k]), hr, shave=4) for k in range(2)])
     assert float(warm["psnr"]) == pytest.approx(mean, abs=1e-12)
+    # block ratio of every SR row; uncertainty correlations of the sampled rows only
+    imgs = [tensor_to_image(samples[0, k]) for k in range(2)]
+    assert float(zero["block"]) == pytest.approx(block_ratio(sr, 4), abs=1e-12)
+    assert float(warm["block"]) == pytest.approx(
+        np.mean([block_ratio(im, 4) for im in imgs]), abs=1e-12)
+    assert rows[0]["block"] != "" and zero["unc_err_rho"] == ""
+    spread = np.sqrt(np.stack(imgs).astype(np.float64).var(axis=0, ddof=1).mean(axis=2))
+    error = np.sqrt(((sr.astype(np.float64) - hr) ** 2).mean(axis=2))
+    assert float(warm["unc_err_rho"]) == pytest.approx(spearman(spread, error), abs=1e-12)
+    assert -1 <= float(warm["unc_grad_rho"]) <= 1
 
     record = json.loads((tmp_path / "a" / "metrics.json").read_text())
     protocol = record["protocol"]

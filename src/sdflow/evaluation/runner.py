@@ -26,6 +26,7 @@ from sdflow.evaluation.data import DatasetError, Pair, count_images, pair_folder
 from sdflow.evaluation.results import EvalResult, Figure, Panel
 from sdflow.imageio import image_to_tensor, tensor_to_image, write_image
 from sdflow.metrics import lpips as lpips_module
+from sdflow.metrics.artefacts import block_ratio, gradient_magnitude, spearman
 from sdflow.metrics.consistency import lr_psnr, pairwise_lpips, pixel_std
 from sdflow.metrics.degradation import blur_index, noise_sigma
 from sdflow.metrics.lpips import LPIPS
@@ -109,6 +110,28 @@ class _Scorer:
                 if self.lpips is not None:
                     out["div_lpips"] = pairwise_lpips(preds, self.lpips)
         return out
+
+
+def _block(image: np.ndarray, scale: int) -> float:
+    """:func:`block_ratio` on the model's grid, nan for images too small to measure it."""
+    return block_ratio(image, scale) if min(image.shape[:2]) >= 2 * scale else float("nan")
+
+
+def _uncertainty_rhos(samples: list[np.ndarray], tau0: np.ndarray | None,
+                      target: np.ndarray) -> dict[str, float]:
+    """Spearman correlations of the per-pixel spread of ``samples`` (RMS over channels of
+    the standard deviation across samples) with the per-pixel error of the tau = 0 output
+    (RMS over channels; nan without one) and with the Sobel gradient magnitude of the
+    ground truth's luma."""
+    stack = np.stack(samples).astype(np.float64)
+    spread = np.sqrt(stack.var(axis=0, ddof=1).mean(axis=2))
+    out = {"unc_grad_rho": spearman(spread, gradient_magnitude(target).numpy())}
+    if tau0 is None:
+        out["unc_err_rho"] = float("nan")
+    else:
+        error = np.sqrt(((tau0.astype(np.float64) - target.astype(np.float64)) ** 2).mean(2))
+        out["unc_err_rho"] = spearman(spread, error)
+    return out
 
 
 def _protocol(options: EvalOptions, scale: int, shave: int, compared: str) -> dict[str, Any]:
@@ -268,7 +291,8 @@ def evaluate_bicubic(lr_dir: str | os.PathLike, hr_dir: str | os.PathLike, optio
         sr = imresize_uint8(lr, scale=scale)
         _save(options, "bicubic", pair.name, sr)
         rows.append({"image": pair.name, "method": "bicubic", "tau": None, "samples": 1,
-                     **scorer.fidelity(sr, hr, shave), "lr_psnr": lr_psnr(sr, lr, scale)})
+                     **scorer.fidelity(sr, hr, shave), "lr_psnr": lr_psnr(sr, lr, scale),
+                     "block": _block(sr, scale)})
         if options.crop:
             box = pick_crop(hr, options.crop, scale)
             figures.append(Figure(pair.name, [
@@ -277,6 +301,7 @@ def evaluate_bicubic(lr_dir: str | os.PathLike, hr_dir: str | os.PathLike, optio
         _report(options, f"[{i + 1}/{len(pairs)}] {pair.name}")
     info = _base_info("bicubic", options)
     info["protocol"] = _protocol(options, scale, shave, f"bicubic x{scale} of LR vs HR")
+    info["protocol"].update(_sr_artefact_protocol(scale))
     info["dataset"] = _dataset_info(lr_dir, hr_dir, pairs)
     return EvalResult("bicubic", rows, info, figures)
 
@@ -299,7 +324,8 @@ def evaluate_folders(pred_dir: str | os.PathLike, gt_dir: str | os.PathLike,
             raise DatasetError(f"{pair.first}: size {pred.shape[1]}x{pred.shape[0]} differs "
                                f"from the ground truth {gt.shape[1]}x{gt.shape[0]}")
         row: dict[str, Any] = {"image": pair.name, "method": method, "tau": None,
-                               "samples": 1, **scorer.fidelity(pred, gt, shave)}
+                               "samples": 1, **scorer.fidelity(pred, gt, shave),
+                               "block": _block(pred, scale)}
         lr = None
         if lr_files is not None:
             lr = read_rgb8(lr_files[pair.name])
@@ -315,6 +341,7 @@ def evaluate_folders(pred_dir: str | os.PathLike, gt_dir: str | os.PathLike,
         _report(options, f"[{i + 1}/{len(pairs)}] {pair.name}")
     info = _base_info("folders", options)
     info["protocol"] = _protocol(options, scale, shave, "prediction folder vs ground truth")
+    info["protocol"].update(_sr_artefact_protocol(scale))
     info["dataset"] = {"pred_dir": str(pred_dir), "gt_dir": str(gt_dir),
                        "lr_dir": None if lr_dir is None else str(lr_dir),
                        "pairs": len(pairs), "pred_files": count_images(pred_dir),
@@ -339,7 +366,8 @@ def evaluate_sr(model: nn.Module, lr_dir: str | os.PathLike, hr_dir: str | os.Pa
         _check_sr_sizes(pair, lr, hr, scale)
         bicubic = imresize_uint8(lr, scale=scale)
         rows.append({"image": pair.name, "method": "bicubic", "tau": None, "samples": 1,
-                     **scorer.fidelity(bicubic, hr, shave), "lr_psnr": lr_psnr(bicubic, lr, scale)})
+                     **scorer.fidelity(bicubic, hr, shave), "lr_psnr": lr_psnr(bicubic, lr, scale),
+                     "block": _block(bicubic, scale)})
         y = image_to_tensor(lr).to(options.device)
         outputs: dict[float, list[np.ndarray]] = {}
         for tau in options.taus:
@@ -351,7 +379,12 @@ def evaluate_sr(model: nn.Module, lr_dir: str | os.PathLike, hr_dir: str | os.Pa
             row = {"image": pair.name, "method": method, "tau": float(tau), "samples": n,
                    **scorer.samples(images, hr, shave, best_of=n > 1),
                    "lr_psnr": float(np.mean([lr_psnr(im, lr, scale) for im in images]))
+                   if images else float("nan"),
+                   "block": float(np.mean([_block(im, scale) for im in images]))
                    if images else float("nan"), "nonfinite": bad}
+            if len(images) >= 2:
+                tau0 = outputs.get(0.0, [None])[0]
+                row.update(_uncertainty_rhos(images, tau0, hr))
             rows.append(row)
             outputs[tau] = images
         if options.crop:
@@ -367,6 +400,7 @@ def evaluate_sr(model: nn.Module, lr_dir: str | os.PathLike, hr_dir: str | os.Pa
     info["protocol"] = _protocol(options, scale, shave, "SR of LR vs HR")
     info["protocol"]["lr_consistency"] = ("PSNR (RGB, no shave) between the 8-bit MATLAB "
                                           f"bicubic x1/{scale} of the SR output and the LR")
+    info["protocol"].update(_sr_artefact_protocol(scale))
     info.update(_sampling_info(options, sr=True))
     info["model"] = _model_info(model)
     info["dataset"] = _dataset_info(lr_dir, hr_dir, pairs)
@@ -443,6 +477,20 @@ def _check_ds_sizes(pair: Pair, lr: np.ndarray, hr: np.ndarray, scale: int) -> N
     if lr.shape[:2] != expected:
         raise DatasetError(f"{pair.name}: LR {lr.shape[1]}x{lr.shape[0]} is not the "
                            f"ceil(HR/{scale}) size {expected[1]}x{expected[0]}")
+
+
+def _sr_artefact_protocol(scale: int) -> dict[str, Any]:
+    return {
+        "block": f"mean |neighbour difference| of Y across the {scale}-pixel grid lines "
+                 "(offsets 3, 7, 11, ... for x4) over the mean inside the cells, average of "
+                 "rows and columns; 1 = no grid (ground truth ~1.05, bicubic ~1.2); mean over "
+                 "samples",
+        "uncertainty": "unc_err_rho / unc_grad_rho: Spearman correlation, over pixels, of "
+                       "the per-pixel standard deviation across the samples (RMS over RGB) "
+                       "with the per-pixel RMS error of the tau = 0 output and with the "
+                       "Sobel gradient magnitude of the ground truth's Y (rows with >= 2 "
+                       "samples; unc_err_rho needs tau 0 in the run)",
+    }
 
 
 def _sampling_info(options: EvalOptions, sr: bool) -> dict[str, Any]:

@@ -57,17 +57,10 @@ def gradient_magnitude(img: np.ndarray | Tensor) -> Tensor:
 
 
 def _ranks(values: np.ndarray) -> np.ndarray:
-    order = np.argsort(values, kind="stable")
-    ranks = np.empty(len(values), dtype=np.float64)
-    ranks[order] = np.arange(len(values), dtype=np.float64)
-    # ties: every member of a run of equal values gets the run's mean rank
-    sorted_vals = values[order]
-    starts = np.flatnonzero(np.r_[True, sorted_vals[1:] != sorted_vals[:-1]])
-    ends = np.r_[starts[1:], len(values)]
-    for s, e in zip(starts, ends, strict=True):
-        if e - s > 1:
-            ranks[order[s:e]] = (s + e - 1) / 2.0
-    return ranks
+    """Ranks 0..n-1; every member of a group of equal values gets the group's mean rank."""
+    _, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
+    mean_rank = np.cumsum(counts) - (counts + 1) / 2.0
+    return mean_rank[inverse].astype(np.float64)
 
 
 def spearman(a: np.ndarray | Tensor, b: np.ndarray | Tensor) -> float:
