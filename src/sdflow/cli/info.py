@@ -20,6 +20,21 @@ def register(sub) -> None:
     p.set_defaults(run=run)
 
 
+def _compute_text(extra: dict) -> str:
+    """One line on the training compute recorded at export (legs, iterations, hours)."""
+    compute = extra.get("compute")
+    if not compute:
+        its = extra.get("iterations")
+        return f"{its} iterations (no compute record)" if its is not None else "not recorded"
+    legs = compute.get("legs", [])
+    text = f"{len(legs)} leg(s), {compute.get('total_iterations')} iterations"
+    if compute.get("total_cpu_hours") is not None:
+        text += f", {compute['total_cpu_hours']:.2f} CPU-hours"
+    if compute.get("total_hours") is not None:
+        text += f", {compute['total_hours']:.2f} h wall"
+    return text
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         model = load(args.checkpoint)
@@ -38,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
         "trained_on": info.trained_on,
         "notes": info.notes,
         "created": info.created,
+        "compute": _compute_text(info.extra),
         "config": info.config,
     }
     if args.json:

@@ -35,6 +35,10 @@ def register(sub) -> None:
                    dest="overrides", help="override any setting, e.g. loss.n_pre=2000")
     p.add_argument("--resume", metavar="auto|CKPT",
                    help="continue from the newest valid checkpoint of the run (auto) or a file")
+    p.add_argument("--init-from", metavar="MODEL",
+                   help="start from an exported model's weights (a .safetensors path or a "
+                   "registered name) with a fresh optimiser and schedule: the next leg of a "
+                   "run trained in several sessions (its compute adds up in the metadata)")
     p.add_argument("--print-config", action="store_true",
                    help="print the resolved configuration and exit")
     p.set_defaults(run=run)
@@ -54,6 +58,8 @@ def _overrides(args: argparse.Namespace) -> list[str]:
         out.append(f"run.iterations={args.iterations}")
     if args.device:
         out.append(f"run.device={args.device}")
+    if args.init_from:
+        out.append(f"run.init_from={json.dumps(args.init_from)}")
     return out + list(args.overrides)
 
 
@@ -70,6 +76,10 @@ def run(args: argparse.Namespace) -> int:
     from sdflow.training import distributed
     from sdflow.training.trainer import Trainer
 
+    if args.resume and cfg.run.init_from:
+        print("sdflow train: config error: --resume continues a run exactly; --init-from "
+              "starts a new one from a model's weights: give one of them", file=sys.stderr)
+        return 2
     ctx = distributed.setup(cfg.run.device)
     try:
         trainer = Trainer(cfg, ctx)

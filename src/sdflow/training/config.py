@@ -64,6 +64,9 @@ class RunSection:
     val_samples: int = 3  # SR/DS samples per validation image for diversity
     time_limit_minutes: float = 0.0  # stop (with a checkpoint) after this long; 0 = none
     weights_dir: str | None = None  # VGG16/LPIPS weights (sdflow.weights); None: search
+    # Start from an exported model's weights (a path or registered name; a new optimiser,
+    # schedule and iteration count): the next "leg" of a recipe trained in several runs.
+    init_from: str | None = None
 
 
 @dataclass

@@ -109,6 +109,9 @@ class Trainer:
         self.iteration = 0
         self.lr_scale = 1.0
         self.counters = {"skipped_g": 0, "skipped_d": 0, "consecutive": 0, "rollbacks": 0}
+        self.train_seconds = 0.0  # wall time spent in the training loop (kept across resume)
+        self.previous_legs: list[dict[str, Any]] = []  # compute of the runs before this one
+        self.init_source: dict[str, Any] | None = None
         self.dataset = UnpairedDataset(
             cfg.data.lr_dirs, cfg.data.hr_dirs, cfg.data.lr_crop, self._scale(),
             flips=cfg.data.flips, rot90=cfg.data.rot90, dequantize=cfg.data.dequantize,
@@ -156,6 +159,8 @@ class Trainer:
             "rng": {"torch": torch.get_rng_state(),
                     "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
             "counters": dict(self.counters),
+            "compute": {"train_seconds": self.train_seconds, "previous_legs": self.previous_legs,
+                        "init_source": self.init_source},
             "config": self.cfg.to_dict(),
             "sdflow_version": __version__,
         }
@@ -177,6 +182,69 @@ class Trainer:
         if torch.cuda.is_available() and state["rng"]["cuda"]:
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
         self.counters.update(state["counters"])
+        compute = state.get("compute") or {}
+        self.train_seconds = float(compute.get("train_seconds", 0.0))
+        self.previous_legs = list(compute.get("previous_legs", []))
+        self.init_source = compute.get("init_source")
+
+    # ------------------------------------------------------------------ training legs
+    def _init_from(self, name_or_path: str) -> None:
+        """Load an exported model's weights into the exported part of the generator (same
+        architecture and config required) and take over its compute record."""
+        from sdflow.checkpoint import CheckpointError, file_sha256
+        from sdflow.registry import load as load_model
+
+        try:
+            source = load_model(name_or_path, device=self.device)
+        except (CheckpointError, OSError) as exc:
+            raise ValueError(f"run.init_from: {exc}") from exc
+        target = self.task.inference_model(self.generator)
+        ours, theirs = target.config.to_dict(), source.config.to_dict()
+        if type(source) is not type(target) or ours != theirs:
+            diff = sorted(k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k))
+            raise ValueError(f"run.init_from: {name_or_path} is a {type(source).__name__} "
+                             f"with another architecture than this run's "
+                             f"{type(target).__name__} (differs in: {', '.join(diff) or 'type'});"
+                             " use the same model preset and overrides as the run it came from")
+        target.load_state_dict(source.state_dict(), strict=True)
+        extra = source.checkpoint_info.extra
+        compute = extra.get("compute") or {}
+        legs = list(compute.get("legs", []))
+        if not legs and "iterations" in extra:  # exported before compute was recorded
+            legs = [{"iterations": int(extra["iterations"]), "hours": None, "cpu_hours": None,
+                     "device": None, "note": "no compute record in the model"}]
+        self.previous_legs = legs
+        self.init_source = {"model": str(name_or_path),
+                            "sha256": file_sha256(source.checkpoint_path, length=64)}
+        fresh = sum(1 for _ in self.generator.parameters()) - \
+            sum(1 for _ in target.parameters())
+        self._say(f"initialised from {name_or_path} ({len(legs)} earlier leg(s), "
+                  f"{sum(int(leg.get('iterations') or 0) for leg in legs)} iterations)"
+                  + (f"; {fresh} training-only parameter tensors start fresh" if fresh else ""))
+
+    def compute_record(self) -> dict[str, Any]:
+        """Training compute of this run plus the legs it was initialised from."""
+        hours = self.train_seconds / 3600.0
+        threads = torch.get_num_threads()
+        leg: dict[str, Any] = {
+            "iterations": self.iteration, "hours": round(hours, 4),
+            "device": self.device.type, "processes": self.ctx.world_size,
+            "threads_per_process": threads if self.device.type == "cpu" else None,
+            "cpu_hours": round(hours * threads * self.ctx.world_size, 4)
+            if self.device.type == "cpu" else None,
+            "device_hours": round(hours * self.ctx.world_size, 4)
+            if self.device.type != "cpu" else None,
+            "init_from": self.init_source,
+        }
+        legs = self.previous_legs + [leg]
+
+        def total(key: str) -> float | None:
+            values = [leg.get(key) for leg in legs]
+            return None if any(v is None for v in values) else round(sum(values), 4)
+
+        return {"legs": legs, "total_iterations": sum(int(leg["iterations"]) for leg in legs),
+                "total_hours": total("hours"), "total_cpu_hours": total("cpu_hours")
+                if all(leg.get("device") == "cpu" for leg in legs) else None}
 
     def save_checkpoint(self) -> Path | None:
         """Write the training state atomically (rank 0) and prune old checkpoints."""
@@ -203,7 +271,8 @@ class Trainer:
         save_model(model, path, trained_on=f"unpaired: {data} (HR)",
                    notes=(f"{label}; " if label else "") +
                    f"sdflow train, {self.iteration} iterations, EMA weights",
-                   extra={"iterations": self.iteration, "train_config": self.cfg.to_dict()})
+                   extra={"iterations": self.iteration, "train_config": self.cfg.to_dict(),
+                          "compute": self.compute_record()})
         return path
 
     # ------------------------------------------------------------------ data
@@ -335,16 +404,22 @@ class Trainer:
             self._truncate_log(self.iteration)
             self._say(f"resumed at iteration {self.iteration}")
         else:
-            self.task.initialize(self._init_batch())
+            if cfg.run.init_from:
+                self._init_from(cfg.run.init_from)
+            self.task.initialize(self._init_batch())  # only what init_from did not set
             self.ema = EMA(self.generator, cfg.optim.ema_decay)
             self.save_checkpoint()  # iteration 0: a rollback target from the start
         g_runner, d_runner = self._runners()
         start_time = time.perf_counter()
         batches = self._loader(self.iteration)
         last_log = (time.perf_counter(), self.iteration)
+        clock = time.perf_counter()  # train_seconds: the loop's wall time, validation included
         while self.iteration < cfg.run.iterations:
             record = self._step(next(batches), g_runner, d_runner)
             self.iteration += 1
+            now = time.perf_counter()
+            self.train_seconds += now - clock
+            clock = now
             if record.get("skipped") and \
                     self.counters["consecutive"] >= cfg.run.max_consecutive_skips:
                 if self._rollback():
@@ -371,10 +446,10 @@ class Trainer:
                 self._say(f"time limit of {cfg.run.time_limit_minutes} min reached at "
                           f"iteration {self.iteration}")
                 break
-        if self.iteration % cfg.run.checkpoint_every:
-            self.save_checkpoint()
         if cfg.run.val_every and self.iteration % cfg.run.val_every:
             self.validate()
+        self.train_seconds += time.perf_counter() - clock
+        self.save_checkpoint()
         return self.export()
 
     def _resume_state(self, resume: str | None) -> dict[str, Any] | None:
