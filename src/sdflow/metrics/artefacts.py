@@ -5,8 +5,9 @@
   ``2 period - 1``, ... of the horizontal and vertical differences) divided by the mean
   absolute difference *inside* the cells, averaged over both directions. A natural photo
   or a bicubic upscale scores about 1.0-1.2 (RealSR val: HR 1.05, bicubic x4 1.18);
-  a nearest-neighbour x4 upscale is infinite (all change is at the grid lines). SDFlow's HR flow squeezes 2x2 twice, so a
-  model whose high-frequency latents carry nothing fills each 4x4 block almost flatly.
+  a nearest-neighbour x4 upscale is infinite (all change is at the grid lines). SDFlow's
+  HR flow squeezes 2x2 twice, so a model whose high-frequency latents carry nothing fills
+  each 4x4 block almost flatly.
 - :func:`spearman`: rank correlation of two maps (ties get their mean rank), used to ask
   whether an uncertainty map follows the error of the tau-0 output or the image structure.
 - :func:`gradient_magnitude`: Sobel gradient magnitude of the luma.
