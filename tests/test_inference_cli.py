@@ -216,6 +216,7 @@ def test_non_finite_samples_are_retried_at_lower_tau(model, shared, monkeypatch)
 def test_registry_resolves_names_and_checks_hashes(ckpt, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(registry, "MODELS", {})  # as if nothing were shipped
     monkeypatch.setattr(registry, "DEFAULT_MODEL", None)
+    monkeypatch.setattr(registry, "DEFAULT_DOWNSCALE_MODEL", None)
     assert registry.available() == []
     with pytest.raises(registry.ModelNotFoundError, match="no models are registered"):
         registry.resolve("realsr-x4")
@@ -233,6 +234,12 @@ def test_registry_resolves_names_and_checks_hashes(ckpt, tmp_path, monkeypatch, 
     monkeypatch.setattr(registry, "weights_dir", lambda: weights)
     monkeypatch.setattr(registry, "DEFAULT_MODEL", "fast-x4")
     assert registry.resolve(None).path == weights / "fast.safetensors"
+    with pytest.raises(registry.ModelNotFoundError, match="no model given"):
+        registry.resolve(None, "ds")  # the downscaling default is separate
+    monkeypatch.setattr(registry, "DEFAULT_DOWNSCALE_MODEL", "fast-x4")
+    assert registry.resolve(None, "ds").path == weights / "fast.safetensors"
+    with pytest.raises(ValueError, match="task must be"):
+        registry.resolve(None, "sharpen")
     assert registry.load("fast-x4").config.hr_steps == 2
     with pytest.raises(registry.ModelNotFoundError, match="no such checkpoint"):
         registry.resolve("missing/fast.safetensors")

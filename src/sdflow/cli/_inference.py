@@ -28,7 +28,7 @@ def add_arguments(p: argparse.ArgumentParser, task: str, default_tau: float) -> 
     p.add_argument("--model", default=None,
                    help="a checkpoint path or a registered model name "
                    f"(registered: {', '.join(registry.available()) or 'none yet'}; "
-                   f"default: {registry.DEFAULT_MODEL or 'none, --model is required'})")
+                   f"default: {registry.default_model(task) or 'none, --model is required'})")
     p.add_argument("--tau", type=float, default=None,
                    help=f"sampling temperature (default {default_tau}; deterministic models "
                    "such as da-iccv21 take none)")
@@ -97,7 +97,7 @@ def run(args: argparse.Namespace, task: str) -> int:
         except ValueError as exc:
             return fail(str(exc))
     try:
-        resolved = registry.resolve(args.model)
+        resolved = registry.resolve(args.model, task)
         info = read_info(resolved.path)
     except SDFlowError as exc:
         return fail(str(exc))
