@@ -7,9 +7,18 @@ import argparse
 import sys
 
 from sdflow import __version__
-from sdflow.cli import convert, downscale, evaluate, info, selfcheck, sr, train
+from sdflow.cli import (
+    convert,
+    downscale,
+    evaluate,
+    info,
+    make_pairs,
+    selfcheck,
+    sr,
+    train,
+)
 
-COMMANDS = (sr, downscale, train, evaluate, selfcheck, convert, info)
+COMMANDS = (sr, downscale, make_pairs, train, evaluate, selfcheck, convert, info)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import time
-import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +31,7 @@ from sdflow.metrics.degradation import blur_index, noise_sigma
 from sdflow.metrics.lpips import LPIPS
 from sdflow.metrics.psnr_ssim import COLOR_SPACES, psnr, ssim
 from sdflow.metrics.resize import imresize_uint8
+from sdflow.seeding import image_seed
 
 #: How many samples of the largest tau a report row shows.
 REPORT_SAMPLES = 3
@@ -67,12 +67,6 @@ class EvalOptions:
             raise ValueError(f"tau must be >= 0, got {list(self.taus)}")
         if self.shave is not None and self.shave < 0:
             raise ValueError(f"shave must be >= 0, got {self.shave}")
-
-
-def image_seed(seed: int, name: str) -> int:
-    """The noise seed of one image: depends on ``seed`` and the file name only, so an
-    image gets the same noise whatever else is evaluated with it, at every tau."""
-    return (seed * 1_000_003 + zlib.crc32(name.encode("utf-8"))) % (2**63)
 
 
 class _Scorer:
