@@ -42,11 +42,18 @@ def main() -> None:
     ap.add_argument("--trained-on")
     ap.add_argument("--notes")
     ap.add_argument("--evidence", nargs="*", default=[])
+    ap.add_argument("--compute", help="JSON compute record for a model exported before "
+                    "the trainer recorded one (same keys as Trainer.compute_record)")
     args = ap.parse_args()
     info = read_info(args.source)
     extra = dict(info.extra)
     extra["registered_name"] = args.name
     extra["evidence"] = [evidence_record(Path(p)) for p in args.evidence]
+    if args.compute:
+        if "compute" in extra:
+            raise SystemExit("the model already has a compute record; --compute is for "
+                             "models exported without one")
+        extra["compute"] = json.loads(args.compute)
     info = dataclasses.replace(info, extra=extra,
                                trained_on=args.trained_on or info.trained_on,
                                notes=args.notes or info.notes)

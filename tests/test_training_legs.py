@@ -77,3 +77,25 @@ def test_init_from_a_model_of_another_architecture_is_one_clear_error(
                  str(tmp_path / "missing.safetensors"),
                  *sum((["--set", o] for o in _overrides(shared, tmp_path)[:3]), [])]) == 1
     assert "no such checkpoint" in capsys.readouterr().err
+
+
+def test_stop_at_keeps_the_schedule_of_the_planned_run(shared, tmp_path):
+    """run.stop_at=3 of a 6-iteration plan: the first 3 steps are those of the full run
+    (same learning rates and losses) and the export is iteration 3."""
+    full = tmp_path / "full"
+    part = tmp_path / "part"
+    # a halving at 40 % of the plan: iteration 2.4 of 6 (1.2 if the plan were cut to 3)
+    common = {"run.iterations": 6, "optim.milestones": [0.4], "loss.n_pre": 100}
+    Trainer(load_config("smoke", None, _overrides(shared, full, **common))).fit()
+    out = Trainer(load_config("smoke", None, _overrides(shared, part, **common,
+                                                        **{"run.stop_at": 3}))).fit()
+
+    def train_records(run):
+        return [r for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
+                if r["type"] == "train"]
+
+    a, b = train_records(full)[:3], train_records(part)
+    assert len(b) == 3
+    assert [r["lr_g"] for r in a] == [r["lr_g"] for r in b]
+    assert [r["loss"] for r in a] == [r["loss"] for r in b]
+    assert sdflow.load(out).checkpoint_info.extra["iterations"] == 3

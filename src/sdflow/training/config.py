@@ -63,6 +63,9 @@ class RunSection:
     rollback_lr_factor: float = 0.5
     val_samples: int = 3  # SR/DS samples per validation image for diversity
     time_limit_minutes: float = 0.0  # stop (with a checkpoint) after this long; 0 = none
+    # stop (with a checkpoint and the export) at this iteration, the schedule still planned
+    # for ``iterations``: reproduces a run that a time limit stopped there; None = no stop
+    stop_at: int | None = None
     weights_dir: str | None = None  # VGG16/LPIPS weights (sdflow.weights); None: search
     # Start from an exported model's weights (a path or registered name; a new optimiser,
     # schedule and iteration count): the next "leg" of a recipe trained in several runs.

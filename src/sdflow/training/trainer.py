@@ -437,9 +437,13 @@ class Trainer:
             stop = cfg.run.time_limit_minutes > 0 and \
                 (time.perf_counter() - start_time) / 60 > cfg.run.time_limit_minutes
             stop = D.broadcast_flag(stop, self.ctx)
+            at_stop = cfg.run.stop_at is not None and self.iteration >= cfg.run.stop_at
             if self.iteration % cfg.run.checkpoint_every == 0 or stop:
                 self.save_checkpoint()
                 self.export()
+            if at_stop:
+                self._say(f"stopped at iteration {self.iteration} (run.stop_at)")
+                break
             if cfg.run.val_every and self.iteration % cfg.run.val_every == 0:
                 self.validate()
             if stop:
