@@ -46,7 +46,10 @@ def _label(draw: ImageDraw.ImageDraw, xy: tuple[int, int], text: str, font) -> N
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--models", nargs="+", default=registry.available())
+    ap.add_argument("--models", nargs="+", default=registry.available(),
+                    help="registered names or checkpoint paths")
+    ap.add_argument("--labels", nargs="+", default=None,
+                    help="panel labels for --models (default: the names)")
     ap.add_argument("--data", default="../shared/data/RealSR_x4/val")
     ap.add_argument("--images", nargs="+", default=["Canon_033", "Nikon_035"])
     ap.add_argument("--crop", type=int, default=96, help="HR crop side")
@@ -54,7 +57,11 @@ def main() -> None:
     ap.add_argument("--out", default="docs/figures/sr_comparison.png")
     args = ap.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    models = [(name, registry.load(name)) for name in args.models]
+    labels = args.labels or args.models
+    if len(labels) != len(args.models):
+        ap.error("give one --labels entry per --models entry")
+    models = [(label, registry.load(name)) for label, name in
+              zip(labels, args.models, strict=True)]
     try:
         font = ImageFont.truetype("DejaVuSans.ttf", 13)
     except OSError:

@@ -39,12 +39,27 @@ MODELS: dict[str, RegisteredModel] = {
     "sdflow-lite-realsr-x4": RegisteredModel(
         name="sdflow-lite-realsr-x4",
         filename="sdflow_lite_realsr_x4.safetensors",
-        sha256="d454c1b4b7976f166660b6e054449e11c51d38c91aa4d9d0214a602bc42558f5",
+        sha256="d634de387f622feb98b01e677ed71146019b5ea71403ed3b922c9c5c4d586812",
         trained_on="RealSR V3 x4, unpaired: train/LR + train/LR_full (LR) and train/HR (HR) "
                    "of ../shared/data/RealSR_x4",
-        description="SDFlow, lite preset (1.43 M parameters), x4; trained with the cpu_x4 "
-                    "preset for 55 min on 2 CPU cores (docs/training.md). RealSR x4 val: "
-                    "26.38 dB / LPIPS 0.424 at tau 0 (bicubic 27.00 / 0.455).",
+        description="SDFlow, lite preset with the lifting predict step (1.43 M parameters), "
+                    "x4; sdflow train --preset cpu_x4, 3686 iterations, 1.76 CPU-hours "
+                    "(2026-12-01, docs/training.md). RealSR x4 val: tau 0 27.23 dB / SSIM "
+                    "0.7833 / LPIPS 0.416, tau 0.8 LPIPS 0.391 (bicubic 27.00 / 0.7772 / "
+                    "0.455). Replaces the blocky 2026-11-29 weights of the same name.",
+        license="MIT (weights); trained on RealSR images, which are for research use only",
+    ),
+    "da-iccv21-realsr-x4": RegisteredModel(
+        name="da-iccv21-realsr-x4",
+        filename="da_iccv21_realsr_x4.safetensors",
+        sha256="d30812b42d1f6270d46ca606b4937f800aac4d6e890f1041da5d8b2ff0f6a0c5",
+        trained_on="RealSR V3 x4, unpaired: train/LR + train/LR_full (target LR) and "
+                   "train/HR (source HR) of ../shared/data/RealSR_x4",
+        description="da-iccv21 (our re-implementation of Wang et al., ICCV 2021), lite "
+                    "preset, E + G_SR (0.67 M parameters), x4, deterministic SR only; "
+                    "sdflow train --preset da_cpu_x4, 4600 iterations, 2.07 CPU-hours "
+                    "(2026-12-01, docs/domain-adaptation.md). RealSR x4 val: 27.40 dB / "
+                    "SSIM 0.7943 / LPIPS 0.370 (bicubic 27.00 / 0.7772 / 0.455).",
         license="MIT (weights); trained on RealSR images, which are for research use only",
     ),
 }
@@ -52,7 +67,7 @@ MODELS: dict[str, RegisteredModel] = {
 #: The name ``--model`` defaults to (None: the user must pass --model): the registered
 #: model that is best on RealSR x4 val at SR (README). Downscaling needs a model with a
 #: downscaling direction; its default is the best of those.
-DEFAULT_MODEL: str | None = "sdflow-lite-realsr-x4"
+DEFAULT_MODEL: str | None = "da-iccv21-realsr-x4"
 DEFAULT_DOWNSCALE_MODEL: str | None = "sdflow-lite-realsr-x4"
 TASKS = ("sr", "ds")
 
