@@ -112,3 +112,14 @@ def test_commands_without_model_use_the_defaults(crops, tmp_path):
     out = next((tmp_path / "ds").glob("clean_ds*.png"))
     assert read_metadata(out)["model"] == registry.DEFAULT_DOWNSCALE_MODEL
 
+
+
+def test_eval_without_model_uses_the_default_of_its_mode(shared, tmp_path, capsys):
+    data = str(shared / "data/RealSR_x4/val")
+    for mode, default in (("ds", registry.DEFAULT_DOWNSCALE_MODEL),
+                          ("sr", registry.DEFAULT_MODEL)):
+        assert main(["eval", mode, "--data", data, "--limit", "1", "--lpips", "none",
+                     "--tau", "0", "--out", str(tmp_path / mode), "--quiet"]) == 0
+        record = (tmp_path / mode / "metrics.json").read_text()
+        assert registry.MODELS[default].sha256[:12] in record
+    capsys.readouterr()

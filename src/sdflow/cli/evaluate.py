@@ -27,7 +27,7 @@ from sdflow.evaluation import (
     write_json,
 )
 from sdflow.metrics.lpips import NETS
-from sdflow.registry import load
+from sdflow.registry import default_model, load
 
 CSV_NAME = "metrics.csv"
 JSON_NAME = "metrics.json"
@@ -86,7 +86,7 @@ def _data(p: argparse.ArgumentParser) -> None:
 def _sampling(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None,
                    help="a checkpoint (.safetensors) or a registered model name "
-                   "(default: the bundled default model)")
+                   f"(default: {default_model('sr')} for sr, {default_model('ds')} for ds)")
     p.add_argument("--tau", type=_taus, default=None,
                    help="comma-separated temperatures (default 0,0.8; a deterministic "
                    "model such as da-iccv21 takes 0 only, and that is its default)")
@@ -162,7 +162,7 @@ def _evaluate(args: argparse.Namespace, options: EvalOptions) -> EvalResult:
     lr_dir, hr_dir = _dirs(args)
     if args.mode == "bicubic":
         return evaluate_bicubic(lr_dir, hr_dir, options, scale=args.scale)
-    model = load(args.model, device=args.device)
+    model = load(args.model, device=args.device, task="sr" if args.mode == "sr" else "ds")
     if args.tau is None:  # the model's own default: deterministic models have tau 0 only
         options = replace(options, taus=default_taus(model))
     if args.mode == "sr":
