@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from sdflow import registry
-from sdflow.checkpoint import load, read_info
+from sdflow.checkpoint import read_info
 from sdflow.errors import SDFlowError
 from sdflow.imageio import DEFAULT_MAX_PIXELS, OUTPUT_FORMATS
 from sdflow.inference import batch, tiling
@@ -134,9 +134,7 @@ def run(args: argparse.Namespace, task: str) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
-        device = batch.resolve_device(args.device)
-        model_id = batch.ModelIdentity(resolved.name, registry.sha256_of(resolved))
-        model = load(resolved.path, device=device)
+        model, model_id = batch.open_model(resolved, args.device)
     except SDFlowError as exc:
         return fail(str(exc))
     summary = batch.run_batch(model, model_id, jobs, options, outdir, stream=err)

@@ -301,6 +301,18 @@ def _fit_to_format(arr, fmt: str, alpha_ok: bool, notes: list[str]):
     return arr
 
 
+#: What one input file can raise in a batch: reported in one line, and the batch goes on.
+FILE_ERRORS = (ImageReadError, SDFlowError, ValueError, OSError, RuntimeError)
+
+
+def failure_line(source: Path, exc: BaseException) -> str:
+    """``SOURCE: failed: <first line of the error>`` (without the source repeated)."""
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    prefix = f"{source}: "
+    text = text[len(prefix):] if text.startswith(prefix) else text
+    return f"{prefix}failed: {text}"
+
+
 def run_batch(model, model_id: ModelIdentity, jobs: list[Job], options: Options,
               outdir: Path, stream: TextIO | None = None, progress_enabled: bool | None = None
               ) -> Summary:
@@ -392,14 +404,11 @@ def _run_batch(model, model_id: ModelIdentity, jobs: list[Job], options: Options
             hr = image.size[0] * image.size[1] * (model.scale**2 if options.task == "sr"
                                                   else 1)
             summary.hr_megapixels += hr * options.samples / 1e6
-        except (ImageReadError, SDFlowError, ValueError, OSError, RuntimeError) as exc:
+        except FILE_ERRORS as exc:
             for p in written:
                 p.unlink(missing_ok=True)
             summary.failed += 1
-            text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            prefix = f"{job.source}: "
-            text = text[len(prefix):] if text.startswith(prefix) else text
-            bar.message(f"{prefix}failed: {text}")
+            bar.message(failure_line(job.source, exc))
     bar.image(len(jobs), "")
     bar.close()
     summary.seconds = time.monotonic() - start
@@ -432,6 +441,18 @@ def _write_uncertainty(paths, result, options: Options, model_id: ModelIdentity,
     return written
 
 
+def open_model(resolved, device: str = "auto"):
+    """``(model, identity)`` for a :class:`sdflow.registry.ResolvedModel`: its sha256
+    checked, loaded on ``device`` (``auto``: see :func:`resolve_device`); raises
+    :class:`SDFlowError` with a one-line message."""
+    from sdflow import registry
+    from sdflow.checkpoint import load
+
+    target = resolve_device(device)
+    identity = ModelIdentity(resolved.name, registry.sha256_of(resolved))
+    return load(resolved.path, device=target), identity
+
+
 def resolve_device(name: str) -> torch.device:
     """``auto`` -> cuda if available, else mps, else cpu; others are checked."""
     if name == "auto":
@@ -456,6 +477,7 @@ __all__ = [
     "Options",
     "Summary",
     "check_output_dir",
+    "open_model",
     "collect_inputs",
     "output_names",
     "planned_components",

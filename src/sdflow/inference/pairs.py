@@ -25,9 +25,8 @@ from typing import TextIO
 
 import numpy as np
 
-from sdflow.errors import SDFlowError
-from sdflow.imageio import DEFAULT_MAX_PIXELS, ImageReadError, LoadedImage, read_image, write_image
-from sdflow.inference.batch import Job, ModelIdentity
+from sdflow.imageio import DEFAULT_MAX_PIXELS, LoadedImage, read_image, write_image
+from sdflow.inference.batch import FILE_ERRORS, Job, ModelIdentity, failure_line
 from sdflow.inference.pipeline import process
 from sdflow.inference.progress import Progress
 from sdflow.seeding import image_generator, image_seed
@@ -304,11 +303,8 @@ def _one_image(model, model_id: ModelIdentity, job: Job, options: PairOptions, o
         summary.skipped += len(plans) - len(todo)
         for note in dict.fromkeys(result.notes):
             bar.message(f"{job.source}: note: {note}")
-    except (ImageReadError, SDFlowError, ValueError, OSError, RuntimeError) as exc:
+    except FILE_ERRORS as exc:
         for path in written:
             path.unlink(missing_ok=True)
         summary.failed += 1
-        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        prefix = f"{job.source}: "
-        text = text[len(prefix):] if text.startswith(prefix) else text
-        bar.message(f"{prefix}failed: {text}")
+        bar.message(failure_line(job.source, exc))
