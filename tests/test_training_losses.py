@@ -199,13 +199,19 @@ def test_perceptual_loss_with_local_vgg_weights(shared):
     assert loss > 0 and all(q.grad is None for q in p.parameters())
 
 
+def _stage1_objective(shared, **terms):
+    """A tiny data-initialised model in eval mode and its objective (stage 1 only, no VGG)
+    with the given extra term weights."""
+    model = tiny_model(shared).eval()
+    cfg = SDFlowLossConfig(n_pre=10**9, content_perceptual=0.0, perceptual=0.0, disc_base=8,
+                           **terms)
+    return model, cfg, SDFlowObjective(model, SDFlowDiscriminators(cfg), cfg)
+
+
 def test_mode_and_content_cycle_target_values(shared):
     """mode_hr = mean |decode_hr(z_c^x, 0) - x|; content_cycle = mean |E(q(DS(x))) - z_c^x|
     with DS drawn from the same generator; both computed here independently."""
-    model = tiny_model(shared).eval()
-    cfg = SDFlowLossConfig(n_pre=10**9, content_perceptual=0.0, perceptual=0.0, disc_base=8,
-                           mode_hr=1.0, content_cycle=1.0)
-    obj = SDFlowObjective(model, SDFlowDiscriminators(cfg), cfg)
+    model, cfg, obj = _stage1_objective(shared, mode_hr=1.0, content_cycle=1.0)
     hr, _ = real_crops(shared, 32, "Nikon_031.png")
     _, lr = real_crops(shared, 32, "Canon_033.png")
     with torch.no_grad():
@@ -224,11 +230,8 @@ def test_mode_and_content_cycle_target_values(shared):
 def test_content_synthetic_target_value(shared):
     """Without blur and noise the synthetic LR is the 8-bit MATLAB-bicubic x1/4 of the HR:
     content_synthetic = mean |E(q(B x)) - z_c^x|."""
-    model = tiny_model(shared).eval()
-    cfg = SDFlowLossConfig(n_pre=10**9, content_perceptual=0.0, perceptual=0.0, disc_base=8,
-                           content_synthetic=1.0, synthetic_blur_max=0.0,
-                           synthetic_noise_max=0.0)
-    obj = SDFlowObjective(model, SDFlowDiscriminators(cfg), cfg)
+    model, _, obj = _stage1_objective(shared, content_synthetic=1.0, synthetic_blur_max=0.0,
+                                      synthetic_noise_max=0.0)
     hr, _ = real_crops(shared, 32, "Nikon_031.png")
     _, lr = real_crops(shared, 32, "Canon_033.png")
     with torch.no_grad():
@@ -240,11 +243,8 @@ def test_content_synthetic_target_value(shared):
 
 
 def test_synthetic_lr_is_degraded_by_its_random_blur_and_noise(shared):
-    model = tiny_model(shared).eval()
-    cfg = SDFlowLossConfig(n_pre=10**9, content_perceptual=0.0, perceptual=0.0, disc_base=8,
-                           content_synthetic=1.0, synthetic_blur_max=3.0,
-                           synthetic_noise_max=3.0)
-    obj = SDFlowObjective(model, SDFlowDiscriminators(cfg), cfg)
+    _, _, obj = _stage1_objective(shared, content_synthetic=1.0, synthetic_blur_max=3.0,
+                                  synthetic_noise_max=3.0)
     hr, _ = real_crops(shared, 64, "Nikon_031.png")
     batch = hr.repeat(4, 1, 1, 1)
     a = obj._synthetic_lr(batch, torch.Generator().manual_seed(1), 0, None)

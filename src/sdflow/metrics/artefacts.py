@@ -20,18 +20,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from sdflow.metrics.color import rgb_to_y
-from sdflow.metrics.psnr_ssim import as_uint8_tensor
-
-
-def _luma(img: np.ndarray | Tensor) -> Tensor:
-    return rgb_to_y(as_uint8_tensor(img))[0]  # [H, W] float64
+from sdflow.metrics.degradation import luma
 
 
 def block_ratio(img: np.ndarray | Tensor, period: int = 4) -> float:
     """Mean |neighbour difference| across ``period``-pixel grid lines over the mean inside
     the cells (1.0: no grid), the average of the horizontal and vertical ratios."""
-    y = _luma(img)
+    y = luma(img)
     if min(y.shape) < 2 * period:
         raise ValueError(f"block ratio needs at least {2 * period}x{2 * period} pixels, "
                          f"got {y.shape[1]}x{y.shape[0]}")
@@ -49,7 +44,7 @@ def block_ratio(img: np.ndarray | Tensor, period: int = 4) -> float:
 
 def gradient_magnitude(img: np.ndarray | Tensor) -> Tensor:
     """Sobel gradient magnitude of the luma, [H, W] float64 (replicate-padded)."""
-    y = _luma(img)[None, None]
+    y = luma(img)[None, None]
     kx = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]],
                       dtype=torch.float64)
     k = torch.stack([kx, kx.T])[:, None]

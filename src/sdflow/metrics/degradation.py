@@ -28,13 +28,14 @@ from sdflow.metrics.psnr_ssim import as_uint8_tensor
 BLUR_FILTER = 9
 
 
-def _luma(img: np.ndarray | Tensor) -> Tensor:
-    return rgb_to_y(as_uint8_tensor(img))[0]  # [H, W] float64
+def luma(img: np.ndarray | Tensor) -> Tensor:
+    """The luma Y of an 8-bit RGB image, ``[H, W]`` float64 on the 8-bit scale."""
+    return rgb_to_y(as_uint8_tensor(img))[0]
 
 
 def noise_sigma(img: np.ndarray | Tensor) -> float:
     """Immerkaer's noise standard deviation of an 8-bit RGB image's Y, in grey levels."""
-    y = _luma(img)
+    y = luma(img)
     h, w = y.shape
     if h < 3 or w < 3:
         raise ValueError(f"noise estimation needs at least 3x3 pixels, got {w}x{h}")
@@ -62,7 +63,7 @@ def _blur_along(y: Tensor, dim: int) -> float:
 
 def blur_index(img: np.ndarray | Tensor) -> float:
     """Crete-Roffet blur of an 8-bit RGB image's Y: 0 = sharp, towards 1 = blurred."""
-    y = _luma(img)
+    y = luma(img)
     if min(y.shape) < BLUR_FILTER:
         raise ValueError(f"blur estimation needs at least {BLUR_FILTER}x{BLUR_FILTER} pixels")
     return max(_blur_along(y, 0), _blur_along(y, 1))

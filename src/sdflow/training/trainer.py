@@ -453,7 +453,8 @@ class Trainer:
         if cfg.run.val_every and self.iteration % cfg.run.val_every:
             self.validate()
         self.train_seconds += time.perf_counter() - clock
-        self.save_checkpoint()
+        if self.iteration % cfg.run.checkpoint_every:
+            self.save_checkpoint()
         return self.export()
 
     def _resume_state(self, resume: str | None) -> dict[str, Any] | None:
