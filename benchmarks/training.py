@@ -111,15 +111,21 @@ def main() -> None:
     ap.add_argument("--stages", nargs="+", type=int, default=[1, 2], choices=[1, 2])
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--data", default="../shared/data/RealSR_x4/train",
+                    help="a folder with LR/ and HR/ (unpaired crops are drawn from each)")
+    ap.add_argument("--weights", default="../shared/weights", help="VGG16/LPIPS weights")
     ap.add_argument("--set", action="append", default=[], dest="extra",
                     help="extra config overrides, e.g. data.batch_size=2")
     args = ap.parse_args()
+    data = [f"data.lr_dirs={json.dumps([f'{args.data}/LR'])}",
+            f"data.hr_dirs={json.dumps([f'{args.data}/HR'])}",
+            f"run.weights_dir={json.dumps(args.weights)}"]
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {args.threads} threads, switches {perf.SETTINGS}")
     for preset in args.presets:
         for stage in args.stages:
             print(json.dumps(bench_case(preset, stage == 2, args.steps,
-                                        [f"run.threads={args.threads}", *args.extra])),
+                                        [f"run.threads={args.threads}", *data, *args.extra])),
                   flush=True)
 
 

@@ -23,12 +23,18 @@ def register(sub) -> None:
                    help="training preset (default: cpu_x4)")
     p.add_argument("--config", metavar="YAML", help="a YAML file merged over the preset")
     p.add_argument("--lr-dir", action="append", metavar="DIR",
-                   help="folder of real LR images (repeatable; replaces the preset's)")
+                   help="folder of real LR images (required, repeatable; presets hold no "
+                   "data paths)")
     p.add_argument("--hr-dir", action="append", metavar="DIR",
-                   help="folder of HR images (repeatable; replaces the preset's)")
+                   help="folder of HR images, unpaired with the LR (required, repeatable)")
     p.add_argument("--val-dir", metavar="DIR",
-                   help="paired validation folder with LR/ and HR/ (same file names)")
-    p.add_argument("--out", metavar="DIR", help="run directory (checkpoints, logs, model)")
+                   help="optional paired validation folder with LR/ and HR/ (same file "
+                   "names), scored during training")
+    p.add_argument("-o", "--out", metavar="DIR",
+                   help="run directory (checkpoints, logs, model)")
+    p.add_argument("--weights", metavar="DIR",
+                   help="folder of the VGG16/LPIPS weights for the perceptual loss and "
+                   "validation (default: $SDFLOW_WEIGHTS, then ~/.cache/sdflow/weights)")
     p.add_argument("--iterations", type=int, help="total training iterations")
     p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"))
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -58,6 +64,8 @@ def _overrides(args: argparse.Namespace) -> list[str]:
         out.append(f"run.iterations={args.iterations}")
     if args.device:
         out.append(f"run.device={args.device}")
+    if args.weights:
+        out.append(f"run.weights_dir={json.dumps(args.weights)}")
     if args.init_from:
         out.append(f"run.init_from={json.dumps(args.init_from)}")
     return out + list(args.overrides)
@@ -79,6 +87,13 @@ def run(args: argparse.Namespace) -> int:
     if args.resume and cfg.run.init_from:
         print("sdflow train: config error: --resume continues a run exactly; --init-from "
               "starts a new one from a model's weights: give one of them", file=sys.stderr)
+        return 2
+    missing = [flag for flag, dirs in (("--lr-dir", cfg.data.lr_dirs),
+                                       ("--hr-dir", cfg.data.hr_dirs)) if not dirs]
+    if missing:
+        print(f"sdflow train: error: {' and '.join(missing)} required (presets hold no data "
+              "paths), e.g. sdflow train --preset cpu_x4 --lr-dir data/train/LR --hr-dir "
+              "data/train/HR [--val-dir data/val] -o runs/mine", file=sys.stderr)
         return 2
     ctx = distributed.setup(cfg.run.device)
     try:

@@ -31,7 +31,8 @@ def list_images(dirs: Sequence[str | os.PathLike], recursive: bool = True) -> li
     for d in dirs:
         d = Path(d)
         if not d.is_dir():
-            raise FileNotFoundError(f"{d}: image folder not found")
+            raise FileNotFoundError(f"{d}: image folder not found (relative paths start at "
+                                    f"{Path.cwd()}); check --lr-dir / --hr-dir")
         pattern = d.rglob("*") if recursive else d.glob("*")
         files += sorted(p for p in pattern if p.suffix.lower() in IMAGE_EXTENSIONS
                         and p.is_file() and not p.name.startswith("."))

@@ -1,0 +1,64 @@
+"""``sdflow train`` from any folder: presets are recipes without data paths, the data
+folders are required options, validation is optional."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sdflow.training.config import PRESETS, load_config, preset_dict
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_presets_hold_no_paths_of_any_machine(preset):
+    cfg = load_config(preset)
+    assert cfg.data.lr_dirs == [] and cfg.data.hr_dirs == [] and cfg.data.val_dir is None
+    assert cfg.run.weights_dir is None
+    assert "shared" not in str(preset_dict(preset).get("data", {}))
+
+
+def test_train_without_data_folders_says_which_options_are_required(tmp_path, capsys):
+    from sdflow.cli import main
+
+    assert main(["train", "--preset", "smoke", "-o", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert "--lr-dir and --hr-dir required" in err[0] and "e.g. sdflow train" in err[0]
+    assert not (tmp_path / "run").exists()
+
+
+def test_train_runs_from_any_folder_and_ignores_a_shared_folder_beside_it(shared, tmp_path):
+    """A folder with ``../shared`` beside it (as the repository has) must not leak data in:
+    only the folders given are used, and a missing one is named with the current folder."""
+    data = shared / "data/RealSR_x4/train"
+    work = tmp_path / "work"
+    work.mkdir()
+    (tmp_path / "shared").symlink_to(shared)
+    run = subprocess.run(
+        [sys.executable, "-m", "sdflow", "train", "--preset", "smoke", "--lr-dir",
+         str(data / "LR"), "--hr-dir", str(data / "HR"), "-o", "run", "--iterations", "2",
+         "--set", "loss.n_pre=1", "--set", "run.checkpoint_every=2"],
+        cwd=work, env=_env(), capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert (work / "run" / "model_ema.safetensors").is_file()
+    assert "/shared/data/RealSR_x4/train/LR" in run.stdout  # the folder given, absolute
+    assert '"val"' not in (work / "run" / "metrics.jsonl").read_text()  # no val_dir: none
+
+    missing = subprocess.run(
+        [sys.executable, "-m", "sdflow", "train", "--preset", "smoke", "--lr-dir", "nope",
+         "--hr-dir", str(data / "HR"), "-o", "run2", "--iterations", "1"],
+        cwd=work, env=_env(), capture_output=True, text=True, timeout=300)
+    assert missing.returncode != 0
+    lines = missing.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in missing.stderr
+    assert "nope: image folder not found" in lines[0] and str(work) in lines[0]
