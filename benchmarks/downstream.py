@@ -16,6 +16,7 @@ train/HR, BSD100, Set14, Set5, skimage photos), never val/.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -23,7 +24,7 @@ from pathlib import Path
 import torch
 
 from sdflow import registry
-from sdflow.evaluation import EvalOptions, evaluate_folders, format_table
+from sdflow.evaluation import EvalOptions, EvalResult, evaluate_folders, format_table
 from sdflow.evaluation.downstream import DownstreamConfig, super_resolve_folder, train_downstream
 from sdflow.imageio import read_image, write_image
 from sdflow.inference.batch import ModelIdentity, collect_inputs
@@ -58,6 +59,9 @@ def main() -> None:
     ap.add_argument("--iterations", type=int, default=DownstreamConfig.iterations)
     ap.add_argument("--weights", default="../shared/weights")
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--only", nargs="+", choices=("bicubic", "tau0", "tau0.8"),
+                    help="run these rows only; rows finished before (their rows.json in "
+                    "--work, same iterations and model) are read back, not re-run")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -65,11 +69,20 @@ def main() -> None:
     resolved = registry.resolve(args.model, "ds")
     model = registry.load(args.model, task="ds")
     model_id = ModelIdentity(resolved.name, registry.sha256_of(resolved))
-    sources = {"bicubic x1/4": None, f"{resolved.name} tau 0": 0.0,
-               f"{resolved.name} tau 0.8": 0.8}
+    sources = {"bicubic": ("bicubic x1/4", None), "tau0": (f"{resolved.name} tau 0", 0.0),
+               "tau0.8": (f"{resolved.name} tau 0.8", 0.8)}
     rows = []
-    for label, tau in sources.items():
+    for key, (label, tau) in sources.items():
         folder = args.work / label.replace(" ", "_").replace("/", "")
+        stamp = {"iterations": cfg.iterations,
+                 "model_sha256": None if tau is None else model_id.sha256}
+        done = folder / "rows.json"
+        if done.is_file() and json.loads(done.read_text())["stamp"] == stamp:
+            rows.extend(json.loads(done.read_text())["rows"])
+            print(f"{label}: read back from {done}", file=sys.stderr)
+            continue
+        if args.only and key not in args.only:
+            continue
         start = time.monotonic()
         if tau is None:
             bicubic_pairs(args.hr_dirs, folder / "pairs")
@@ -87,9 +100,12 @@ def main() -> None:
                                   EvalOptions(weights_dir=args.weights),
                                   lr_dir=args.val / "LR", method=label.replace(" ", "_"))
         rows.extend(result.rows)
+        done.write_text(json.dumps({"stamp": stamp, "train_seconds": round(train_s),
+                                    "rows": result.rows}, indent=1))
         print(f"{label}: trained in {train_s:.0f} s", file=sys.stderr)
-    result.rows = rows
-    print(format_table(result))
+    if not rows:
+        raise SystemExit("no rows run or finished")
+    print(format_table(EvalResult(mode="folders", rows=rows, info={})))
 
 
 if __name__ == "__main__":

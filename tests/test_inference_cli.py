@@ -142,6 +142,31 @@ def test_names_metadata_and_determinism(shared, ckpt, tmp_path, capsys):
     assert not (tmp_path / "e").exists()
 
 
+def test_each_image_of_a_batch_has_its_own_stream_and_reruns_alone_the_same(
+        shared, ckpt, tmp_path):
+    """Copies of one photo under different names get different noise and components
+    (one --seed, streams keyed by the relative path), and one of them rerun alone gives
+    the pixels it got inside the batch."""
+    d = tmp_path / "in"
+    d.mkdir()
+    pixels = real_pixels(shared, 12, 10)
+    for i in range(6):
+        Image.fromarray(pixels).save(d / f"copy{i}.png")
+    common = ["--model", str(ckpt), "--seed", "4"]
+    assert main(["sr", str(d), "-o", str(tmp_path / "sr")] + common) == 0
+    outs = [read_image(tmp_path / "sr" / f"copy{i}_sr_t0.80_s0.png").rgb for i in range(6)]
+    assert all(not np.array_equal(outs[0], o) for o in outs[1:])
+    assert main(["sr", str(d / "copy3.png"), "-o", str(tmp_path / "alone")] + common) == 0
+    assert np.array_equal(read_image(tmp_path / "alone" / "copy3_sr_t0.80_s0.png").rgb,
+                          outs[3])
+    assert main(["downscale", str(d), "-o", str(tmp_path / "ds"), "--tau", "0"]
+                + common) == 0
+    components = {read_metadata(p)["component"] for p in (tmp_path / "ds").glob("*.png")}
+    assert len(components) > 1
+    seeds = {read_metadata(p)["image_seed"] for p in (tmp_path / "ds").glob("*.png")}
+    assert len(seeds) == 6
+
+
 def test_same_name_from_two_inputs_is_refused(shared, ckpt, tmp_path, capsys):
     Image.fromarray(real_pixels(shared, 8, 8)).save(tmp_path / "x.png")
     Image.fromarray(real_pixels(shared, 8, 8)).save(tmp_path / "x.jpg")

@@ -1,15 +1,24 @@
 """Per-image random streams: one rule for every command that seeds by image.
 
-An image's noise depends only on the run's seed and the image's name (for a batch: its
-path relative to the input root), so an image gets the same output whatever else is
-processed with it, and a single image rerun alone reproduces its output inside a batch.
+An image's noise depends only on the run's seed and the image's key: its path relative to
+the input root (a folder given on the command line; for a file given by itself, its name),
+without the extension. So an image gets the same output whatever else is processed with
+it, a single image rerun alone reproduces its output inside a batch of its folder, and a
+format change (photo.png -> photo.jpg) keeps the noise. ``sdflow eval`` pairs files by
+that key (flat folders) and seeds with it too.
 """
 
 from __future__ import annotations
 
 import zlib
+from pathlib import PurePath
 
 import torch
+
+
+def image_key(rel: str | PurePath) -> str:
+    """The seeding key of an image: its relative path, ``/``-separated, no extension."""
+    return PurePath(rel).with_suffix("").as_posix()
 
 
 def image_seed(seed: int, name: str) -> int:

@@ -36,7 +36,8 @@ def add_arguments(p: argparse.ArgumentParser, task: str, default_tau: float) -> 
                    help="samples per image (default 1)")
     p.add_argument("--seed", type=int, default=None,
                    help="random seed (default: a random one, printed and stored in the "
-                   "outputs' metadata); each image uses a generator seeded with it")
+                   "outputs' metadata); each image draws its own stream from the seed and its "
+                   "path below the input folder, so a rerun of one image reproduces it")
     if task == "ds":
         p.add_argument("--component", type=int, default=None, metavar="K",
                        help="mixture component (degradation mode) 0..15 (default: drawn "

@@ -34,6 +34,7 @@ from sdflow.imageio import (
 from sdflow.inference import uncertainty
 from sdflow.inference.pipeline import process
 from sdflow.inference.progress import Progress
+from sdflow.seeding import image_generator, image_key, image_seed
 
 TASK_NAMES = {"sr": "sr", "ds": "downscale"}
 #: Arithmetic of the condition networks: "bf16" is sdflow.perf's ``bf16_condition`` (the
@@ -200,8 +201,9 @@ def uncertainty_names(rel: Path, task: str, tau: float) -> tuple[Path, Path]:
 
 def planned_components(model, task: str, samples: int, seed: int, component: int | None
                        ) -> list[int | None]:
-    """The DS mixture component of each sample as the pipeline will draw it (the
-    components are the first draws of the image's generator), for the output names."""
+    """The DS mixture component of each sample as the pipeline will draw it from a
+    generator seeded with ``seed`` (the image's seed: the components are the first draws
+    of the image's generator), for the output names."""
     if task == "sr":
         return [None] * samples
     if model.deg_prior.mode == "element" and component is None:
@@ -225,6 +227,7 @@ def metadata_record(options: Options, model_id: ModelIdentity, job: Job, info, s
         "tau_requested": options.tau,
         "retries": info.retries,
         "seed": seed,
+        "image_seed": image_seed(seed, image_key(job.rel)),
         "sample": info.index,
         "samples": options.samples,
         "component": "mix" if options.task == "ds" and info.component is None
@@ -336,10 +339,11 @@ def _run_batch(model, model_id: ModelIdentity, jobs: list[Job], options: Options
     start = time.monotonic()
 
     # plan names first: collisions between inputs are errors, existing outputs skips
-    comps = planned_components(model, options.task, options.samples, seed, options.component)
     plans = []
     owners: dict[Path, Path] = {}
     for job in jobs:
+        comps = planned_components(model, options.task, options.samples,
+                                   image_seed(seed, image_key(job.rel)), options.component)
         names = [outdir / n for n in output_names(job.rel, options.task, options.tau, comps,
                                                   options.format)]
         extra = [outdir / n for n in uncertainty_names(job.rel, options.task, options.tau)] \
@@ -377,7 +381,8 @@ def _run_batch(model, model_id: ModelIdentity, jobs: list[Job], options: Options
             depth = image.bit_depth if out_fmt in SIXTEEN_BIT_FORMATS else 8
             result = process(
                 model, image, options.task, tau=options.tau, num_samples=options.samples,
-                generator=torch.Generator().manual_seed(seed), component=options.component,
+                generator=image_generator(seed, image_key(job.rel)),
+                component=options.component,
                 tile=options.tile, tile_overlap=options.tile_overlap,
                 max_memory=options.max_memory, bit_depth=depth,
                 want_uncertainty=options.uncertainty,

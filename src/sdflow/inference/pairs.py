@@ -29,7 +29,7 @@ from sdflow.imageio import DEFAULT_MAX_PIXELS, LoadedImage, read_image, write_im
 from sdflow.inference.batch import FILE_ERRORS, Job, ModelIdentity, failure_line
 from sdflow.inference.pipeline import process
 from sdflow.inference.progress import Progress
-from sdflow.seeding import image_generator, image_seed
+from sdflow.seeding import image_generator, image_key, image_seed
 
 MANIFEST_FIELDS = ("pair", "source", "model", "model_sha256", "tau", "tau_used", "seed",
                    "image_seed", "component", "hr_box", "lr_box")
@@ -269,7 +269,7 @@ def _one_image(model, model_id: ModelIdentity, job: Job, options: PairOptions, o
                               None, image.notes)
         name = job.rel.as_posix()
         result = process(model, cropped, "ds", tau=options.tau, num_samples=options.samples,
-                         generator=image_generator(options.seed, name),
+                         generator=image_generator(options.seed, image_key(job.rel)),
                          component=options.component, tile=options.tile,
                          max_memory=options.max_memory, bit_depth=image.bit_depth,
                          progress=lambda d, t: bar.tile(d, t), message=bar.message)
@@ -293,7 +293,7 @@ def _one_image(model, model_id: ModelIdentity, job: Job, options: PairOptions, o
                 "pair": pair, "source": name, "model": model_id.name,
                 "model_sha256": model_id.sha256, "tau": f"{options.tau:g}",
                 "tau_used": f"{info.tau:g}", "seed": str(options.seed),
-                "image_seed": str(image_seed(options.seed, name)),
+                "image_seed": str(image_seed(options.seed, image_key(job.rel))),
                 "component": "" if info.component is None else str(info.component),
                 "hr_box": " ".join(map(str, hr_region)),
                 "lr_box": " ".join(str(v // scale) for v in hr_region)})
