@@ -129,7 +129,7 @@ def test_names_metadata_and_determinism(shared, ckpt, tmp_path, capsys):
     assert meta["sdflow_version"] and meta["task"] == "sr"
     # downscaling: the component is in the name and the metadata; JPEG gets a sidecar
     assert main(["downscale", str(d / "photo.png"), "-o", str(tmp_path / "c"), "--model",
-                 str(ckpt), "--tau", "0", "--seed", "3", "--format", "jpg"]) == 0
+                 str(ckpt), "--tau", "0", "--seed", "3", "--ext", "jpg"]) == 0
     (out,) = (tmp_path / "c").glob("photo_ds_t0.00_k*.jpg")
     side = json.loads((tmp_path / "c" / (out.name + ".json")).read_text())
     assert out.name == f"photo_ds_t0.00_k{side['component']}.jpg"
@@ -299,13 +299,13 @@ def test_formats_without_alpha_or_16_bits_say_what_they_dropped(shared, ckpt, tm
 
     write_image(tmp_path / "d.png", rgb.astype(np.uint16) * 257)
     assert main(["sr", str(tmp_path / "a.png"), str(tmp_path / "d.png"), "-o",
-                 str(tmp_path / "o"), "--model", str(ckpt), "--format", "jpg"]) == 0
+                 str(tmp_path / "o"), "--model", str(ckpt), "--ext", "jpg"]) == 0
     err = capsys.readouterr().err
     assert "alpha dropped" in err and "rounded to 8 bits" in err
     assert Image.open(tmp_path / "o" / "a_sr_t0.80_s0.jpg").mode == "RGB"
     assert read_image(tmp_path / "o" / "d_sr_t0.80_s0.jpg").bit_depth == 8
     assert main(["sr", str(tmp_path / "d.png"), "-o", str(tmp_path / "t"), "--model",
-                 str(ckpt), "--format", "tiff"]) == 0
+                 str(ckpt), "--ext", "tiff"]) == 0
     assert read_image(tmp_path / "t" / "d_sr_t0.80_s0.tif").bit_depth == 16
     assert read_metadata(tmp_path / "t" / "d_sr_t0.80_s0.tif")["bit_depth"] == "16"
 

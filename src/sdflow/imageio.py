@@ -15,6 +15,7 @@ source (gray stays gray, alpha is re-attached, same bit depth), :func:`to_pil` /
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -124,7 +125,7 @@ def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
     """
     path = Path(path)
     if not path.is_file():
-        raise ImageReadError(f"{path}: no such file")
+        raise ImageReadError(f"{path}: {why_not_a_file(path)}")
     if path.stat().st_size == 0:
         raise ImageReadError(f"{path}: empty file (0 bytes); re-export or remove it")
     try:
@@ -138,11 +139,20 @@ def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
                 return replace(sixteen, rgb=_orient(sixteen.rgb, orientation),
                                alpha=None if sixteen.alpha is None
                                else _orient(sixteen.alpha, orientation))
+            frames = int(getattr(img, "n_frames", 1) or 1)
             img.load()
             img = ImageOps.exif_transpose(img)
-            return _from_pil(img, path, "file")
+            loaded = _from_pil(img, path, "file")
+            if frames > 1:
+                loaded = replace(loaded, notes=loaded.notes + (
+                    f"{frames} frames (animated or multi-page): only the first is used; "
+                    "extract the others to process them",))
+            return loaded
     except ImageReadError:
         raise
+    except PermissionError as exc:
+        raise ImageReadError(f"{path}: permission denied; fix the file's permissions") \
+            from exc
     except UnidentifiedImageError as exc:
         if path.suffix.lower() in (".tif", ".tiff"):  # e.g. 16-bit gray+alpha: not in Pillow
             with contextlib.suppress(Exception):
@@ -152,6 +162,23 @@ def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
     except (OSError, SyntaxError, ValueError, EOFError, png16.PNGError) as exc:
         raise ImageReadError(f"{path}: corrupt or truncated image ({exc}); re-export it "
                              "from the original") from exc
+
+
+def why_not_a_file(path: str | os.PathLike) -> str:
+    """Why ``path`` is not a readable regular file, in words (for one-line errors)."""
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "a symbolic link loop; fix the link or give the file it should point to"
+        if exc.errno in (errno.EACCES, errno.EPERM):
+            return "permission denied; fix its permissions or those of its folder"
+        if os.path.islink(path):
+            return f"a broken symbolic link (to {os.readlink(path)}); fix or remove it"
+        return "no such file or folder"
+    if os.path.isdir(path):
+        return "a folder, not a file"
+    return "not a regular file (a device, socket or pipe); give an image file"
 
 
 def _orientation(img: Image.Image) -> int:

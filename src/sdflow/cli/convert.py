@@ -17,7 +17,7 @@ def register(sub) -> None:
         "weights_only=True and write one safetensors checkpoint with metadata.")
     p.add_argument("--official", required=True, metavar="DIR",
                    help="directory holding the authors' four .pth files")
-    p.add_argument("--out", required=True, metavar="FILE", help="output .safetensors file")
+    p.add_argument("-o", "--out", required=True, metavar="FILE", help="output .safetensors file")
     p.add_argument("--mixture-mode", default="official", choices=("official", "element", "image"),
                    help="how the converted model samples the degradation mixture "
                         "(default: official = one component per image, as the authors' code)")

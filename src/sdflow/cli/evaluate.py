@@ -52,7 +52,7 @@ def _positive(text: str) -> int:
 
 
 def _common(p: argparse.ArgumentParser, mode: str) -> None:
-    p.add_argument("--out", default=f"runs/eval/{mode}",
+    p.add_argument("-o", "--out", default=f"runs/eval/{mode}",
                    help=f"folder for {CSV_NAME} and {JSON_NAME} (default: runs/eval/{mode})")
     p.add_argument("--report", metavar="DIR",
                    help="also write an HTML report (DIR/index.html); needs matplotlib")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import glob
 import json
+import math
 import os
 import secrets
 import sys
@@ -28,12 +29,14 @@ from sdflow.imageio import (
     TEXT_FORMATS,
     ImageReadError,
     read_image,
+    why_not_a_file,
     write_bytes,
     write_image,
 )
 from sdflow.inference import uncertainty
 from sdflow.inference.pipeline import process
 from sdflow.inference.progress import Progress
+from sdflow.options import flag
 from sdflow.seeding import image_generator, image_key, image_seed
 
 TASK_NAMES = {"sr": "sr", "ds": "downscale"}
@@ -43,25 +46,121 @@ PRECISIONS = ("fp32", "bf16")
 META_PREFIX = "sdflow:"
 
 
+#: ``--ext`` values: ``auto`` keeps the input's format where it can be written, else PNG.
+EXT_CHOICES = ("auto", *OUTPUT_FORMATS)
+
+
 @dataclass
 class Options:
+    """What a batch of ``sdflow sr`` / ``sdflow downscale`` does; each flagged field is
+    also the command's option (:mod:`sdflow.options` generates the flags)."""
+
     task: str  # "sr" or "ds"
-    tau: float
-    samples: int = 1
-    seed: int | None = None
-    component: int | None = None
-    tile: int | None = None
-    tile_overlap: int | None = None
-    max_memory: str | None = None
-    format: str = "png"
-    quality: int = 95
-    overwrite: bool = False
-    dry_run: bool = False
-    uncertainty: bool = False
-    uncertainty_max: float | None = None
-    max_pixels: int = DEFAULT_MAX_PIXELS
-    recursive: bool = False
-    precision: str = "fp32"  # or "bf16": condition networks in bfloat16 (PRECISIONS)
+    tau: float | None = flag(
+        "--tau", default=None, metavar="T",
+        help="sampling temperature (default {default_tau}; deterministic models such as "
+        "da-iccv21 take none)")
+    samples: int = flag("--samples", default=1, metavar="N",
+                        help="samples per image (default 1)")
+    seed: int | None = flag(
+        "--seed", default=None,
+        help="random seed (default: a random one, printed and stored in the outputs' "
+        "metadata); each image draws its own stream from the seed and its path below the "
+        "input folder, so a rerun of one image reproduces it")
+    component: int | None = flag(
+        "--component", default=None, metavar="K", only=("downscale",),
+        help="mixture component (degradation mode) 0..15 (default: drawn per image and "
+        "sample)")
+    outscale: float | None = flag(
+        "-s", "--outscale", default=None, metavar="S", only=("sr",),
+        help="final scale of the output relative to the input, e.g. 2 or 3.5: the x4 result "
+        "is resized to it (MATLAB bicubic, antialiased), as Real-ESRGAN's --outscale "
+        "(default 4, no resize)")
+    tile: int | None = flag(
+        "-t", "--tile", default=None,
+        help="tile size in {unit} pixels; 0 = no tiling (default: chosen from --max-memory)")
+    tile_overlap: int | None = flag(
+        "--tile-overlap", default=None,
+        help="context around each tile in {unit} pixels (default {default_overlap})")
+    max_memory: str | None = flag(
+        "--max-memory", default=None, metavar="SIZE",
+        help="memory budget for the model, e.g. 2G or 512M (default: half of the available "
+        "memory); picks the tile size")
+    ext: str = flag(
+        "--ext", default="png", choices=EXT_CHOICES,
+        help="output format: auto = the input's (PNG where it cannot be written), png "
+        "(default), jpg, webp, tiff, bmp; png and tiff keep 16 bits, png keeps metadata in "
+        "text chunks (a .json sidecar for the others)")
+    suffix: str | None = flag(
+        "--suffix", default=None,
+        help="output name <input name>_<SUFFIX>.<ext> (_s<i> added per sample when there "
+        "are several); --suffix '' keeps the input's own name, so `sdflow eval folders` "
+        "pairs the outputs with ground truth (default: photo_sr_t0.80_s0.png, "
+        "photo_ds_t0.80_k5.png: task, tau, sample, component)")
+    quality: int = flag("--quality", default=95, help="JPEG/WebP quality (default 95)")
+    uncertainty: bool = flag(
+        "--uncertainty", default=False,
+        help="also write the per-pixel std across samples (needs --samples >= 2): a "
+        "colour-mapped PNG and the raw values as 16-bit PNG")
+    uncertainty_max: float | None = flag(
+        "--uncertainty-max", default=None, metavar="LEVELS",
+        help="colour scale top of the uncertainty map in 8-bit grey levels (default: the "
+        "map's 99.5th percentile)")
+    recursive: bool = flag("-r", "--recursive", default=False, help="include subfolders")
+    overwrite: bool = flag("--overwrite", default=False, help="replace existing outputs")
+    dry_run: bool = flag("--dry-run", default=False,
+                         help="list inputs and output names, write nothing")
+    max_pixels: int = flag(
+        "--max-pixels", default=DEFAULT_MAX_PIXELS,
+        help=f"refuse larger inputs (decompression-bomb guard; default "
+        f"{DEFAULT_MAX_PIXELS:,})")
+    precision: str = flag(
+        "--precision", default="fp32", choices=PRECISIONS,
+        help="fp32 (default), or bf16: the condition networks in bfloat16, the flows in "
+        "fp32; faster on CPUs with AMX/AVX512-BF16, outputs within 1/255 of fp32 "
+        "(docs/performance.md); recorded in the metadata")
+
+    def __post_init__(self) -> None:
+        """Refuse what would run but make no sense (ValueError naming the option)."""
+        if self.task not in TASK_NAMES:
+            raise ValueError(f"task must be one of {', '.join(TASK_NAMES)}, not {self.task!r}")
+        if self.tau is not None and not (math.isfinite(self.tau) and self.tau >= 0):
+            raise ValueError(f"--tau must be a finite number >= 0, not {self.tau}")
+        if self.samples < 1:
+            raise ValueError("--samples must be >= 1")
+        if self.uncertainty and self.samples < 2:
+            raise ValueError("--uncertainty needs --samples 2 or more")
+        if self.outscale is not None and not (math.isfinite(self.outscale)
+                                              and 0 < self.outscale <= 16):
+            raise ValueError(f"--outscale must be in (0, 16], not {self.outscale}")
+        for name in ("tile", "tile_overlap"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ValueError(f"--{name.replace('_', '-')} must be >= 0")
+        if not 1 <= self.quality <= 100:
+            raise ValueError("--quality must be in 1..100")
+        if self.uncertainty_max is not None and not (math.isfinite(self.uncertainty_max)
+                                                     and self.uncertainty_max > 0):
+            raise ValueError("--uncertainty-max must be a finite number > 0")
+        if self.max_pixels < 1:
+            raise ValueError("--max-pixels must be >= 1")
+        if self.suffix is not None and any(c in self.suffix for c in "/\\\0"):
+            raise ValueError(f"--suffix {self.suffix!r}: no path separators in a suffix")
+        if self.ext not in EXT_CHOICES:
+            raise ValueError(f"--ext must be one of {', '.join(EXT_CHOICES)}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, "
+                             f"not {self.precision!r}")
+
+
+#: Input extension -> output format for ``--ext auto``.
+_AUTO_FORMATS = {".png": "png", ".jpg": "jpg", ".jpeg": "jpg", ".webp": "webp",
+                 ".tif": "tiff", ".tiff": "tiff", ".bmp": "bmp"}
+
+
+def output_format(ext: str, source: Path) -> str:
+    """The format an input's outputs are written in (``auto``: the input's, else png)."""
+    return _AUTO_FORMATS.get(source.suffix.lower(), "png") if ext == "auto" else ext
 
 
 @dataclass
@@ -157,7 +256,7 @@ def collect_inputs(inputs: list[str], recursive: bool = False, exclude: Path | N
                     rel = Path(p.name)
                 add(p, rel)
         else:
-            errors.append(f"{text}: no such file or folder")
+            errors.append(f"{text}: {why_not_a_file(text)}")
     return jobs, errors
 
 
@@ -174,17 +273,21 @@ def _tau_tag(tau: float) -> str:
     return f"t{tau:.2f}"
 
 
-def output_names(rel: Path, task: str, tau: float, components: list, fmt: str
-                 ) -> list[Path]:
+def output_names(rel: Path, task: str, tau: float, components: list, fmt: str,
+                 suffix: str | None = None) -> list[Path]:
     """Relative output paths of one image's samples: ``photo_sr_t0.80_s0.png`` (one per
     sample) or ``photo_ds_t0.80_k5.png`` (``..._k5_s1.png`` with several samples;
-    ``kmix`` when the component varies per element)."""
+    ``kmix`` when the component varies per element). With ``suffix``:
+    ``photo_<suffix>.png`` (``photo.png`` for an empty one), ``_s<i>`` added per sample
+    when there are several."""
     ext = OUTPUT_FORMATS[fmt]
     stem = rel.with_suffix("").name
     n = len(components)
     names = []
     for i, k in enumerate(components):
-        if task == "sr":
+        if suffix is not None:
+            name = stem + (f"_{suffix}" if suffix else "") + (f"_s{i}" if n > 1 else "") + ext
+        elif task == "sr":
             name = f"{stem}_sr_{_tau_tag(tau)}_s{i}{ext}"
         else:
             ktag = "kmix" if k is None else f"k{k}"
@@ -193,9 +296,13 @@ def output_names(rel: Path, task: str, tau: float, components: list, fmt: str
     return names
 
 
-def uncertainty_names(rel: Path, task: str, tau: float) -> tuple[Path, Path]:
+def uncertainty_names(rel: Path, task: str, tau: float, suffix: str | None = None
+                      ) -> tuple[Path, Path]:
     stem = rel.with_suffix("").name
-    base = f"{stem}_{task}_{_tau_tag(tau)}"
+    if suffix is None:
+        base = f"{stem}_{task}_{_tau_tag(tau)}"
+    else:
+        base = stem + (f"_{suffix}" if suffix else "")
     return rel.parent / f"{base}_std.png", rel.parent / f"{base}_std16.png"
 
 
@@ -239,6 +346,7 @@ def metadata_record(options: Options, model_id: ModelIdentity, job: Job, info, s
         "tile_overlap": result.overlap,
         "bit_depth": result.bit_depth,
         "precision": options.precision,
+        "outscale": options.outscale if options.task == "sr" else None,
     }
 
 
@@ -268,9 +376,10 @@ def read_metadata(path: str | os.PathLike) -> dict[str, str]:
     return {k[len(META_PREFIX):]: v for k, v in text.items() if k.startswith(META_PREFIX)}
 
 
-def _write_output(path: Path, arr, record: dict, options: Options, icc) -> list[Path]:
+def _write_output(path: Path, arr, record: dict, fmt: str, options: Options, icc
+                  ) -> list[Path]:
     written = []
-    if options.format in TEXT_FORMATS:
+    if fmt in TEXT_FORMATS:
         written.append(write_image(path, arr, overwrite=options.overwrite,
                                    pnginfo=png_text(record), quality=options.quality,
                                    icc_profile=icc))
@@ -300,7 +409,7 @@ def _fit_to_format(arr, fmt: str, alpha_ok: bool, notes: list[str]):
     """Drop what a format cannot store (alpha for JPEG)."""
     if not alpha_ok and arr.ndim == 3 and arr.shape[2] in (2, 4):
         arr = arr[:, :, :-1]
-        notes.append(f"{fmt} has no alpha channel: alpha dropped (use --format png)")
+        notes.append(f"{fmt} has no alpha channel: alpha dropped (use --ext png)")
     return arr
 
 
@@ -316,13 +425,55 @@ def failure_line(source: Path, exc: BaseException) -> str:
     return f"{prefix}failed: {text}"
 
 
+def _planned_names(model, job: Job, options: Options, fmt: str, seed: int, outdir: Path
+                   ) -> tuple[list[Path], list[Path]]:
+    """The output paths of one image (samples, then uncertainty maps if asked for)."""
+    comps = planned_components(model, options.task, options.samples,
+                               image_seed(seed, image_key(job.rel)), options.component)
+    names = [outdir / n for n in output_names(job.rel, options.task, options.tau, comps, fmt,
+                                              options.suffix)]
+    extra = [outdir / n for n in uncertainty_names(job.rel, options.task, options.tau,
+                                                   options.suffix)] \
+        if options.uncertainty else []
+    return names, extra
+
+
+def _recorded_seed(paths: list[Path]) -> int | None:
+    """The run seed recorded in the first of ``paths`` that has one."""
+    for path in paths:
+        try:
+            return int(read_metadata(path)["seed"])
+        except (OSError, KeyError, ValueError):
+            continue
+    return None
+
+
+def resize_to_outscale(arr, lr_size: tuple[int, int], outscale: float):
+    """An SR output resized to ``outscale`` x the input's ``(height, width)`` with MATLAB
+    bicubic (antialiased when shrinking), in the array's own integer type."""
+    import numpy as np
+
+    from sdflow.metrics.resize import imresize
+
+    height, width = lr_size
+    size = (max(1, round(height * outscale)), max(1, round(width * outscale)))
+    if arr.shape[:2] == size:
+        return arr
+    top = float(np.iinfo(arr.dtype).max)
+    x = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float64))
+    x = x.unsqueeze(-1) if x.ndim == 2 else x
+    y = imresize(x.permute(2, 0, 1).unsqueeze(0), size=size)[0].permute(1, 2, 0)
+    out = y.round().clamp(0, top).numpy().astype(arr.dtype)
+    return out[..., 0] if arr.ndim == 2 else out
+
+
 def run_batch(model, model_id: ModelIdentity, jobs: list[Job], options: Options,
               outdir: Path, stream: TextIO | None = None, progress_enabled: bool | None = None
               ) -> Summary:
     """Process every job; errors are reported per file and the batch goes on."""
-    if options.precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, "
-                         f"not {options.precision!r}")
+    if options.tau is None:
+        raise ValueError("Options.tau must be resolved before running (the CLI picks the "
+                         "model's default)")
     with perf.configured(bf16_condition=options.precision == "bf16"):
         return _run_batch(model, model_id, jobs, options, outdir, stream, progress_enabled)
 
@@ -342,18 +493,21 @@ def _run_batch(model, model_id: ModelIdentity, jobs: list[Job], options: Options
     plans = []
     owners: dict[Path, Path] = {}
     for job in jobs:
-        comps = planned_components(model, options.task, options.samples,
-                                   image_seed(seed, image_key(job.rel)), options.component)
-        names = [outdir / n for n in output_names(job.rel, options.task, options.tau, comps,
-                                                  options.format)]
-        extra = [outdir / n for n in uncertainty_names(job.rel, options.task, options.tau)] \
-            if options.uncertainty else []
+        fmt = output_format(options.ext, job.source)
+        job_seed = seed
+        names, extra = _planned_names(model, job, options, fmt, job_seed, outdir)
+        if options.seed is None and not options.overwrite:
+            # adding samples to an image's existing outputs: continue their random stream
+            recorded = _recorded_seed([p for p in names if p.exists()])
+            if recorded is not None and recorded != seed:
+                job_seed = recorded
+                names, extra = _planned_names(model, job, options, fmt, job_seed, outdir)
         clash = next((owners[n] for n in names if n in owners), None)
         for n in names:
             owners.setdefault(n, job.source)
-        plans.append((job, names, extra, clash))
+        plans.append((job, fmt, job_seed, names, extra, clash))
 
-    for index, (job, names, extra, clash) in enumerate(plans):
+    for index, (job, fmt, job_seed, names, extra, clash) in enumerate(plans):
         bar.image(index, str(job.rel))
         if clash is not None:
             summary.failed += 1
@@ -377,28 +531,38 @@ def _run_batch(model, model_id: ModelIdentity, jobs: list[Job], options: Options
         written: list[Path] = []
         try:
             image = read_image(job.source, max_pixels=options.max_pixels)
-            out_fmt = options.format
-            depth = image.bit_depth if out_fmt in SIXTEEN_BIT_FORMATS else 8
+            depth = image.bit_depth if fmt in SIXTEEN_BIT_FORMATS else 8
             result = process(
                 model, image, options.task, tau=options.tau, num_samples=options.samples,
-                generator=image_generator(seed, image_key(job.rel)),
+                generator=image_generator(job_seed, image_key(job.rel)),
                 component=options.component,
                 tile=options.tile, tile_overlap=options.tile_overlap,
                 max_memory=options.max_memory, bit_depth=depth,
                 want_uncertainty=options.uncertainty,
                 progress=lambda d, t: bar.tile(d, t), message=bar.message)
             notes = list(result.notes)
+            if job_seed != seed:
+                notes.append(f"continued with seed {job_seed}, the seed of its existing "
+                             "outputs (give --seed to choose)")
             if image.bit_depth == 16 and depth == 8:
-                notes.append(f"{out_fmt} stores 8 bits: the 16-bit result was rounded to "
-                             "8 bits (use --format png or tiff to keep 16 bits)")
+                notes.append(f"{fmt} stores 8 bits: the 16-bit result was rounded to "
+                             "8 bits (use --ext png or tiff to keep 16 bits)")
+            new_samples = 0
             for info, arr, path in zip(result.samples, result.outputs, names, strict=True):
                 if path.exists() and not options.overwrite:
                     continue
-                arr = _fit_to_format(arr, out_fmt, out_fmt in ALPHA_FORMATS, notes)
-                record = metadata_record(options, model_id, job, info, seed, result)
-                written += _write_output(path, arr, record, options, image.icc_profile)
+                if options.outscale is not None and options.task == "sr":
+                    arr = resize_to_outscale(arr, image.size, options.outscale)
+                arr = _fit_to_format(arr, fmt, fmt in ALPHA_FORMATS, notes)
+                record = metadata_record(options, model_id, job, info, job_seed, result)
+                written += _write_output(path, arr, record, fmt, options, image.icc_profile)
+                new_samples += 1
             if result.uncertainty is not None:
-                written += _write_uncertainty(extra, result, options, model_id, job, seed)
+                # derived from all samples: redone when a sample was added or a map is missing
+                redo = new_samples > 0 or not all(p.exists() for p in extra)
+                if redo or options.overwrite:
+                    written += _write_uncertainty(extra, result, options, model_id, job,
+                                                  job_seed)
             for note in dict.fromkeys(notes):
                 bar.message(f"{job.source}: note: {note}")
             retried = [s for s in result.samples if s.retries]
@@ -427,6 +591,8 @@ def _run_batch(model, model_id: ModelIdentity, jobs: list[Job], options: Options
 
 def _write_uncertainty(paths, result, options: Options, model_id: ModelIdentity, job: Job,
                        seed: int) -> list[Path]:
+    """The two maps of one image, replacing older ones (they are derived from the samples,
+    which the caller has just completed)."""
     colour_path, raw_path = paths
     u = result.uncertainty
     vmax = options.uncertainty_max or uncertainty.default_vmax(u)
@@ -439,9 +605,9 @@ def _write_uncertainty(paths, result, options: Options, model_id: ModelIdentity,
     colour = dict(base, colour_scale_max=f"{vmax:.4f}",
                   colour_map="viridis-like: dark blue 0 -> yellow colour_scale_max")
     raw = dict(base, raw_scale=f"value / {uncertainty.RAW_SCALE} = std in 8-bit grey levels")
-    written = [write_image(colour_path, uncertainty.colormap(u, vmax),
-                           overwrite=options.overwrite, pnginfo=png_text(colour))]
-    written.append(write_image(raw_path, uncertainty.raw16(u), overwrite=options.overwrite,
+    written = [write_image(colour_path, uncertainty.colormap(u, vmax), overwrite=True,
+                           pnginfo=png_text(colour))]
+    written.append(write_image(raw_path, uncertainty.raw16(u), overwrite=True,
                                pnginfo=png_text(raw)))
     return written
 
@@ -459,7 +625,8 @@ def open_model(resolved, device: str = "auto"):
 
 
 def resolve_device(name: str) -> torch.device:
-    """``auto`` -> cuda if available, else mps, else cpu; others are checked."""
+    """``auto`` -> cuda if available, else mps, else cpu; ``cpu``, ``cuda``, ``cuda:N`` and
+    ``mps`` are checked against what this machine has (SDFlowError, one line)."""
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -467,13 +634,26 @@ def resolve_device(name: str) -> torch.device:
         if mps is not None and mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise SDFlowError("--device cuda: no CUDA device is available; use --device cpu")
-    if name == "mps":
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise SDFlowError(f"--device {name}: not a device; use auto, cpu, cuda, cuda:N or "
+                          "mps") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise SDFlowError(f"--device {name}: no CUDA device is available; use --device "
+                              "cpu")
+        if device.index is not None and device.index >= count:
+            raise SDFlowError(f"--device {name}: this machine has {count} CUDA device(s), "
+                              f"cuda:0..cuda:{count - 1}")
+    elif device.type == "mps":
         mps = getattr(torch.backends, "mps", None)
         if mps is None or not mps.is_available():
-            raise SDFlowError("--device mps: MPS is not available; use --device cpu")
-    return torch.device(name)
+            raise SDFlowError(f"--device {name}: MPS is not available; use --device cpu")
+    elif device.type != "cpu":
+        raise SDFlowError(f"--device {name}: unsupported; use auto, cpu, cuda, cuda:N or mps")
+    return device
 
 
 __all__ = [
