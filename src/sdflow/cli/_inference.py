@@ -55,8 +55,6 @@ def run(args: argparse.Namespace, task: str) -> int:
         return fail("no input: give image files, folders or glob patterns (or -i INPUT)")
     try:
         options = from_args(batch.Options, args, verb, task=task)
-        if options.max_memory is not None:
-            tiling.parse_memory(options.max_memory)
     except ValueError as exc:
         return fail(str(exc))
     try:

@@ -11,11 +11,10 @@ import torch
 from sdflow import registry
 from sdflow.checkpoint import read_info
 from sdflow.errors import SDFlowError
-from sdflow.imageio import DEFAULT_MAX_PIXELS
-from sdflow.inference import batch, tiling
+from sdflow.inference import batch
 from sdflow.inference.pairs import PairOptions, Shard, make_pairs
 from sdflow.models import ARCHITECTURES
-from sdflow.models.sdflow import DS_DEFAULT_TAU
+from sdflow.options import add_flags, from_args
 
 
 def register(sub) -> None:
@@ -29,34 +28,16 @@ def register(sub) -> None:
     p.add_argument("inputs", nargs="+", metavar="HR_INPUT",
                    help="HR image files, folders or glob patterns (quote them)")
     p.add_argument("-o", "--out", required=True, metavar="OUT", help="output folder")
-    p.add_argument("--model", default=None,
+    p.add_argument("-n", "--model", default=None,
                    help="a checkpoint or registered model that downscales (default: "
                    f"{registry.default_model('ds') or 'none, --model is required'})")
-    p.add_argument("--samples", type=int, default=1, metavar="K",
-                   help="LR samples per HR image, one pair each (default 1)")
-    p.add_argument("--tau", type=float, default=DS_DEFAULT_TAU,
-                   help=f"sampling temperature (default {DS_DEFAULT_TAU})")
-    p.add_argument("--seed", type=int, default=0,
-                   help="seed (default 0); each image draws from its own stream derived "
-                   "from the seed and its relative path")
-    p.add_argument("--component", type=int, default=None, metavar="C",
-                   help="mixture component (degradation mode) for every pair (default: "
-                   "drawn per image and sample)")
-    p.add_argument("--lr-crop", type=int, default=None, metavar="N",
-                   help="cut each pair into aligned patches, N x N LR / 4N x 4N HR")
     p.add_argument("--shard", default=None, metavar="I/N",
                    help="process only slice I (0..N-1) of N of the sorted inputs; under "
                    "torchrun RANK/WORLD_SIZE are used when this is not given")
-    p.add_argument("--overwrite", action="store_true", help="redo finished pairs")
-    p.add_argument("-r", "--recursive", action="store_true", help="include subfolders")
-    p.add_argument("--tile", type=int, default=None,
-                   help="tile size in HR pixels; 0 = no tiling (default: from --max-memory)")
-    p.add_argument("--max-memory", default=None, metavar="SIZE",
-                   help="memory budget for the model, e.g. 2G (default: half the available)")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    p.add_argument("--device", default="auto", metavar="DEVICE",
+                   help="auto (default), cpu, cuda, cuda:N or mps")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch")
-    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
-                   help=f"refuse larger inputs (default {DEFAULT_MAX_PIXELS:,})")
+    add_flags(p, PairOptions, "make-pairs")
     p.set_defaults(run=run)
 
 
@@ -67,15 +48,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         shard = Shard.parse(args.shard) if args.shard else (Shard.from_environment() or Shard())
-        options = PairOptions(tau=args.tau, samples=args.samples, seed=args.seed,
-                              component=args.component, lr_crop=args.lr_crop,
-                              tile=args.tile, max_memory=args.max_memory,
-                              overwrite=args.overwrite, max_pixels=args.max_pixels,
-                              shard=shard)
-        if args.max_memory is not None:
-            tiling.parse_memory(args.max_memory)
-        if args.tile is not None and args.tile < 0:
-            raise ValueError("--tile must be >= 0")
+        options = from_args(PairOptions, args, "make-pairs", shard=shard)
     except ValueError as exc:
         return fail(str(exc))
     try:
@@ -88,10 +61,10 @@ def run(args: argparse.Namespace) -> int:
         return fail(f"{resolved.name} ({info.architecture}) cannot downscale; use an SDFlow "
                     "model", 1)
     k = int(info.config.get("mixture_components", 16))
-    if args.component is not None and not 0 <= args.component < k:
+    if options.component is not None and not 0 <= options.component < k:
         return fail(f"--component must be in 0..{k - 1}")
     outdir = Path(args.out)
-    jobs, errors = batch.collect_inputs(args.inputs, args.recursive, exclude=outdir)
+    jobs, errors = batch.collect_inputs(args.inputs, options.recursive, exclude=outdir)
     for line in errors:
         print(line, file=sys.stderr)
     problem = batch.check_output_dir(outdir)

@@ -36,6 +36,7 @@ from sdflow.imageio import (
 from sdflow.inference import uncertainty
 from sdflow.inference.pipeline import process
 from sdflow.inference.progress import Progress
+from sdflow.inference.tiling import parse_memory
 from sdflow.options import flag
 from sdflow.seeding import image_generator, image_key, image_seed
 
@@ -144,6 +145,8 @@ class Options:
             raise ValueError("--uncertainty-max must be a finite number > 0")
         if self.max_pixels < 1:
             raise ValueError("--max-pixels must be >= 1")
+        if self.max_memory is not None:
+            parse_memory(self.max_memory)
         if self.suffix is not None and any(c in self.suffix for c in "/\\\0"):
             raise ValueError(f"--suffix {self.suffix!r}: no path separators in a suffix")
         if self.ext not in EXT_CHOICES:

@@ -15,6 +15,7 @@ wrote, and a rerun skips pairs whose files and manifest row exist.
 from __future__ import annotations
 
 import csv
+import math
 import os
 import sys
 import time
@@ -29,6 +30,9 @@ from sdflow.imageio import DEFAULT_MAX_PIXELS, LoadedImage, read_image, write_im
 from sdflow.inference.batch import FILE_ERRORS, Job, ModelIdentity, failure_line
 from sdflow.inference.pipeline import process
 from sdflow.inference.progress import Progress
+from sdflow.inference.tiling import parse_memory
+from sdflow.models.sdflow import DS_DEFAULT_TAU
+from sdflow.options import flag
 from sdflow.seeding import image_generator, image_key, image_seed
 
 MANIFEST_FIELDS = ("pair", "source", "model", "model_sha256", "tau", "tau_used", "seed",
@@ -75,24 +79,47 @@ class Shard:
 
 @dataclass
 class PairOptions:
-    tau: float
-    samples: int = 1
-    seed: int = 0
-    component: int | None = None
-    lr_crop: int | None = None  # cut each pair into aligned LR patches of this side
-    tile: int | None = None
-    max_memory: str | None = None
-    overwrite: bool = False
-    max_pixels: int = DEFAULT_MAX_PIXELS
-    shard: Shard = field(default_factory=Shard)
+    """What ``sdflow make-pairs`` does; each flagged field is also the command's option."""
+
+    tau: float = flag("--tau", default=DS_DEFAULT_TAU, metavar="T",
+                      help=f"sampling temperature (default {DS_DEFAULT_TAU})")
+    samples: int = flag("--samples", default=1, metavar="K",
+                        help="LR samples per HR image, one pair each (default 1)")
+    seed: int = flag("--seed", default=0,
+                     help="seed (default 0); each image draws from its own stream derived "
+                     "from the seed and its relative path")
+    component: int | None = flag(
+        "--component", default=None, metavar="C",
+        help="mixture component (degradation mode) for every pair (default: drawn per "
+        "image and sample)")
+    lr_crop: int | None = flag(
+        "--lr-crop", default=None, metavar="N",
+        help="cut each pair into aligned patches, N x N LR / 4N x 4N HR")
+    tile: int | None = flag(
+        "-t", "--tile", default=None,
+        help="tile size in HR pixels; 0 = no tiling (default: from --max-memory)")
+    max_memory: str | None = flag(
+        "--max-memory", default=None, metavar="SIZE",
+        help="memory budget for the model, e.g. 2G (default: half the available)")
+    recursive: bool = flag("-r", "--recursive", default=False, help="include subfolders")
+    overwrite: bool = flag("--overwrite", default=False, help="redo finished pairs")
+    max_pixels: int = flag("--max-pixels", default=DEFAULT_MAX_PIXELS,
+                           help=f"refuse larger inputs (default {DEFAULT_MAX_PIXELS:,})")
+    shard: Shard = field(default_factory=Shard)  # --shard or torchrun's ranks (the CLI)
 
     def __post_init__(self) -> None:
         if self.samples < 1:
             raise ValueError("--samples must be >= 1")
-        if not self.tau >= 0:  # also refuses NaN
-            raise ValueError(f"--tau must be a number >= 0, got {self.tau}")
+        if not (math.isfinite(self.tau) and self.tau >= 0):
+            raise ValueError(f"--tau must be a finite number >= 0, got {self.tau}")
         if self.lr_crop is not None and self.lr_crop < 1:
             raise ValueError("--lr-crop must be >= 1")
+        if self.tile is not None and self.tile < 0:
+            raise ValueError("--tile must be >= 0")
+        if self.max_memory is not None:
+            parse_memory(self.max_memory)
+        if self.max_pixels < 1:
+            raise ValueError("--max-pixels must be >= 1")
 
 
 @dataclass
