@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 
 import numpy as np
 import pytest
@@ -284,11 +285,19 @@ def test_progress_bar_only_on_a_terminal():
     tty = io.StringIO()
     p = Progress(3, tty, enabled=True)
     p.image(1, "a.png")
+    time.sleep(0.11)  # tile redraws are limited to 10 a second
+    p.tile(2, 4)
     p.message("note")
+    p.image(2, "d/" + "b" * 60 + ".png")
     p.close()
     out = tty.getvalue()
-    assert "[########................] 1/3 a.png" in out and "note\n" in out
-    assert out.endswith("\r\033[K")
+    frames = out.split("\r")
+    assert any(f.startswith("a.png:  33%") and "1/3" in f for f in frames)
+    before, after = out.split("\rnote\n")  # the bar is cleared before the message
+    assert any("1/3" in f and "tile 2/4" in f for f in before.split("\r"))
+    assert after.split("\r")[1].startswith("a.png:  33%")  # and redrawn after it
+    assert any(f.startswith("..." + "b" * 33 + ".png:  67%") for f in frames)  # name cut
+    assert frames[-1] == "" and frames[-2].strip() == ""  # closing clears the bar line
 
 
 def test_formats_without_alpha_or_16_bits_say_what_they_dropped(shared, ckpt, tmp_path,

@@ -1,5 +1,5 @@
 """Every input kind through SR and downscaling: mode, size (x4 or /4) and bit depth come
-back right; the 16-bit PNG codec; EXIF orientation; the Python API on PIL and numpy."""
+back right; 16-bit PNG (pixels, text, ICC); EXIF orientation; the Python API on PIL and numpy."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image, ImageOps
 
-from sdflow import imageio, png16
+from sdflow import imageio
 from sdflow.inference import batch
 
 from inference_helpers import fast_model, one_thread, real_pixels
@@ -25,58 +25,105 @@ def model(shared):
     return fast_model(shared)
 
 
-# ---------------------------------------------------------------------------- codec
+# ---------------------------------------------------------------------------- 16-bit PNG
+def _icc() -> bytes:
+    from PIL import ImageCms
+
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+
+
 @pytest.mark.parametrize("channels", [1, 2, 3, 4])
-def test_png16_roundtrip_and_pillow_agrees(channels):
+def test_png16_roundtrip_text_icc_and_pillow_agrees(tmp_path, channels):
     rng = np.random.default_rng(channels)
     # smooth rows and noise, so that the encoder picks several filter types
     a = (np.cumsum(rng.integers(0, 900, (23, 31, channels)), axis=1) % 65536).astype(np.uint16)
     a[5:9] = rng.integers(0, 65536, (4, 31, channels))
-    data = png16.encode(a, {"key": "value", "unicode": "tau \u03c4"})
-    out = png16.decode(data)
-    assert out.pixels.dtype == np.uint16 and np.array_equal(out.pixels, a)
-    assert out.text == {"key": "value", "unicode": "tau \u03c4"}
-    with Image.open(io.BytesIO(data)) as img:  # Pillow reads it too (8-bit for colour)
+    text = {"Software": "sdflow test", "sdflow:key": "value", "sdflow:unicode": "tau \u03c4",
+            "sdflow:latin1": "caf\u00e9"}
+    path = imageio.write_image(tmp_path / "a.png", a, pnginfo=text, icc_profile=_icc())
+    got = imageio.read_image(path)
+    assert got.bit_depth == 16 and got.icc_profile == _icc()
+    px = np.dstack([got.rgb[:, :, :1] if channels <= 2 else got.rgb]
+                   + ([got.alpha] if got.alpha is not None else []))
+    assert px.dtype == np.uint16 and np.array_equal(px, a)  # bit-exact
+    assert batch.read_metadata(path) == {"key": "value", "unicode": "tau \u03c4",
+                                         "latin1": "caf\u00e9"}
+    with Image.open(path) as img:  # Pillow reads it too (8-bit for colour), CRCs checked
+        assert img.text == text and img.info["icc_profile"] == _icc()
         img.load()
         p = np.asarray(img)
     if channels == 1:
         assert np.array_equal(p, a[:, :, 0])
     elif channels == 3:
         assert np.array_equal(p, (a >> 8).astype(np.uint8))
+    chunks = _chunk_types(path.read_bytes())
+    assert chunks[0] == b"IHDR" and chunks[-1] == b"IEND"
+    assert chunks.index(b"iCCP") < chunks.index(b"IDAT")  # iCCP must precede the pixels
+    assert chunks.count(b"tEXt") == 3 and chunks.count(b"iTXt") == 1
 
 
 def _chunk(t: bytes, body: bytes) -> bytes:
     return struct.pack(">I", len(body)) + t + body + struct.pack(">I", zlib.crc32(t + body))
 
 
-def test_png16_decodes_interlaced_and_trns():
-    """Adam7 (written here with the None filter) and a tRNS colour key."""
+def _chunk_types(data: bytes) -> list[bytes]:
+    out, pos = [], 8
+    while pos < len(data):
+        (n,) = struct.unpack(">I", data[pos : pos + 4])
+        out.append(data[pos + 4 : pos + 8])
+        pos += 12 + n
+    return out
+
+
+#: Adam7 passes: (row start, column start, row step, column step)
+ADAM7 = ((0, 0, 8, 8), (0, 4, 8, 8), (4, 0, 8, 4), (0, 2, 4, 4), (2, 0, 4, 2), (0, 1, 2, 2),
+         (1, 0, 2, 1))
+
+
+def test_png16_reads_interlaced_and_trns(tmp_path):
+    """Adam7 (written here with the None filter) and a tRNS colour key (becomes alpha)."""
     rng = np.random.default_rng(0)
     h, w = 11, 13
     a = rng.integers(0, 65536, (h, w, 3)).astype(np.uint16)
     a[3, 4] = (1, 2, 3)
     raw = b""
-    for y0, x0, dy, dx in png16.ADAM7:
+    for y0, x0, dy, dx in ADAM7:
         sub = a[y0::dy, x0::dx]
         if sub.size:
             for row in sub:
                 raw += b"\0" + row.astype(">u2").tobytes()
-    data = (png16.SIGNATURE + _chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 1))
+    data = (b"\x89PNG\r\n\x1a\n"
+            + _chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 1))
             + _chunk(b"tRNS", struct.pack(">HHH", 1, 2, 3))
             + _chunk(b"IDAT", zlib.compress(raw)) + _chunk(b"IEND", b""))
-    px = png16.decode(data).pixels
-    assert np.array_equal(px[:, :, :3], a)
-    assert px[3, 4, 3] == 0 and (px[:, :, 3] == 65535).sum() == h * w - 1
+    (tmp_path / "i.png").write_bytes(data)
+    got = imageio.read_image(tmp_path / "i.png")
+    assert got.mode == "RGBA" and np.array_equal(got.rgb, a)
+    assert got.alpha[3, 4] == 0 and (got.alpha == 65535).sum() == h * w - 1
 
 
-def test_png16_rejects_truncated_and_corrupt_data():
-    data = png16.encode(np.zeros((8, 8, 3), np.uint16))
-    with pytest.raises(png16.PNGError, match="truncated"):
-        png16.decode(data[: len(data) // 2])
-    bad = bytearray(data)
-    bad[40] ^= 0xFF
-    with pytest.raises(png16.PNGError):
-        png16.decode(bytes(bad))
+def test_png16_truncated_or_corrupt_gives_a_read_error_naming_the_file(tmp_path):
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 65536, (40, 50, 3)).astype(np.uint16)
+    data = imageio.write_image(tmp_path / "ok.png", a, pnginfo={"k": "v"}).read_bytes()
+    idat = data.index(b"IDAT")
+    damaged = {"half.png": data[: len(data) // 2], "header.png": data[: idat + 10]}
+    for name, pos in (("idat_crc.png", idat + 50), ("idat_type.png", idat + 3)):
+        bad = bytearray(data)
+        bad[pos] ^= 0xFF
+        damaged[name] = bytes(bad)
+    for name, blob in damaged.items():
+        (tmp_path / name).write_bytes(blob)
+        # Pillow already refuses an unknown critical chunk on opening; libpng the rest
+        hint = "not a readable image" if name == "idat_type.png" else "corrupt or truncated"
+        with pytest.raises(imageio.ImageReadError, match=hint) as err:
+            imageio.read_image(tmp_path / name)
+        assert str(err.value).startswith(f"{tmp_path / name}: "), name
+    for blob in damaged.values():  # the decoder alone: ValueError, never libpng's own types
+        with pytest.raises(ValueError, match="PNG decoder"):
+            imageio.decode_png16(blob)
+    with pytest.raises(TypeError, match="uint16"):
+        imageio.encode_png16(a.astype(np.uint8))
 
 
 @pytest.mark.parametrize("orientation", range(1, 9))

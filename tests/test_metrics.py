@@ -20,6 +20,7 @@ from sdflow.metrics import (
     pairwise_lpips,
     pixel_std,
     psnr,
+    resize,
     rgb_to_y,
     ssim,
 )
@@ -111,6 +112,7 @@ def test_imresize_sizes_dtypes_and_constants():
     assert imresize(x[..., :8, :8], scale=4).shape == (2, 3, 32, 32)
     for dtype in (torch.float32, torch.float64, torch.bfloat16):
         assert imresize(x[..., :16, :16].to(dtype), scale=0.25).dtype == dtype
+    assert resize.fast_plan(x[..., :16, :16].to(torch.bfloat16), scale=0.25) is None
     const = torch.full((1, 1, 20, 12), 7.0, dtype=torch.float64)
     torch.testing.assert_close(imresize(const, scale=0.25), torch.full((1, 1, 5, 3), 7.0,
                                                                       dtype=torch.float64))
@@ -125,6 +127,68 @@ def test_imresize_is_differentiable():
     assert torch.autograd.gradcheck(lambda t: imresize(t, scale=0.5), (x,))
     y = torch.rand(1, 1, 3, 4, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda t: imresize(t, scale=4), (y,))
+
+
+#: (input shape, scale or size, per-axis factors of the fast path)
+FAST_CASES = [
+    ((2, 3, 96, 96), 4, (4, 4)),
+    ((2, 3, 96, 96), 0.25, (-4, -4)),
+    ((2, 3, 96, 96), 2, (2, 2)),
+    ((2, 3, 96, 96), 0.5, (-2, -2)),
+    ((1, 1, 37, 53), 2, (2, 2)),  # odd input sizes
+    ((1, 1, 37, 53), 4, (4, 4)),
+    ((1, 2, 38, 54), 0.5, (-2, -2)),  # odd output sizes
+    ((3, 44, 60), 0.25, (-4, -4)),  # [C, H, W]
+    ((33, 51), 1 / 3, (-3, -3)),  # [H, W], a factor that is not a power of two
+    ((2, 2, 3, 16, 16), 0.25, (-4, -4)),  # two batch dimensions
+    ((2, 3, 16, 24), (32, 12), (2, -2)),  # size: rows up, columns down
+    ((1, 3, 8, 8), 0.25, (-4, -4)),  # smallest input the x1/4 padding allows
+    ((1, 3, 20, 12), 1, (1, 1)),
+]
+
+
+@pytest.mark.parametrize("shape, arg, factors", FAST_CASES)
+def test_imresize_fast_path_equals_general_path_with_gradients(shape, arg, factors):
+    """The interpolate path (mirror pad + antialiased bicubic + crop) is MATLAB's
+    operator: values and input gradients agree with the gather path to float64 rounding."""
+    kw = {"size": arg} if isinstance(arg, tuple) else {"scale": arg}
+    g = torch.Generator().manual_seed(sum(shape))
+    x = torch.rand(shape, dtype=torch.float64, generator=g)
+    assert resize.fast_plan(x, **kw) == factors
+
+    def general(t):
+        return resize._resize_general(t, kw.get("scale"), kw.get("size"), True)
+
+    ref = general(x)
+    up = torch.rand(ref.shape, dtype=torch.float64, generator=g)  # upstream gradient
+    grads = []
+    for path in (lambda t: resize._resize_interpolate(t, factors), general):
+        t = x.clone().requires_grad_(True)
+        out = path(t)
+        torch.testing.assert_close(out.detach(), ref, rtol=0, atol=1e-12)
+        (out * up).sum().backward()
+        grads.append(t.grad)
+    torch.testing.assert_close(grads[0], grads[1], rtol=0, atol=1e-12)
+    # imresize itself takes the fast path; in float32 it stays at float32 rounding
+    torch.testing.assert_close(imresize(x, **kw), resize._resize_interpolate(x, factors),
+                               rtol=0, atol=0)
+    torch.testing.assert_close(imresize(x.float(), **kw).double(), ref, rtol=0, atol=2e-6)
+
+
+@pytest.mark.parametrize("shape, kw", [
+    ((1, 1, 12, 12), {"scale": 3}),  # upscale, not a power of two
+    ((1, 1, 97, 96), {"scale": 0.25}),  # 97 is not 4 * 25
+    ((1, 1, 96, 96), {"scale": 0.25, "antialiasing": False}),
+    ((1, 1, 6, 8), {"scale": 0.25}),  # shorter than the mirror padding
+    ((1, 1, 1, 8), {"scale": 2}),
+    ((1, 1, 16, 16), {"size": (10, 16)}),
+])
+def test_imresize_general_path_where_interpolate_differs(shape, kw):
+    x = torch.rand(shape, dtype=torch.float64)
+    assert resize.fast_plan(x, **kw) is None
+    expected = resize._resize_general(x, kw.get("scale"), kw.get("size"),
+                                      kw.get("antialiasing", True))
+    torch.testing.assert_close(imresize(x, **kw), expected, rtol=0, atol=0)
 
 
 # ------------------------------------------------------------------ PSNR / SSIM

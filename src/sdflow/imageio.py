@@ -8,7 +8,7 @@ Every input kind becomes a :class:`LoadedImage` (RGB pixels, optional alpha, wha
 source was): files (:func:`read_image`), PIL images (:func:`from_pil`) and numpy arrays
 (:func:`from_array`). :func:`compose` turns model output back into the layout of the
 source (gray stays gray, alpha is re-attached, same bit depth), :func:`to_pil` /
-:func:`write_image` hand it out. 16-bit colour PNGs go through :mod:`sdflow.png16` and
+:func:`write_image` hand it out. 16-bit PNGs go through ``imagecodecs`` (libpng) and
 16-bit colour TIFFs through ``tifffile``, because Pillow reduces both to 8 bits.
 """
 
@@ -17,6 +17,8 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import struct
+import zlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -25,7 +27,6 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 
-from sdflow import png16
 from sdflow.atomic import write_atomic
 from sdflow.errors import SDFlowError
 
@@ -159,7 +160,7 @@ def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
                 return _read_tiff16(path, None, max_pixels, orient=True)
         raise ImageReadError(f"{path}: not a readable image ({exc}); check the file "
                              "format or remove it") from exc
-    except (OSError, SyntaxError, ValueError, EOFError, png16.PNGError) as exc:
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ImageReadError(f"{path}: corrupt or truncated image ({exc}); re-export it "
                              "from the original") from exc
 
@@ -210,17 +211,18 @@ def _read_sixteen_bit_colour(img: Image.Image, path: Path,
     reduce to 8 bits; None for everything Pillow reads faithfully."""
     if img.format == "PNG":
         with open(path, "rb") as f:
-            head = f.read(33)
-        if png16.read_header(head).bit_depth != 16:
+            head = f.read(_IHDR_END)
+        if _png_bit_depth(head) != 16:
             return None
-        decoded = png16.decode(path.read_bytes())
-        px = decoded.pixels
+        px = decode_png16(path.read_bytes())
+        px = px[:, :, None] if px.ndim == 2 else px
         channels = px.shape[2]
         mode = {1: "I;16", 2: "LA", 3: "RGB", 4: "RGBA"}[channels]
         rgb = px[:, :, :1].repeat(3, axis=2) if channels <= 2 else px[:, :, :3]
-        alpha = px[:, :, -1] if channels in (2, 4) else None
+        alpha = np.ascontiguousarray(px[:, :, -1]) if channels in (2, 4) else None
+        # Pillow has parsed the iCCP chunk (it precedes the image data) on opening
         return LoadedImage(np.ascontiguousarray(rgb), alpha, mode, path,
-                           icc_profile=decoded.icc_profile)
+                           icc_profile=img.info.get("icc_profile"))
     if img.format == "TIFF":
         tags = getattr(img, "tag_v2", {})
         bits = tags.get(258, (8,))
@@ -248,8 +250,8 @@ def _read_tiff16(path: Path, icc: bytes | None, max_pixels: int = DEFAULT_MAX_PI
     except ValueError as exc:
         if "imagecodecs" in str(exc):
             raise ImageReadError(
-                f"{path}: 16-bit TIFF with a compression that needs the optional package "
-                "'imagecodecs' (pip install imagecodecs), or re-save it uncompressed, "
+                f"{path}: 16-bit TIFF with a compression that the installed 'imagecodecs' "
+                "cannot decode (pip install -U imagecodecs), or re-save it uncompressed, "
                 "deflate-compressed or as 16-bit PNG") from exc
         raise
     if axes.startswith("S"):  # planar configuration: samples first
@@ -471,7 +473,7 @@ def write_image(path: str | os.PathLike, arr: np.ndarray, *, overwrite: bool = F
         if fmt not in SIXTEEN_BIT_FORMATS:
             raise ValueError(f"{fmt} cannot store 16-bit images; write PNG or TIFF")
         if fmt == "png":
-            data = png16.encode(a, pnginfo, icc_profile)
+            data = encode_png16(a, pnginfo, icc_profile)
             return _atomic(path, overwrite, lambda tmp: Path(tmp).write_bytes(data))
         return _atomic(path, overwrite, lambda tmp: _write_tiff16(tmp, a, icc_profile))
     img = Image.fromarray(a)
@@ -503,3 +505,78 @@ def _write_tiff16(tmp: str, a: np.ndarray, icc: bytes | None) -> None:
     extras = {"extrasamples": (2,)} if channels in (2, 4) else {}  # unassociated alpha
     tifffile.imwrite(tmp, a, photometric=photometric, compression="zlib",
                      iccprofile=icc, **extras)
+
+
+# ---------------------------------------------------------------------------- 16-bit PNG
+# Pixels: ``imagecodecs`` (libpng), since Pillow reduces 16-bit colour PNGs to 8 bits.
+# Metadata: imagecodecs neither writes nor returns PNG text or ICC chunks, and Pillow cannot
+# write a 16-bit colour image at all, so the encoder below inserts tEXt/iTXt/iCCP chunks
+# (length, type, body, CRC: a fixed layout) right after the IHDR that libpng wrote. On
+# reading, Pillow parses those chunks when it opens the file (``img.text``,
+# ``img.info["icc_profile"]``; see :func:`sdflow.inference.batch.read_metadata`), so only the
+# pixels come from imagecodecs.
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+#: signature (8) + IHDR length, type, 13-byte body and CRC (25): IHDR is always first
+_IHDR_END = 33
+
+
+def _png_bit_depth(head: bytes) -> int:
+    """The bit depth in the IHDR of PNG bytes (only the first 33 are needed)."""
+    if len(head) < _IHDR_END or not head.startswith(_PNG_SIGNATURE) or head[12:16] != b"IHDR":
+        raise ValueError("not a PNG file (no IHDR chunk at the start)")
+    return head[24]
+
+
+def _png_chunk(ctype: bytes, body: bytes) -> bytes:
+    return (struct.pack(">I", len(body)) + ctype + body
+            + struct.pack(">I", zlib.crc32(ctype + body) & 0xFFFFFFFF))
+
+
+def _png_text_chunk(key: str, value: str) -> bytes:
+    """tEXt (Latin-1) when the value fits, else uncompressed iTXt (UTF-8), as Pillow's
+    ``PngInfo.add_text`` does for 8-bit PNGs. Keywords are Latin-1, 1 to 79 bytes."""
+    k = key.encode("latin-1")[:79]
+    try:
+        return _png_chunk(b"tEXt", k + b"\0" + value.encode("latin-1"))
+    except UnicodeEncodeError:
+        # keyword, NUL, compression flag 0, method 0, empty language tag and translated
+        # keyword (each NUL-terminated), then the text
+        return _png_chunk(b"iTXt", k + b"\0\0\0\0\0" + value.encode("utf-8"))
+
+
+def encode_png16(pixels: np.ndarray, text: dict[str, str] | None = None,
+                 icc_profile: bytes | None = None) -> bytes:
+    """PNG bytes of a uint16 image ``H x W`` or ``H x W x C`` (C = 1..4) with ``text`` as
+    text chunks and an optional ICC profile (iCCP)."""
+    import imagecodecs
+
+    if pixels.dtype != np.uint16:
+        raise TypeError(f"expected uint16 pixels, got {pixels.dtype}")
+    a = pixels[:, :, 0] if pixels.ndim == 3 and pixels.shape[2] == 1 else pixels
+    if not (a.ndim == 2 or (a.ndim == 3 and a.shape[2] in (2, 3, 4))) or 0 in a.shape:
+        raise ValueError(f"cannot write a {pixels.shape} image as PNG")
+    data = bytes(imagecodecs.png_encode(np.ascontiguousarray(a), level=6))
+    if data[8:16] != b"\0\0\0\rIHDR":  # libpng writes IHDR first; guard the offset anyway
+        raise RuntimeError("unexpected PNG layout from imagecodecs (IHDR not first)")
+    extra = []
+    if icc_profile:
+        extra.append(_png_chunk(b"iCCP", b"ICC profile\0\0" + zlib.compress(icc_profile)))
+    extra += [_png_text_chunk(k, v) for k, v in (text or {}).items()]
+    return data[:_IHDR_END] + b"".join(extra) + data[_IHDR_END:]
+
+
+def decode_png16(data: bytes) -> np.ndarray:
+    """The pixels of a 16-bit PNG: ``H x W`` (gray) or ``H x W x C`` (C = 2..4) uint16;
+    interlaced files and ``tRNS`` colour keys (which become an alpha channel) included.
+    Raises ValueError for corrupt or truncated data."""
+    import imagecodecs
+
+    try:
+        px = imagecodecs.png_decode(data)
+    except imagecodecs.PngError as exc:
+        raise ValueError(f"PNG decoder: {exc}") from exc
+    except UnicodeDecodeError as exc:  # libpng's message on some damaged headers
+        raise ValueError("PNG decoder: damaged chunk structure") from exc
+    if px.dtype != np.uint16:
+        raise ValueError(f"expected a 16-bit PNG, decoded {px.dtype}")
+    return px

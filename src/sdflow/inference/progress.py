@@ -1,70 +1,68 @@
-"""A one-line progress bar on a terminal, silence elsewhere; messages always get through."""
+"""The batch progress bar: ``tqdm`` on a terminal, silence elsewhere; messages always get
+through.
+
+A small adapter rather than tqdm at each call site, because ``sdflow sr``/``downscale``
+(:mod:`sdflow.inference.batch`) and ``make-pairs`` (:mod:`sdflow.inference.pairs`) share
+one behaviour that tqdm spells in several calls: the bar counts images while the postfix
+shows the tile of the current image (redrawn at most 10 times a second), the one-line
+messages (failures, skips, notes) go through ``tqdm.write`` so that they never tear the
+bar, and the bar is drawn only on a TTY (``enabled=None``; a stream whose ``isatty``
+fails counts as none).
+"""
 
 from __future__ import annotations
 
 import sys
-import time
 from typing import TextIO
+
+from tqdm import tqdm
+
+#: longest image name shown; longer ones keep their end (the file name)
+NAME_WIDTH = 40
 
 
 class Progress:
-    """``[#####.....] 3/10 photo.png tile 4/9 12s`` redrawn in place on a TTY (at most
-    10 times a second). On anything else (a pipe, a log file) nothing is drawn and
-    :meth:`message` just prints lines."""
+    """``photo.png:  30%|███       | 3/10 [00:12<00:28,  4.0s/img, tile 4/9]`` in place on
+    a TTY. On anything else (a pipe, a log file) nothing is drawn and :meth:`message`
+    just prints lines."""
 
-    def __init__(self, total: int, stream: TextIO | None = None, enabled: bool | None = None,
-                 width: int = 24):
+    def __init__(self, total: int, stream: TextIO | None = None, enabled: bool | None = None):
         self.stream = stream if stream is not None else sys.stderr
-        self.enabled = self._isatty() if enabled is None else enabled
-        self.total = total
-        self.width = width
-        self.done = 0
-        self.name = ""
-        self.tiles = (0, 0)
-        self.start = time.monotonic()
-        self._last = 0.0
-        self._drawn = False
-
-    def _isatty(self) -> bool:
-        try:
-            return self.stream.isatty()
-        except (AttributeError, ValueError):
-            return False
+        self.enabled = _isatty(self.stream) if enabled is None else enabled
+        # miniters=0: every update may redraw, limited only by mininterval (0.1 s), so
+        # that tile progress shows although the image count does not move
+        self._bar = tqdm(total=total, file=self.stream, disable=not self.enabled,
+                         unit="img", leave=False, mininterval=0.1, miniters=0,
+                         dynamic_ncols=True)
 
     def image(self, done: int, name: str) -> None:
-        self.done, self.name, self.tiles = done, name, (0, 0)
-        self._draw(force=True)
-
-    def tile(self, done: int, total: int) -> None:
-        self.tiles = (done, total)
-        self._draw()
-
-    def message(self, text: str) -> None:
-        self._clear()
-        print(text, file=self.stream, flush=True)
-        self._draw(force=True)
-
-    def close(self) -> None:
-        self._clear()
-
-    def _clear(self) -> None:
-        if self.enabled and self._drawn:
-            self.stream.write("\r\033[K")
-            self.stream.flush()
-            self._drawn = False
-
-    def _draw(self, force: bool = False) -> None:
+        """``done`` images finished; ``name`` is the one now being processed."""
         if not self.enabled:
             return
-        now = time.monotonic()
-        if not force and now - self._last < 0.1:
+        short = name if len(name) <= NAME_WIDTH else "..." + name[-(NAME_WIDTH - 3):]
+        self._bar.set_description_str(short, refresh=False)
+        self._bar.set_postfix_str("", refresh=False)
+        self._bar.update(done - self._bar.n)
+        self._bar.refresh()
+
+    def tile(self, done: int, total: int) -> None:
+        if not self.enabled:
             return
-        self._last = now
-        filled = int(self.width * self.done / max(1, self.total))
-        bar = "#" * filled + "." * (self.width - filled)
-        tiles = f" tile {self.tiles[0]}/{self.tiles[1]}" if self.tiles[1] > 1 else ""
-        name = self.name if len(self.name) <= 40 else "..." + self.name[-37:]
-        line = f"[{bar}] {self.done}/{self.total} {name}{tiles} {now - self.start:.0f}s"
-        self.stream.write("\r\033[K" + line)
+        self._bar.set_postfix_str(f"tile {done}/{total}" if total > 1 else "", refresh=False)
+        self._bar.update(0)
+
+    def message(self, text: str) -> None:
+        """Print one line: above the bar (cleared and redrawn) when there is one."""
+        tqdm.write(text, file=self.stream)
         self.stream.flush()
-        self._drawn = True
+
+    def close(self) -> None:
+        """Remove the bar (its line is cleared: the summary line follows)."""
+        self._bar.close()
+
+
+def _isatty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
