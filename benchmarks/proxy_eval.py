@@ -44,7 +44,7 @@ def main() -> None:
         rows = []
         with torch.no_grad():
             for i, p in enumerate(pairs):
-                sr = tensor_to_image(model.sr(image_to_tensor(p.lr), 0.0))
+                sr = tensor_to_image(model(image_to_tensor(p.lr)))  # tau 0 SR (forward)
                 row = [psnr(sr, p.hr, shave=4), block_ratio(sr)]
                 if callable(getattr(model, "downscale", None)):
                     ds = tensor_to_image(model.downscale(image_to_tensor(p.hr), 0.0,

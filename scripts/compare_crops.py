@@ -32,7 +32,7 @@ def _sr_crop(model, lr: np.ndarray, top: int, left: int, size: int) -> np.ndarra
     t1 = min(lr.shape[0], (top + size) // s + CONTEXT)
     l1 = min(lr.shape[1], (left + size) // s + CONTEXT)
     with torch.no_grad():
-        out = tensor_to_image(model.sr(image_to_tensor(lr[t0:t1, l0:l1]), 0.0))
+        out = tensor_to_image(model(image_to_tensor(lr[t0:t1, l0:l1])))  # tau 0 SR (forward)
     y, x = top - t0 * s, left - l0 * s
     return out[y:y + size, x:x + size]
 

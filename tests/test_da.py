@@ -16,6 +16,7 @@ import sdflow
 from sdflow.cli import main
 from sdflow.config import ConfigError
 from sdflow.models import ARCHITECTURES, DAICCV21, DAICCV21Config, SDFlow
+from sdflow.models.base import Downscaler, StochasticSR, SuperResolver
 from sdflow.models.da_iccv21 import DAICCV21Generator
 from sdflow.training.config import load_config
 from sdflow.training.da_objective import (
@@ -57,20 +58,21 @@ def test_sr_shapes_for_any_size_and_determinism(size):
     with torch.no_grad():
         out = model.sr(y)
         assert out.shape == (2, 3, 4 * size[0], 4 * size[1])
-        assert torch.equal(out, model.sr(y, 0.0, num_samples=1,
-                                         generator=torch.Generator().manual_seed(3)))
-        assert torch.equal(out, model.sr(y, tau=None, seed=5, truncate=None))
+        assert torch.equal(out, model(y))  # forward: the same function, no checks
 
 
-def test_tau_and_samples_rejected_clearly_and_no_downscale():
+def test_the_contract_says_deterministic_sr_only():
     model = DAICCV21(TINY)
-    y = torch.zeros(1, 3, 4, 4)
-    with pytest.raises(ValueError, match="deterministic.*tau=0.8"):
-        model.sr(y, 0.8)
-    with pytest.raises(ValueError, match="deterministic.*num_samples"):
-        model.sr(y, 0.0, num_samples=3)
-    assert DAICCV21.stochastic is False and SDFlow.stochastic is True
-    assert not hasattr(model, "downscale")
+    assert isinstance(model, SuperResolver) and issubclass(DAICCV21, SuperResolver)
+    assert not isinstance(model, StochasticSR) and not isinstance(model, Downscaler)
+    assert issubclass(SDFlow, StochasticSR) and issubclass(SDFlow, Downscaler)
+    with pytest.raises(TypeError):  # no sampling arguments to ignore
+        model.sr(torch.zeros(1, 3, 4, 4), 0.8)
+    # through the image API a deterministic model takes no temperature
+    with pytest.raises(ValueError, match="deterministic"):
+        sdflow.super_resolve(model, np.zeros((4, 4, 3), np.uint8), tau=0.8)
+    with pytest.raises(TypeError, match="sdflow.super_resolve"):
+        model.sr(np.zeros((4, 4, 3), np.uint8))
 
 
 def test_same_seed_same_weights_and_generator_holds_the_inference_model():
@@ -407,6 +409,6 @@ def test_da_model_through_the_sr_command_and_image_api(tmp_path):
                  "--tau", "0.8"]) == 2
     assert main(["downscale", src, "-o", str(tmp_path / "o4"), "--model", str(ckpt)]) == 1
     loaded = sdflow.load(ckpt)
-    out = loaded.sr(Image.open(src))
+    out = sdflow.super_resolve(loaded, Image.open(src))
     assert out.size == (120, 80)
     assert np.abs(np.array(out).astype(int) - one).max() <= 1

@@ -12,6 +12,7 @@ import pytest
 import torch
 from PIL import Image, ImageOps
 
+import sdflow
 from sdflow import imageio
 from sdflow.inference import batch
 
@@ -226,44 +227,46 @@ def test_api_numpy_kinds_keep_shape_dtype(model):
                          ((6, 5, 2), np.uint16), ((6, 5, 3), np.uint8),
                          ((6, 5, 4), np.uint16)]:
         a = rng.integers(0, np.iinfo(dtype).max, shape).astype(dtype)
-        up = model.sr(a, tau=0.3, seed=0)
+        up = sdflow.super_resolve(model, a, tau=0.3, seed=0)
         assert up.dtype == dtype and up.shape == (24, 20, *shape[2:])
-        down = model.downscale(np.repeat(np.repeat(a, 4, 0), 4, 1), seed=0)
+        down = sdflow.downscale(model, np.repeat(np.repeat(a, 4, 0), 4, 1), seed=0)
         assert down.dtype == dtype and down.shape == (6, 5, *shape[2:])
 
 
 def test_api_pil_modes(model):
     rgb = Image.new("RGB", (5, 6), (200, 30, 40))
-    assert model.sr(rgb, seed=0).mode == "RGB"
-    assert model.sr(rgb.convert("L"), seed=0).mode == "L"
-    assert model.sr(rgb.convert("LA"), seed=0).mode == "LA"
-    assert model.sr(rgb.convert("RGBA"), seed=0).mode == "RGBA"
-    assert model.sr(rgb.convert("P"), seed=0).mode == "RGB"
+    assert sdflow.super_resolve(model, rgb, seed=0).mode == "RGB"
+    assert sdflow.super_resolve(model, rgb.convert("L"), seed=0).mode == "L"
+    assert sdflow.super_resolve(model, rgb.convert("LA"), seed=0).mode == "LA"
+    assert sdflow.super_resolve(model, rgb.convert("RGBA"), seed=0).mode == "RGBA"
+    assert sdflow.super_resolve(model, rgb.convert("P"), seed=0).mode == "RGB"
     g16 = Image.fromarray(np.full((6, 5), 40000, np.uint16))
-    out = model.sr(g16, seed=0)
+    out = sdflow.super_resolve(model, g16, seed=0)
     assert out.mode == "I;16" and out.size == (20, 24)
-    many = model.downscale(Image.new("RGB", (20, 24)), num_samples=3, seed=0)
+    many = sdflow.downscale(model, Image.new("RGB", (20, 24)), num_samples=3, seed=0)
     assert isinstance(many, list) and len(many) == 3 and many[0].size == (5, 6)
 
 
 def test_api_seed_and_generator(model):
     a = np.random.default_rng(1).integers(0, 255, (8, 8, 3)).astype(np.uint8)
-    one = model.sr(a, tau=0.8, seed=4)
-    assert np.array_equal(one, model.sr(a, tau=0.8, seed=4))
-    assert not np.array_equal(one, model.sr(a, tau=0.8, seed=5))
-    assert np.array_equal(one, model.sr(a, tau=0.8,
+    one = sdflow.super_resolve(model, a, tau=0.8, seed=4)
+    assert np.array_equal(one, sdflow.super_resolve(model, a, tau=0.8, seed=4))
+    assert not np.array_equal(one, sdflow.super_resolve(model, a, tau=0.8, seed=5))
+    assert np.array_equal(one, sdflow.super_resolve(model, a, tau=0.8,
                                         generator=torch.Generator().manual_seed(4)))
     # the image API draws the noise exactly as the tensor API does
     t = model.sr(imageio.image_to_tensor(a), tau=0.8, seed=4)
     assert np.array_equal(one, imageio.tensor_to_image(t))
     with pytest.raises(ValueError, match="not both"):
-        model.sr(a, seed=1, generator=torch.Generator())
+        sdflow.super_resolve(model, a, seed=1, generator=torch.Generator())
+    with pytest.raises(ValueError, match="not both"):
+        sdflow.downscale(model, a, seed=1, generator=torch.Generator())
     with pytest.raises(ValueError, match="not both"):
         model.downscale(imageio.image_to_tensor(a), seed=1, generator=torch.Generator())
     with pytest.raises(TypeError, match="uint8 or uint16"):
-        model.sr(a.astype(np.float32))
-    with pytest.raises(TypeError, match="images only"):
-        model.sr(imageio.image_to_tensor(a), tile=4)
+        sdflow.super_resolve(model, a.astype(np.float32))
+    with pytest.raises(TypeError, match="sdflow.super_resolve"):  # models take tensors
+        model.sr(a, seed=1)
 
 
 def test_atomic_writes_get_normal_permissions_and_leave_nothing_on_failure(tmp_path):

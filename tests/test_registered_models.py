@@ -14,6 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
+import sdflow
 from sdflow import registry
 from sdflow.cli import main
 from sdflow.inference.batch import read_metadata
@@ -74,7 +75,7 @@ def test_registered_model_super_resolves_real_photos(name, crops):
     model, floors = registry.load(name), FLOORS[name]
     gains, blocks, consistency = [], [], []
     for lr, hr in crops:
-        sr = np.asarray(model.sr(Image.fromarray(lr), tau=0.0, seed=0))
+        sr = np.asarray(sdflow.super_resolve(model, Image.fromarray(lr), tau=0.0, seed=0))
         assert sr.shape == hr.shape
         gains.append(psnr(sr, hr, shave=4) - psnr(imresize_uint8(lr, scale=4), hr, shave=4))
         blocks.append(block_ratio(sr))
@@ -89,7 +90,7 @@ def test_registered_model_downscales_like_the_real_camera(name, crops):
     model = registry.load(name)
     gains = []
     for lr, hr in crops:
-        ds = np.asarray(model.downscale(Image.fromarray(hr), tau=0.0, seed=0))
+        ds = np.asarray(sdflow.downscale(model, Image.fromarray(hr), tau=0.0, seed=0))
         assert ds.shape == lr.shape
         gains.append(psnr(ds, lr, shave=0) - psnr(imresize_uint8(hr, scale=0.25), lr, shave=0))
     assert np.mean(gains) > FLOORS[name]["ds_vs_bicubic_db"]

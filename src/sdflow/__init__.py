@@ -1,8 +1,13 @@
-"""sdflow: unpaired real-world super-resolution and realistic downscaling with normalizing flows."""
+"""sdflow: unpaired real-world super-resolution and realistic downscaling with normalizing flows.
 
-__version__ = "0.1.0"
+``sdflow.load`` opens a model (registered name or checkpoint); the image API
+(:func:`super_resolve`, :func:`downscale`) runs one through the tiled pipeline of the
+command line on a PIL image or numpy array; the models' own methods take tensors.
+"""
 
-from sdflow.checkpoint import save  # noqa: E402
-from sdflow.registry import load  # noqa: E402  (a checkpoint path or a registered name)
+from sdflow.checkpoint import save
+from sdflow.inference.pipeline import downscale, super_resolve
+from sdflow.registry import load  # a checkpoint path or a registered name
+from sdflow.version import __version__
 
-__all__ = ["__version__", "load", "save"]
+__all__ = ["__version__", "downscale", "load", "save", "super_resolve"]

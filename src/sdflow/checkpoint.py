@@ -59,8 +59,8 @@ class CheckpointInfo:
 def save(model: nn.Module, path: str | os.PathLike, *, trained_on: str = "", notes: str = "",
          extra: dict[str, Any] | None = None) -> CheckpointInfo:
     """Write ``model`` (weights, buffers and config) to ``path`` atomically."""
-    from sdflow import __version__
     from sdflow.models import architecture_of
+    from sdflow.version import __version__
 
     arch = architecture_of(model)
     info = CheckpointInfo(

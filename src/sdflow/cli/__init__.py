@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-from sdflow import __version__
 from sdflow.cli import (
     convert,
     downscale,
@@ -17,6 +16,7 @@ from sdflow.cli import (
     sr,
     train,
 )
+from sdflow.version import __version__
 
 COMMANDS = (sr, downscale, make_pairs, train, evaluate, selfcheck, convert, info)
 

@@ -15,6 +15,7 @@ from sdflow.checkpoint import read_info
 from sdflow.errors import SDFlowError
 from sdflow.inference import batch, tiling
 from sdflow.models import ARCHITECTURES
+from sdflow.models.base import Downscaler, StochasticSR
 from sdflow.models.sdflow import DS_DEFAULT_TAU, SR_DEFAULT_TAU
 from sdflow.options import add_flags, from_args
 
@@ -65,9 +66,9 @@ def run(args: argparse.Namespace, task: str) -> int:
     arch = ARCHITECTURES.get(info.architecture)
     label = info.architecture
     tau = options.tau
-    if arch is not None and not getattr(arch.model_cls, "stochastic", True):
-        if task == "ds" or not hasattr(arch.model_cls, "sr"):
-            return fail(f"{label} cannot downscale; use an SDFlow model", 1)
+    if arch is not None and task == "ds" and not issubclass(arch.model_cls, Downscaler):
+        return fail(f"{label} cannot downscale; use an SDFlow model", 1)
+    if arch is not None and task == "sr" and not issubclass(arch.model_cls, StochasticSR):
         if options.tau not in (None, 0.0) or options.samples != 1 or options.uncertainty:
             return fail(f"{label} is deterministic: leave out --tau, --samples and "
                         "--uncertainty (one output per image)")

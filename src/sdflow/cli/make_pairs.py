@@ -14,6 +14,7 @@ from sdflow.errors import SDFlowError
 from sdflow.inference import batch
 from sdflow.inference.pairs import PairOptions, Shard, make_pairs
 from sdflow.models import ARCHITECTURES
+from sdflow.models.base import Downscaler
 from sdflow.options import add_flags, from_args
 
 
@@ -57,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     except SDFlowError as exc:
         return fail(str(exc))
     arch = ARCHITECTURES.get(info.architecture)
-    if arch is None or not hasattr(arch.model_cls, "downscale"):
+    if arch is None or not issubclass(arch.model_cls, Downscaler):
         return fail(f"{resolved.name} ({info.architecture}) cannot downscale; use an SDFlow "
                     "model", 1)
     k = int(info.config.get("mixture_components", 16))

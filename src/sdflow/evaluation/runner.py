@@ -19,7 +19,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from sdflow import __version__
 from sdflow.errors import NonFiniteOutputError
 from sdflow.evaluation.data import DatasetError, Pair, count_images, pair_folders, read_rgb8
 from sdflow.evaluation.results import EvalResult, Figure, Panel
@@ -31,7 +30,9 @@ from sdflow.metrics.degradation import blur_index, noise_sigma
 from sdflow.metrics.lpips import LPIPS
 from sdflow.metrics.psnr_ssim import COLOR_SPACES, psnr, ssim
 from sdflow.metrics.resize import imresize_uint8
+from sdflow.models.base import Downscaler, StochasticSR
 from sdflow.seeding import image_seed
+from sdflow.version import __version__
 
 #: How many samples of the largest tau a report row shows.
 REPORT_SAMPLES = 3
@@ -230,9 +231,9 @@ def _sample_panels(outputs: dict[float, list[np.ndarray]], box: tuple[int, int, 
 
 # ------------------------------------------------------------------ model capabilities
 def is_stochastic(model: nn.Module) -> bool:
-    """Whether the model samples at a temperature (SDFlow) or is deterministic
-    (``stochastic = False``, e.g. da-iccv21)."""
-    return bool(getattr(model, "stochastic", True))
+    """Whether the model samples SR at a temperature (SDFlow) or is deterministic
+    (e.g. da-iccv21)."""
+    return isinstance(model, StochasticSR)
 
 
 def default_taus(model: nn.Module) -> list[float]:
@@ -250,12 +251,20 @@ def check_taus(model: nn.Module, taus: Sequence[float]) -> None:
 
 
 def check_can_downscale(model: nn.Module) -> None:
-    if not callable(getattr(model, "downscale", None)):
+    if not isinstance(model, Downscaler):
         raise ValueError(f"this model ({_method_name(model)}) cannot downscale: it has SR "
                          "only; ds mode needs a model with a downscaling direction (SDFlow)")
 
 
 # ------------------------------------------------------------------ generation helpers
+def _sampler(model: nn.Module) -> Callable[..., torch.Tensor]:
+    """``model.sr`` with the sampling signature; a deterministic model (one output, tau 0
+    checked by :func:`check_taus`) gets it wrapped."""
+    if isinstance(model, StochasticSR):
+        return model.sr
+    return lambda y, tau, num_samples, generator: model.sr(y)
+
+
 def _generate(fn: Callable[..., torch.Tensor], x: torch.Tensor, tau: float, n: int,
               gen: torch.Generator) -> tuple[list[np.ndarray], int]:
     """Run ``fn(x, tau, num_samples=n, generator=gen)``; return the finite samples as 8-bit
@@ -367,7 +376,7 @@ def evaluate_sr(model: nn.Module, lr_dir: str | os.PathLike, hr_dir: str | os.Pa
         for tau in options.taus:
             n = 1 if tau == 0 else options.samples  # tau = 0 is deterministic
             gen = torch.Generator().manual_seed(image_seed(options.seed, pair.name))
-            images, bad = _generate(model.sr, y, tau, n, gen)
+            images, bad = _generate(_sampler(model), y, tau, n, gen)
             if images:
                 _save(options, f"{method}_{_tau_label(tau)}", pair.name, images[0])
             row = {"image": pair.name, "method": method, "tau": float(tau), "samples": n,

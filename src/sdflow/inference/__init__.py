@@ -7,7 +7,7 @@ from sdflow.inference.pipeline import (
     ImageSizeError,
     InferenceWarning,
     SampleInfo,
-    downscale_image,
+    downscale,
     process,
     super_resolve,
 )
@@ -25,7 +25,7 @@ __all__ = [
     "ImageSizeError",
     "InferenceWarning",
     "SampleInfo",
-    "downscale_image",
+    "downscale",
     "process",
     "super_resolve",
     "tiled_downscale",

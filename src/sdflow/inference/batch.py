@@ -19,7 +19,7 @@ from typing import TextIO
 
 import torch
 
-from sdflow import __version__, perf
+from sdflow import perf
 from sdflow.errors import SDFlowError
 from sdflow.imageio import (
     DEFAULT_MAX_PIXELS,
@@ -39,6 +39,7 @@ from sdflow.inference.progress import Progress
 from sdflow.inference.tiling import parse_memory
 from sdflow.options import flag
 from sdflow.seeding import image_generator, image_key, image_seed
+from sdflow.version import __version__
 
 TASK_NAMES = {"sr": "sr", "ds": "downscale"}
 #: Arithmetic of the condition networks: "bf16" is sdflow.perf's ``bf16_condition`` (the

@@ -6,8 +6,8 @@ uncertainty map. The colour channels go through the model (gray sources as RGB, 
 back as gray); alpha is resized on its own (bicubic for SR, area averaging for
 downscaling). It draws the randomness once per image, runs the tiles, retries samples
 that come out non-finite at ``0.9 tau`` (up to :data:`MAX_RETRIES` times, then at
-tau = 0), and never injects noise. :func:`super_resolve` and :func:`downscale_image` are
-the Python API behind ``model.sr(image)`` / ``model.downscale(image)``.
+tau = 0), and never injects noise. :func:`super_resolve` and :func:`downscale` are
+the image API (``sdflow.super_resolve(model, image)``; model methods take tensors only).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from sdflow.errors import NonFiniteOutputError, SDFlowError
 from sdflow.imageio import LoadedImage, compose, from_array, from_pil, image_to_tensor, to_pil
 from sdflow.imageio import to_gray as _to_gray
 from sdflow.inference import tiling, uncertainty
+from sdflow.models.base import Downscaler, StochasticSR, SuperResolver
 from sdflow.models.sdflow import DS_DEFAULT_TAU, SR_DEFAULT_TAU, pad_to_multiple
 
 #: Non-finite samples are retried at 0.9 tau this many times, then once at tau = 0.
@@ -104,7 +105,6 @@ def process(model, image: LoadedImage, task: str, *, tau: float, num_samples: in
     x = image_to_tensor(image.rgb)
     h, w = image.size
     s = model.scale
-    cfg = model.config
     if task == "sr":
         if h < 2 or w < 2:
             raise ImageSizeError(f"{image.name}: {w}x{h} is too small for super-resolution; "
@@ -112,11 +112,16 @@ def process(model, image: LoadedImage, task: str, *, tau: float, num_samples: in
         overlap = tiling.DEFAULT_SR_OVERLAP if tile_overlap is None else int(tile_overlap)
         source = x
         out_size = (h * s, w * s)
-        channels = getattr(cfg, "hf_channels", 0)  # 0: a deterministic model
-        if not getattr(model, "stochastic", True) and (tau > 0 or num_samples > 1):
+        if not isinstance(model, SuperResolver):
+            raise ValueError(f"{type(model).__name__} cannot super-resolve")
+        if isinstance(model, StochasticSR):
+            shape = model.sr_latent_shape(h, w)
+        elif tau > 0 or num_samples > 1:
             raise ValueError(f"{type(model).__name__} is deterministic: it has no "
                              "temperature and gives one output per image")
-        shape = (1, channels, h, w)
+        else:
+            shape = (1, 0, h, w)  # no latent
+        channels = shape[1]
         eps = [tiling._draw_noise(shape, tau, generator, truncate)
                for _ in range(num_samples)]
         comps = [None] * num_samples
@@ -125,7 +130,7 @@ def process(model, image: LoadedImage, task: str, *, tau: float, num_samples: in
             return tiling.sr_latent(eps[i], t, channels)
         align, minimum = 1, tiling.MIN_SR_TILE
     else:
-        if not hasattr(model, "downscale"):
+        if not isinstance(model, Downscaler):
             raise ValueError(f"{type(model).__name__} cannot downscale; use an SDFlow model")
         m = model.ds_multiple
         overlap = tiling.DEFAULT_DS_OVERLAP if tile_overlap is None else int(tile_overlap)
@@ -218,25 +223,39 @@ def _api(model, image, task: str, **kwargs):
     return outs[0] if len(outs) == 1 else outs
 
 
+def _generator(seed: int | None, generator: torch.Generator | None) -> torch.Generator | None:
+    if seed is not None and generator is not None:
+        raise ValueError("give seed= or generator=, not both")
+    return torch.Generator().manual_seed(seed) if seed is not None else generator
+
+
 @torch.no_grad()
-def super_resolve(model, image, tau: float = SR_DEFAULT_TAU, num_samples: int = 1,
+def super_resolve(model, image, tau: float | None = None, num_samples: int = 1,
                   generator: torch.Generator | None = None, truncate: float | None = None,
-                  *, tile: int | None = None, tile_overlap: int | None = None,
-                  max_memory: str | int | None = None):
-    """Super-resolve a PIL image or uint8/uint16 array; returns the same kind (a list for
-    ``num_samples > 1``): same mode/channels and bit depth, 4x the size."""
-    return _api(model, image, "sr", tau=tau, num_samples=num_samples, generator=generator,
+                  *, seed: int | None = None, tile: int | None = None,
+                  tile_overlap: int | None = None, max_memory: str | int | None = None):
+    """Super-resolve a PIL image or uint8/uint16 array with any :class:`SuperResolver`;
+    returns the same kind (a list for ``num_samples > 1``): same mode/channels and bit
+    depth, ``scale`` x the size. Tiled with one noise field per image, as ``sdflow sr``.
+    ``tau`` defaults to 0.8 for a stochastic model and is 0 for a deterministic one;
+    ``seed`` seeds a CPU generator."""
+    if tau is None:
+        tau = SR_DEFAULT_TAU if isinstance(model, StochasticSR) else 0.0
+    return _api(model, image, "sr", tau=tau, num_samples=num_samples,
+                generator=_generator(seed, generator), truncate=truncate, tile=tile,
+                tile_overlap=tile_overlap, max_memory=max_memory)
+
+
+@torch.no_grad()
+def downscale(model, image, tau: float = DS_DEFAULT_TAU, num_samples: int = 1,
+              component=None, generator: torch.Generator | None = None,
+              truncate: float | None = None, *, seed: int | None = None,
+              tile: int | None = None, tile_overlap: int | None = None,
+              max_memory: str | int | None = None):
+    """Downscale a PIL image or uint8/uint16 array with a :class:`Downscaler` to a
+    realistic LR image of the same kind (``ceil(H/4) x ceil(W/4)``; a list for
+    ``num_samples > 1``)."""
+    return _api(model, image, "ds", tau=tau, num_samples=num_samples,
+                generator=_generator(seed, generator), component=component,
                 truncate=truncate, tile=tile, tile_overlap=tile_overlap,
                 max_memory=max_memory)
-
-
-@torch.no_grad()
-def downscale_image(model, image, tau: float = DS_DEFAULT_TAU, num_samples: int = 1,
-                    component=None, generator: torch.Generator | None = None,
-                    truncate: float | None = None, *, tile: int | None = None,
-                    tile_overlap: int | None = None, max_memory: str | int | None = None):
-    """Downscale a PIL image or uint8/uint16 array to a realistic LR image of the same kind
-    (``ceil(H/4) x ceil(W/4)``; a list for ``num_samples > 1``)."""
-    return _api(model, image, "ds", tau=tau, num_samples=num_samples, generator=generator,
-                component=component, truncate=truncate, tile=tile,
-                tile_overlap=tile_overlap, max_memory=max_memory)

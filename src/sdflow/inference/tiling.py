@@ -28,6 +28,7 @@ import torch
 from torch import Tensor
 
 from sdflow.errors import NonFiniteOutputError, SDFlowError
+from sdflow.models.base import KnowsItsMemory
 
 #: Context (overlap) per side in input pixels. Chosen from measurements of tiled vs untiled
 #: output at tau = 0 (docs/inference.md, tests/test_tiling.py): SR in LR pixels, DS in HR
@@ -126,7 +127,7 @@ def bytes_per_pixel(model, task: str) -> float:
     HR pixel). The coefficients were fitted to peak-RSS measurements on this CPU
     (benchmarks/inference.py --calibrate; docs/inference.md) and include a margin.
     Models other than SDFlow provide their own ``bytes_per_pixel(task)``."""
-    if hasattr(model, "bytes_per_pixel"):
+    if isinstance(model, KnowsItsMemory):
         return float(model.bytes_per_pixel(task))
     cfg = model.config
     s2 = cfg.scale**2

@@ -1,9 +1,12 @@
-"""What every architecture's config dataclass shares: dict round trip and named presets."""
+"""What every architecture shares: its config dataclass (dict round trip, named presets)
+and the contract of what a model can do (protocols checked by ``isinstance``)."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, fields, replace
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
+
+from torch import Tensor
 
 C = TypeVar("C", bound="PresetConfig")
 
@@ -32,3 +35,95 @@ class PresetConfig:
             raise ValueError(f"unknown {cls._name} preset {name!r}; "
                              f"choose from {sorted(cls._presets)}")
         return replace(cls._presets[name], **overrides)
+
+
+# ---------------------------------------------------------------------------- the contract
+# What a model can do, as typed protocols checked with ``isinstance(model, P)`` (or
+# ``issubclass(model_class, P)`` before a model is built), never by probing attributes.
+# Images are tensors ``[B, 3, H, W]`` in [-1, 1]; ``s`` is the model's ``scale``. PIL and
+# numpy images go through the image API (``sdflow.super_resolve`` / ``sdflow.downscale``).
+
+
+@runtime_checkable
+class SuperResolver(Protocol):
+    """x``s`` super-resolution, in two steps the tiled pipeline can run per tile."""
+
+    def sr(self, y: Tensor) -> Tensor:
+        """``[B, 3, h, w] -> [B, 3, s*h, s*w]`` (a deterministic model's only output; a
+        stochastic one's at tau 0 unless told otherwise)."""
+        ...
+
+    def sr_condition(self, y: Tensor) -> tuple[Tensor, Tensor | None]:
+        """What decoding needs from the LR image (computed once per tile)."""
+        ...
+
+    def sr_decode(self, condition: Tensor, features: Tensor | None,
+                  latent: Tensor | None) -> Tensor:
+        """The HR tile from the condition and, for a stochastic model, its latent."""
+        ...
+
+
+@runtime_checkable
+class StochasticSR(SuperResolver, Protocol):
+    """SR as one-to-many sampling: the HR detail latent has this shape, drawn at a
+    temperature tau (``z = tau * eps``); tau 0 is the mode."""
+
+    def sr_latent_shape(self, lr_height: int, lr_width: int, batch: int = 1
+                        ) -> tuple[int, int, int, int]:
+        ...
+
+
+@runtime_checkable
+class Downscaler(Protocol):
+    """Realistic /``s`` downscaling, one-to-many at a temperature (mixture components)."""
+
+    def downscale(self, x: Tensor) -> Tensor:
+        """``[B, 3, H, W] -> [B, 3, ceil(H/s), ceil(W/s)]``."""
+        ...
+
+    def ds_condition(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        ...
+
+    def ds_latent_shape(self, hr_height: int, hr_width: int, batch: int = 1
+                        ) -> tuple[int, int, int, int]:
+        ...
+
+    def ds_decode(self, z_c: Tensor, features: Tensor, z_deg: Tensor) -> Tensor:
+        ...
+
+
+@runtime_checkable
+class LatentModel(Protocol):
+    """Exact encoding to latents and reconstruction from them (a normalizing flow)."""
+
+    def encode_hr(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        ...
+
+    def decode_hr(self, z_c: Tensor, z_hf: Tensor) -> Tensor:
+        ...
+
+    def encode_lr(self, y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        ...
+
+    def decode_lr(self, z_c: Tensor, z_deg: Tensor) -> Tensor:
+        ...
+
+
+@runtime_checkable
+class DensityModel(Protocol):
+    """Log-densities of HR and LR images (nats per image)."""
+
+    def log_prob_hr(self, x: Tensor) -> Tensor:
+        ...
+
+    def log_prob_lr(self, y: Tensor) -> Tensor:
+        ...
+
+
+@runtime_checkable
+class KnowsItsMemory(Protocol):
+    """A model that states its peak activation bytes per input pixel of a tile (else the
+    tiler's estimate for SDFlow widths applies)."""
+
+    def bytes_per_pixel(self, task: str) -> float:
+        ...

@@ -20,14 +20,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sdflow.models.base import PresetConfig
-from sdflow.models.sdflow import _check_image, _finite_or_raise
+from sdflow.models.sdflow import _check_image, _finite_or_raise, _tensor_or_raise
 from sdflow.nets.rrdb import RRDB, scaled_xavier_
 
 #: How the architecture is named everywhere users see it.
@@ -157,12 +156,10 @@ def _build(seed: int | None, fn):
 
 
 class DAICCV21(nn.Module):
-    """The inference model: ``sr(y) = G_SR(E(y))``. Deterministic.
+    """The inference model: ``sr(y) = G_SR(E(y))``. Deterministic: a
+    :class:`~sdflow.models.base.SuperResolver`, not a ``StochasticSR`` and not a
+    ``Downscaler`` (G_t is a training device and is not part of the model)."""
 
-    ``stochastic = False`` tells callers (``sdflow eval``) that there is no temperature;
-    there is no ``downscale`` (G_t is a training device and is not part of the model)."""
-
-    stochastic = False
     label = LABEL
 
     def __init__(self, config: DAICCV21Config | None = None, *, seed: int | None = 0):
@@ -179,33 +176,14 @@ class DAICCV21(nn.Module):
         self.encoder, self.sr_decoder = _build(seed, make)
 
     def forward(self, y: Tensor) -> Tensor:
+        """``[B, 3, h, w] -> [B, 3, s*h, s*w]``, no checks (the exportable graph)."""
         return self.sr_decoder(self.encoder(y))
 
-    def sr(self, y, tau: float | None = None, num_samples: int = 1,
-           generator: torch.Generator | None = None, noise: Tensor | None = None,
-           truncate: float | None = None, *, seed: int | None = None, **image_options: Any):
+    def sr(self, y: Tensor) -> Tensor:
         """Super-resolve ``y`` ``[B, 3, h, w]`` in [-1, 1] (any size) to ``[B, 3, s*h, s*w]``.
-
-        The model is deterministic: ``tau`` must be None or 0 and ``num_samples`` 1;
-        the sampling options (``generator``, ``noise``, ``truncate``, ``seed``) are accepted
-        and ignored so that the call matches SDFlow's. ``y``
-        may also be a PIL image or a uint8/uint16 array: it then runs through the tiled
-        image pipeline of ``sdflow sr`` (keywords ``tile``, ``tile_overlap``,
-        ``max_memory``) and the same kind of image is returned. Raises
-        NonFiniteOutputError if an output is not finite.
-        """
-        if tau is not None and float(tau) != 0.0:
-            raise ValueError(f"da-iccv21 is deterministic: it has no temperature, so "
-                             f"tau={tau:g} does not apply (use tau=0 or leave it out)")
-        if num_samples != 1:
-            raise ValueError(f"da-iccv21 is deterministic: num_samples must be 1, "
-                             f"got {num_samples}")
-        if not isinstance(y, Tensor):
-            from sdflow.inference import super_resolve
-
-            return super_resolve(self, y, tau=0.0, **image_options)
-        if image_options:
-            raise TypeError(f"{sorted(image_options)} apply to images only")
+        Raises NonFiniteOutputError if an output is not finite. For PIL images and numpy
+        arrays (tiled, any size) use :func:`sdflow.super_resolve`."""
+        _tensor_or_raise(y, "sr", "super_resolve")
         _check_image(y, "LR image")
         return _finite_or_raise(self(y).unsqueeze(1), "super-resolution")[:, 0]
 

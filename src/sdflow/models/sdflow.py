@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -217,6 +217,12 @@ def _check_image(t: Tensor, name: str) -> None:
         raise ValueError(f"{name} must be a [B, C, H, W] tensor, got shape {tuple(t.shape)}")
 
 
+def _tensor_or_raise(x: Any, method: str, image_api: str) -> None:
+    if not isinstance(x, Tensor):
+        raise TypeError(f"model.{method} takes tensors [B, 3, H, W] in [-1, 1], not "
+                        f"{type(x).__name__}; for images use sdflow.{image_api}(model, image)")
+
+
 def _finite_or_raise(out: Tensor, what: str) -> Tensor:
     """``out`` is ``[B, N, ...]`` (N samples per image). Returns it, or raises
     :class:`NonFiniteOutputError` if any sample holds NaN/Inf; the error's ``finite_mask``
@@ -254,8 +260,6 @@ def bits_per_dim(log_prob: Tensor, num_dims: int) -> Tensor:
 class SDFlow(nn.Module):
     """The SDFlow model. Inputs and outputs are images in [-1, 1], ``[B, 3, H, W]``."""
 
-    #: SR and downscaling draw samples at a temperature tau (deterministic models say False).
-    stochastic = True
     label = "SDFlow (Sun & Chen, TPAMI 2024)"
 
     def __init__(self, config: SDFlowConfig | None = None, *, seed: int | None = 0):
@@ -402,33 +406,38 @@ class SDFlow(nn.Module):
         y, _ = self.lr_flow.inverse(z_c + z_d)
         return y
 
-    def sr(self, y, tau: float = SR_DEFAULT_TAU, num_samples: int = 1,
+    def sr_latent_shape(self, lr_height: int, lr_width: int, batch: int = 1
+                        ) -> tuple[int, int, int, int]:
+        """The shape of the HF latent z_h' of an LR image: one ``hf_channels`` vector per
+        LR pixel."""
+        return (batch, self.config.hf_channels, lr_height, lr_width)
+
+    def forward(self, y: Tensor, noise: Tensor | None = None) -> Tensor:
+        """SR with an explicit HF latent: ``[B, 3, h, w] -> [B, 3, s*h, s*w]``.
+
+        ``noise`` is z_h' itself, ``tau * eps`` of shape :meth:`sr_latent_shape` (None:
+        zeros, i.e. tau 0, the mode). No sampling and no data-dependent checks inside, so
+        the graph is deterministic and exportable; :meth:`sr` is the sampling API."""
+        z_c, features = self.sr_condition(y)
+        if noise is None:
+            b, _, h, w = z_c.shape
+            noise = z_c.new_zeros(b, self.config.hf_channels, h, w)
+        return self.sr_decode(z_c, features, noise)
+
+    def sr(self, y: Tensor, tau: float = SR_DEFAULT_TAU, num_samples: int = 1,
            generator: torch.Generator | None = None, noise: Tensor | None = None,
-           truncate: float | None = None, *, seed: int | None = None, **image_options):
+           truncate: float | None = None, *, seed: int | None = None) -> Tensor:
         """Super-resolve LR images ``y`` ``[B, 3, h, w]`` (any size >= 2x2).
 
         ``z_h' = tau * eps``; ``tau = 0`` is deterministic. Returns ``[B, 3, s*h, s*w]`` for
         one sample, ``[B, N, 3, s*h, s*w]`` for ``num_samples = N > 1``. ``noise`` gives eps
         explicitly (``[B, 45, h, w]`` or ``[B, N, 45, h, w]``) instead of drawing it from
         ``generator`` (or from ``seed``: a CPU generator seeded with it). Raises
-        :class:`NonFiniteOutputError` if a sample is not finite.
-
-        ``y`` may also be an image (a PIL image or a uint8/uint16 numpy array ``H x W
-        (x C)``): it then runs through the tiled image pipeline of the ``sdflow sr`` command
-        (:func:`sdflow.inference.super_resolve`; extra keywords ``tile``, ``tile_overlap``,
-        ``max_memory``) and returns the same kind of image, or a list for N > 1.
+        :class:`NonFiniteOutputError` if a sample is not finite. For PIL images and numpy
+        arrays (tiled, any size) use :func:`sdflow.super_resolve`.
         """
         generator = _generator_from_seed(seed, generator)
-        if not isinstance(y, Tensor):
-            from sdflow.inference import super_resolve
-
-            if noise is not None:
-                raise ValueError("noise= is for tensors; images take seed= or generator=")
-            return super_resolve(self, y, tau=tau, num_samples=num_samples,
-                                 generator=generator, truncate=truncate, **image_options)
-        if image_options:
-            raise TypeError(f"{sorted(image_options)} apply to images only; for tiled "
-                            "tensors use sdflow.inference.tiled_sr")
+        _tensor_or_raise(y, "sr", "super_resolve")
         self._check_lr(y, even=False)
         if num_samples < 1:
             raise ValueError(f"num_samples must be >= 1, got {num_samples}")
@@ -449,10 +458,10 @@ class SDFlow(nn.Module):
         _finite_or_raise(out, "super-resolution")
         return out[:, 0] if num_samples == 1 else out
 
-    def downscale(self, x, tau: float = DS_DEFAULT_TAU, num_samples: int = 1, component=None,
-                  generator: torch.Generator | None = None, noise: Tensor | None = None,
-                  truncate: float | None = None, *, seed: int | None = None,
-                  **image_options):
+    def downscale(self, x: Tensor, tau: float = DS_DEFAULT_TAU, num_samples: int = 1,
+                  component=None, generator: torch.Generator | None = None,
+                  noise: Tensor | None = None, truncate: float | None = None, *,
+                  seed: int | None = None) -> Tensor:
         """Downscale HR images ``x`` ``[B, 3, H, W]`` of any size to realistic LR images
         ``[B, 3, ceil(H/s), ceil(W/s)]`` (``[B, N, ...]`` for N > 1 samples).
 
@@ -460,23 +469,11 @@ class SDFlow(nn.Module):
         ``component`` fixes the mixture component (an int or one per image); otherwise it is
         drawn as the mixture mode says. With ``noise`` (``[B, 4*3, H'/(2s), W'/(2s)]`` of the
         padded size, or with a sample dim) eps is given instead of drawn; ``seed`` gives a
-        CPU generator seeded with it.
-
-        ``x`` may also be an image (PIL or uint8/uint16 numpy array): see :meth:`sr` and
-        :func:`sdflow.inference.downscale_image`.
+        CPU generator seeded with it. For PIL images and numpy arrays use
+        :func:`sdflow.downscale`.
         """
         generator = _generator_from_seed(seed, generator)
-        if not isinstance(x, Tensor):
-            from sdflow.inference import downscale_image
-
-            if noise is not None:
-                raise ValueError("noise= is for tensors; images take seed= or generator=")
-            return downscale_image(self, x, tau=tau, num_samples=num_samples,
-                                   component=component, generator=generator,
-                                   truncate=truncate, **image_options)
-        if image_options:
-            raise TypeError(f"{sorted(image_options)} apply to images only; for tiled "
-                            "tensors use sdflow.inference.tiled_downscale")
+        _tensor_or_raise(x, "downscale", "downscale")
         _check_image(x, "HR image")
         if num_samples < 1:
             raise ValueError(f"num_samples must be >= 1, got {num_samples}")

@@ -85,12 +85,16 @@ class TrainConfig:
 
 
 def loss_config_class(architecture: str) -> type:
-    from sdflow.training.tasks import TASKS
+    """The ``loss`` section's dataclass of an architecture (each objective defines its own;
+    the training tasks that use them import this module, not the other way round)."""
+    from sdflow.training.da_objective import DALossConfig
+    from sdflow.training.sdflow_objective import SDFlowLossConfig
 
-    if architecture not in TASKS:
+    classes: dict[str, type] = {"sdflow": SDFlowLossConfig, "da-iccv21": DALossConfig}
+    if architecture not in classes:
         raise ConfigError(f"model.architecture: no training task for {architecture!r}; "
-                          f"choose from {sorted(TASKS)}")
-    return TASKS[architecture].loss_config
+                          f"choose from {sorted(classes)}")
+    return classes[architecture]
 
 
 def preset_dict(name: str) -> dict[str, Any]:

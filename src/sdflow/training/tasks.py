@@ -3,7 +3,6 @@ model family. One entry per architecture in :data:`TASKS`."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 import torch
@@ -45,12 +44,6 @@ class TrainingTask(Protocol):
 
     #: Log keys the trainer prints in its progress line (when present).
     progress_keys: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class TaskSpec:
-    loss_config: type
-    build: Any  # (cfg: TrainConfig, device: torch.device) -> TrainingTask
 
 
 class ObjectiveTask:
@@ -187,21 +180,10 @@ class DATask(ObjectiveTask):
         return generator.sr_model
 
 
-def _sdflow_spec() -> TaskSpec:
-    from sdflow.training.sdflow_objective import SDFlowLossConfig
-
-    return TaskSpec(SDFlowLossConfig, SDFlowTask)
-
-
-def _da_spec() -> TaskSpec:
-    from sdflow.training.da_objective import DALossConfig
-
-    return TaskSpec(DALossConfig, DATask)
-
-
-TASKS: dict[str, TaskSpec] = {"sdflow": _sdflow_spec(), "da-iccv21": _da_spec()}
+#: The training task of each architecture (its loss section: training.config).
+TASKS: dict[str, type] = {"sdflow": SDFlowTask, "da-iccv21": DATask}
 
 
 def build_task(cfg: TrainConfig, device: torch.device) -> TrainingTask:
-    return TASKS[cfg.model.architecture].build(cfg, device)
+    return TASKS[cfg.model.architecture](cfg, device)
 

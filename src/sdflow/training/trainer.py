@@ -27,7 +27,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
-from sdflow import __version__, perf
+from sdflow import perf
 from sdflow.atomic import write_atomic
 from sdflow.checkpoint import save as save_model
 from sdflow.training import distributed as D
@@ -36,6 +36,7 @@ from sdflow.training.data import IterationSampler, UnpairedDataset, load_pairs
 from sdflow.training.ema import EMA
 from sdflow.training.tasks import TrainingTask, build_task
 from sdflow.training.validation import save_grid
+from sdflow.version import __version__
 
 log = logging.getLogger("sdflow.train")
 
