@@ -134,6 +134,14 @@ def test_malformed_metadata_is_one_line(tiny_ckpt, tmp_path, capsys, meta, needl
         sdflow.load(path)
 
 
+def test_truncated_checkpoint_is_one_line(tiny_ckpt, tmp_path, capsys):
+    path, _, _ = tiny_ckpt
+    cut = tmp_path / "cut.safetensors"
+    cut.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    one_line(capsys, main(["info", str(cut)]), str(cut), "not a readable safetensors file",
+             "export it again")
+
+
 def test_info_reads_the_header_without_building_the_model(tiny_ckpt, capsys, monkeypatch):
     path, _, _ = tiny_ckpt
     monkeypatch.setattr(type(ARCHITECTURES["sdflow"]), "build",

@@ -168,7 +168,8 @@ def read_info(path: str | os.PathLike) -> CheckpointInfo:
             meta = f.metadata() or {}
     except Exception as exc:  # safetensors raises several types for corrupt headers
         raise CheckpointError(f"{path}: not a readable safetensors file "
-                              f"({_first_line(exc)})") from exc
+                              f"({_first_line(exc)}); if it is truncated or corrupt, copy or "
+                              "export it again") from exc
     if METADATA_KEY not in meta:
         raise CheckpointError(f"{path}: safetensors file without sdflow metadata; "
                               "convert the authors' weights with `sdflow convert`")
