@@ -34,6 +34,15 @@ TINY = dict(hr_steps=2, lr_steps=2, coupling_hidden=8, hf_steps=2, hf_cond_block
             encoder_channels=8, encoder_blocks=1, encoder_mod_layers=1, mixture_components=4)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _keep_threads():
+    """The trainer sets torch's thread count (run.threads); later tests must not inherit
+    it (a different count changes float reduction order in the resume test)."""
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
 def one_line(capsys, code: int, *needles: str) -> str:
     """The single stderr line of a failed command, checked for ``needles``."""
     err = capsys.readouterr().err
