@@ -99,7 +99,11 @@ def load_training_state(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such training checkpoint; {_RESUME_FIX}")
-    if _is_safetensors(path):
+    try:
+        exported = _is_safetensors(path)
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    if exported:
         raise CheckpointError(f"{path}: an exported model, not a training checkpoint; to "
                               "start a new run from its weights use --init-from (--resume "
                               "takes a run's checkpoints/step_*.pt)")
