@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
+import itertools
 import json
+import logging
+import math
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,11 +24,24 @@ from safetensors.torch import save_file
 from torch import nn
 
 from sdflow.atomic import write_atomic
+from sdflow.config import ConfigError
 from sdflow.errors import CheckpointError
+
+log = logging.getLogger("sdflow.checkpoint")
 
 FORMAT_NAME = "sdflow.checkpoint"
 FORMAT_VERSION = 1
 METADATA_KEY = "sdflow"
+
+
+#: Fields every record has, with their JSON types; the others have defaults.
+_REQUIRED: dict[str, type] = {"architecture": str, "config": dict, "scale": int,
+                              "sdflow_version": str}
+_OPTIONAL: dict[str, type] = {"trained_on": str, "notes": str, "created": str, "extra": dict,
+                              "format": str, "format_version": int}
+
+#: Files whose unknown metadata fields were already reported (one note per file).
+_NOTED: set[tuple[str, tuple[str, ...]]] = set()
 
 
 @dataclass
@@ -40,20 +56,83 @@ class CheckpointInfo:
     extra: dict[str, Any] = field(default_factory=dict)
     format: str = FORMAT_NAME
     format_version: int = FORMAT_VERSION
+    #: Top-level fields this sdflow does not know (from a newer version with the same
+    #: format version): kept, written back by :meth:`to_json`, otherwise ignored.
+    unknown_fields: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+        data = asdict(self)
+        data.pop("unknown_fields")
+        return json.dumps({**self.unknown_fields, **data}, sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> CheckpointInfo:
-        data = json.loads(text)
+    def from_json(cls, text: str, source: str | os.PathLike = "checkpoint") -> CheckpointInfo:
+        """Parse a metadata record; anything malformed raises :class:`CheckpointError` with
+        one line naming ``source``."""
+        where = str(source)
+        try:
+            data = json.loads(text)
+        except (json.JSONDecodeError, TypeError) as exc:
+            detail = f"{exc.msg} at character {exc.pos}" if isinstance(
+                exc, json.JSONDecodeError) else str(exc)
+            raise CheckpointError(f"{where}: its sdflow metadata is not valid JSON "
+                                  f"({detail}); the file is corrupt: export or convert the "
+                                  "model again") from exc
+        if not isinstance(data, dict):
+            raise CheckpointError(f"{where}: its sdflow metadata is not a JSON object; the "
+                                  "file is corrupt: export or convert the model again")
         if data.get("format") != FORMAT_NAME:
-            raise CheckpointError(f"not an sdflow checkpoint (format {data.get('format')!r})")
-        if int(data.get("format_version", 0)) > FORMAT_VERSION:
+            raise CheckpointError(f"{where}: not an sdflow checkpoint (format "
+                                  f"{data.get('format')!r})")
+        version = data.get("format_version", 0)
+        if isinstance(version, bool) or not isinstance(version, int):
+            raise CheckpointError(f"{where}: metadata field format_version is {version!r}, "
+                                  "not an integer; the file is corrupt: export it again")
+        if version > FORMAT_VERSION:
             raise CheckpointError(
-                f"checkpoint format version {data['format_version']} is newer than this sdflow "
+                f"{where}: checkpoint format version {version} is newer than this sdflow "
                 f"understands ({FORMAT_VERSION}); upgrade sdflow")
-        return cls(**data)
+        missing = sorted(set(_REQUIRED) - set(data))
+        if missing:
+            raise CheckpointError(f"{where}: metadata lacks the field(s) {', '.join(missing)}; "
+                                  "the file is corrupt: export or convert the model again")
+        for name, tp in {**_REQUIRED, **_OPTIONAL}.items():
+            value = data.get(name)
+            if name in data and (not isinstance(value, tp) or
+                                 (tp is int and isinstance(value, bool))):
+                raise CheckpointError(f"{where}: metadata field {name} is {value!r}, not "
+                                      f"{_JSON_TYPE[tp]}; the file is corrupt: export or "
+                                      "convert the model again")
+        known = {k: v for k, v in data.items() if k in _REQUIRED or k in _OPTIONAL}
+        unknown = {k: v for k, v in data.items() if k not in known}
+        return cls(**known, unknown_fields=unknown)
+
+
+_JSON_TYPE = {str: "a string", dict: "a JSON object", int: "an integer"}
+
+
+def _version_tuple(version: str) -> tuple[int, ...]:
+    """``"0.3.1.dev2"`` -> ``(0, 3, 1)``: the leading numeric components."""
+    parts = []
+    for part in version.split("."):
+        digits = "".join(itertools.takewhile(str.isdigit, part))
+        if not digits:
+            break
+        parts.append(int(digits))
+        if len(digits) < len(part):
+            break
+    return tuple(parts)
+
+
+def _written_by(info: CheckpointInfo) -> tuple[str, str]:
+    """(who wrote the file versus this version, the fix) for metadata this version cannot
+    use: upgrade when a newer sdflow wrote it, else the file was edited or is corrupt."""
+    from sdflow import __version__
+
+    who = f"written by sdflow {info.sdflow_version}; this is sdflow {__version__}"
+    if _version_tuple(info.sdflow_version) > _version_tuple(__version__):
+        return who, "upgrade sdflow"
+    return who, "the metadata was edited or is corrupt: export or convert the model again"
 
 
 def save(model: nn.Module, path: str | os.PathLike, *, trained_on: str = "", notes: str = "",
@@ -79,7 +158,8 @@ def save(model: nn.Module, path: str | os.PathLike, *, trained_on: str = "", not
 
 
 def read_info(path: str | os.PathLike) -> CheckpointInfo:
-    """The metadata record of a checkpoint, without loading the weights."""
+    """The metadata record of a checkpoint, without loading the weights. Top-level fields
+    this version does not know are kept in ``unknown_fields`` and noted once per file."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
@@ -87,11 +167,65 @@ def read_info(path: str | os.PathLike) -> CheckpointInfo:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
     except Exception as exc:  # safetensors raises several types for corrupt headers
-        raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from exc
+        raise CheckpointError(f"{path}: not a readable safetensors file "
+                              f"({_first_line(exc)}); if it is truncated or corrupt, copy or "
+                              "export it again") from exc
     if METADATA_KEY not in meta:
         raise CheckpointError(f"{path}: safetensors file without sdflow metadata; "
                               "convert the authors' weights with `sdflow convert`")
-    return CheckpointInfo.from_json(meta[METADATA_KEY])
+    info = CheckpointInfo.from_json(meta[METADATA_KEY], path)
+    if info.unknown_fields:
+        key = (str(path.resolve()), tuple(sorted(info.unknown_fields)))
+        if key not in _NOTED:
+            _NOTED.add(key)
+            log.warning("%s: note: ignoring metadata field(s) %s unknown to this version "
+                        "(%s)", path, ", ".join(key[1]), _written_by(info)[0])
+    return info
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def model_config(info: CheckpointInfo, path: str | os.PathLike):
+    """``(architecture, config)`` of a checkpoint's record, validated (types, ranges, no
+    unknown fields) before anything is built; errors are one-line :class:`CheckpointError`."""
+    from sdflow.models import ARCHITECTURES
+
+    if info.architecture not in ARCHITECTURES:
+        who, fix = _written_by(info)
+        raise CheckpointError(f"{path}: unknown architecture {info.architecture!r} ({who}, "
+                              f"which knows {', '.join(sorted(ARCHITECTURES))}); {fix}")
+    arch = ARCHITECTURES[info.architecture]
+    unknown = sorted(set(info.config) - arch.config_cls.field_names())
+    if unknown:
+        who, fix = _written_by(info)
+        raise CheckpointError(f"{path}: {info.architecture} config field(s) "
+                              f"{', '.join(unknown)} unknown to this version ({who}); {fix}")
+    try:
+        config = arch.config_cls.from_dict(info.config, "config")
+    except ConfigError as exc:
+        raise CheckpointError(f"{path}: invalid {info.architecture} config in its metadata: "
+                              f"{exc}; the file is corrupt or was edited: export or convert "
+                              "the model again") from exc
+    if int(config.scale) != info.scale:
+        raise CheckpointError(f"{path}: metadata says scale {info.scale} but its config "
+                              f"says {config.scale}; the file is corrupt: export it again")
+    return arch, config
+
+
+def parameter_count(path: str | os.PathLike, info: CheckpointInfo | None = None) -> int:
+    """Number of model parameters from the tensor shapes in the header (no weights are
+    read; persistent buffers of the architecture are not counted)."""
+    from sdflow.models import ARCHITECTURES
+
+    info = info or read_info(path)
+    arch = ARCHITECTURES.get(info.architecture)
+    buffers = set(arch.buffers) if arch is not None else set()
+    with safe_open(str(path), framework="pt") as f:
+        return sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys()
+                   if k.rsplit(".", 1)[-1] not in buffers)
 
 
 def file_sha256(path: str | os.PathLike, length: int = 12) -> str:
@@ -102,34 +236,44 @@ def file_sha256(path: str | os.PathLike, length: int = 12) -> str:
     return h.hexdigest()[:length]
 
 
+def state_mismatch(model: nn.Module, state: dict[str, torch.Tensor]) -> str:
+    """One line on how ``state`` differs from ``model``'s state dict ('' when it fits)."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items()
+              if k in state and state[k].shape != v.shape]
+    parts = []
+    for what, items in (("missing", missing), ("unexpected", unexpected),
+                        ("other shape", shapes)):
+        if items:
+            more = f" and {len(items) - 1} more" if len(items) > 1 else ""
+            parts.append(f"{len(items)} {what} (e.g. {items[0]}{more})")
+    return ", ".join(parts)
+
+
 def load(path: str | os.PathLike, device: str | torch.device = "cpu",
          dtype: torch.dtype = torch.float32) -> nn.Module:
     """Build the model a checkpoint describes, load its weights and return it in eval mode.
 
     The returned model has a ``checkpoint_info`` attribute (:class:`CheckpointInfo`) and a
-    ``checkpoint_path``.
+    ``checkpoint_path``. The config is validated before the model is built.
     """
-    from sdflow.models import ARCHITECTURES
-
     info = read_info(path)
-    if info.architecture not in ARCHITECTURES:
-        raise CheckpointError(f"{path}: unknown architecture {info.architecture!r}; "
-                              f"this sdflow knows {sorted(ARCHITECTURES)}")
-    arch = ARCHITECTURES[info.architecture]
-    try:
-        config = arch.config_cls.from_dict(info.config)
-    except (TypeError, ValueError) as exc:
-        raise CheckpointError(f"{path}: invalid {info.architecture} config: {exc}") from exc
+    arch, config = model_config(info, path)
     model = arch.build(config)
-    state = {}
-    with safe_open(str(path), framework="pt") as f:
-        for key in f.keys():
-            state[key] = f.get_tensor(key)
     try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
+        with safe_open(str(path), framework="pt") as f:
+            state = {key: f.get_tensor(key) for key in f.keys()}
+    except Exception as exc:  # safetensors raises several types for corrupt data
+        raise CheckpointError(f"{path}: its weights cannot be read ({_first_line(exc)}); "
+                              "the file is corrupt: export or convert the model again") from exc
+    problem = state_mismatch(model, state)
+    if problem:
         raise CheckpointError(f"{path}: weights do not match the {info.architecture} "
-                              f"architecture in its metadata: {exc}") from exc
+                              f"architecture in its metadata: {problem}; the file is "
+                              "corrupt or was edited: export or convert the model again")
+    model.load_state_dict(state, strict=True)
     model.checkpoint_info = info
     model.checkpoint_path = str(path)
     return model.to(device=device, dtype=dtype).eval()

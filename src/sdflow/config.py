@@ -4,6 +4,7 @@ type-checked, and ``a.b=value`` overrides from the command line."""
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from pathlib import Path
@@ -16,6 +17,37 @@ T = TypeVar("T")
 
 class ConfigError(ValueError):
     """A configuration value or key is invalid; the message names its dotted path."""
+
+
+class FieldError(ValueError):
+    """One field of a config dataclass is out of range; raised by ``__post_init__`` so that
+    :func:`from_dict` can name the dotted key (``loss.n_pre``) instead of the class."""
+
+    def __init__(self, key: str, message: str):
+        super().__init__(f"{key}: {message}")
+        self.key = key
+        self.message = message
+
+
+Bound = tuple[float | None, float | None]
+
+
+def check_ranges(obj: Any, ranges: dict[str, Bound]) -> None:
+    """Check fields of dataclass ``obj``: each named field is a number (an ``int`` field an
+    integer, a ``float`` field finite) within ``[low, high]`` (None: unbounded); a field
+    that is None (optional) passes. Raises :class:`FieldError` for the first bad one."""
+    for name, (low, high) in ranges.items():
+        value = getattr(obj, name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise FieldError(name, f"expected a number, got {value!r}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise FieldError(name, f"must be a finite number, got {value!r}")
+        if low is not None and value < low:
+            raise FieldError(name, f"must be >= {low:g}, got {value!r}")
+        if high is not None and value > high:
+            raise FieldError(name, f"must be <= {high:g}, got {value!r}")
 
 
 def _type_name(tp: Any) -> str:
@@ -100,7 +132,9 @@ def from_dict(cls: type[T], data: dict[str, Any], path: str = "") -> T:
         return cls(**kwargs)
     except TypeError as exc:  # missing required fields
         raise ConfigError(f"{path or cls.__name__}: {exc}") from exc
-    except ValueError as exc:  # __post_init__ validation
+    except FieldError as exc:  # __post_init__ range checks that name their field
+        raise ConfigError(f"{path + '.' if path else ''}{exc.key}: {exc.message}") from exc
+    except ValueError as exc:  # other __post_init__ validation
         raise ConfigError(f"{path or cls.__name__}: {exc}") from exc
 
 
@@ -108,9 +142,31 @@ def to_dict(obj: Any) -> dict[str, Any]:
     return dataclasses.asdict(obj)
 
 
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """``line L, column C: <problem>`` of a YAML error, on one line."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    return where + problem
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
-    text = Path(path).read_text()
-    data = yaml.safe_load(text) or {}
+    """A YAML mapping from ``path``; a missing or unreadable file and syntax errors raise
+    :class:`ConfigError` naming the file (and line)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: no such config file") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not a text (UTF-8) file at byte {exc.start}; give a "
+                          "YAML config file") from exc
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror or exc})") from exc
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({_yaml_problem(exc)}); fix the "
+                          "file") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping")
     return data
@@ -131,7 +187,11 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"override {item!r}: {part} is not a section")
-        node[parts[-1]] = yaml.safe_load(raw)
+        try:
+            node[parts[-1]] = yaml.safe_load(raw)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"override {item!r}: the value is not valid YAML "
+                              f"({_yaml_problem(exc)})") from exc
     return out
 
 

@@ -9,6 +9,7 @@ Key names are translated by the rules below; every key must be used exactly once
 from __future__ import annotations
 
 import os
+import pickle
 import re
 from pathlib import Path
 from typing import Any
@@ -106,6 +107,21 @@ def _check_derived(key: str, value: Tensor) -> None:
         raise CheckpointError(f"{key}: unexpected LU mask; not an SDFlow 1x1-conv layout")
 
 
+def _load_weights_only(path: Path) -> Any:
+    """``torch.load(weights_only=True)``; a refusal or a corrupt file is a one-line
+    :class:`CheckpointError` that never repeats torch's advice to turn weights_only off."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        error = CheckpointError(f"{path}: refused: it holds pickled objects other than "
+                                "tensors (sdflow never runs code from a file); use the "
+                                "authors' released state-dict files")
+    except Exception:  # RuntimeError, EOFError, KeyError... for truncated or corrupt files
+        error = CheckpointError(f"{path}: not a readable PyTorch weights file (truncated or "
+                                "corrupt); download the authors' file again")
+    raise error  # outside the except blocks: torch's message is not chained
+
+
 def read_official(directory: str | os.PathLike) -> dict[str, Tensor]:
     """The four official state dicts, translated to our key names, floats as float32."""
     directory = Path(directory)
@@ -115,13 +131,12 @@ def read_official(directory: str | os.PathLike) -> dict[str, Tensor]:
         if not path.is_file():
             raise CheckpointError(f"{path}: missing; an authors' checkpoint directory holds "
                                   f"{', '.join(OFFICIAL_FILES)}")
-        try:
-            part = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise CheckpointError(f"{path}: cannot be read as a weights-only PyTorch file "
-                                  f"({exc})") from exc
+        part = _load_weights_only(path)
         if isinstance(part, dict) and "state_dict" in part and isinstance(part["state_dict"], dict):
             part = part["state_dict"]
+        if not isinstance(part, dict) or not all(isinstance(v, Tensor) for v in part.values()):
+            raise CheckpointError(f"{path}: not a state dict of tensors; an authors' "
+                                  f"checkpoint directory holds {', '.join(OFFICIAL_FILES)}")
         for key, value in part.items():
             key = key.removeprefix("module.")
             if _DERIVED.search(key):

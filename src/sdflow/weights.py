@@ -7,15 +7,22 @@ Nothing is downloaded. A file is looked up, in this order, in:
 3. the user cache directory ``$XDG_CACHE_HOME/sdflow/weights`` (default
    ``~/.cache/sdflow/weights``).
 
-A missing file raises :class:`WeightsNotFoundError` naming the file and every place looked in.
+A missing file raises :class:`WeightsNotFoundError` naming the file and every place looked
+in; a file that is there but truncated, corrupt or of other networks raises
+:class:`WeightsCorruptError` (:func:`load_weights_into`), each with a one-line message.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sdflow.errors import SDFlowError
+
+if TYPE_CHECKING:
+    from torch import Tensor, nn
 
 ENV_VAR = "SDFLOW_WEIGHTS"
 
@@ -28,8 +35,16 @@ WEIGHT_FILES: dict[str, str] = {
 }
 
 
-class WeightsNotFoundError(SDFlowError):
+class WeightsError(SDFlowError):
+    """A pretrained weight file is missing or unusable."""
+
+
+class WeightsNotFoundError(WeightsError):
     """A pretrained weight file is in none of the places searched."""
+
+
+class WeightsCorruptError(WeightsError):
+    """A pretrained weight file is there but truncated, corrupt or holds other weights."""
 
 
 def cache_dir() -> Path:
@@ -63,8 +78,44 @@ def find_weights(name: str, weights_dir: str | os.PathLike | None = None) -> Pat
         candidate = d / filename
         if candidate.is_file():
             return candidate
-    looked = "\n".join(f"  - {d / filename}" for d in dirs)
+    looked = ", ".join(str(d / filename) for d in dirs)
     raise WeightsNotFoundError(
-        f"weight file {filename!r} not found. Looked in:\n{looked}\n"
-        f"Put {filename} (from the project's shared/weights folder) into {cache_dir()}, "
-        f"or point {ENV_VAR} (or --weights) at a directory that holds it.")
+        f"weight file {filename!r} not found (looked for {looked}); put {filename} (from "
+        f"the project's shared/weights folder) into {cache_dir()}, or point {ENV_VAR} (or "
+        "--weights) at a directory that holds it")
+
+
+def _replace_hint(path: Path) -> str:
+    return (f"replace it with a fresh copy of {path.name} from the project's shared/weights "
+            "folder")
+
+
+def load_weight_file(path: str | os.PathLike) -> dict[str, Tensor]:
+    """The tensors of a safetensors weight file; an unreadable one (e.g. truncated by an
+    interrupted copy) raises :class:`WeightsCorruptError` naming it."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    try:
+        return load_file(str(path))
+    except Exception as exc:  # safetensors raises several types for corrupt files
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise WeightsCorruptError(f"{path}: not a readable safetensors weight file "
+                                  f"({text}); {_replace_hint(path)}") from exc
+
+
+def load_weights_into(module: nn.Module, path: str | os.PathLike,
+                      key_map: Callable[[str], str] | None = None) -> None:
+    """Load weight file ``path`` into ``module`` (all keys, same shapes; file keys renamed
+    by ``key_map``), else raise :class:`WeightsCorruptError` saying how the file differs."""
+    from sdflow.checkpoint import state_mismatch
+
+    path = Path(path)
+    state = load_weight_file(path)
+    if key_map is not None:
+        state = {key_map(k): v for k, v in state.items()}
+    problem = state_mismatch(module, state)
+    if problem:
+        raise WeightsCorruptError(f"{path}: not the weights of this network ({problem}); "
+                                  f"{_replace_hint(path)}")
+    module.load_state_dict(state, strict=True)

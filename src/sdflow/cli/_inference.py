@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from sdflow import registry
-from sdflow.checkpoint import read_info
+from sdflow.checkpoint import model_config, read_info
 from sdflow.errors import SDFlowError
 from sdflow.inference import batch, tiling
 from sdflow.models import ARCHITECTURES
@@ -61,6 +61,7 @@ def run(args: argparse.Namespace, task: str) -> int:
     try:
         resolved = registry.resolve(args.model, task)
         info = read_info(resolved.path)
+        model_config(info, resolved.path)  # a bad config fails before any input is read
     except SDFlowError as exc:
         return fail(str(exc))
     arch = ARCHITECTURES.get(info.architecture)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
-from sdflow.checkpoint import save
+from sdflow.checkpoint import file_sha256, save
 from sdflow.errors import SDFlowError
 from sdflow.official import OFFICIAL_FILES, load_official
 
@@ -29,8 +30,13 @@ def register(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     try:
         model = load_official(args.official, mixture_mode=args.mixture_mode)
-        notes = args.notes or f"converted from the authors' files in {args.official}"
-        save(model, args.out, trained_on=args.trained_on, notes=notes)
+        # provenance without the local path (a checkpoint may be shared): names and digests
+        sources = [{"file": name, "sha256": file_sha256(Path(args.official) / name, length=64)}
+                   for name in OFFICIAL_FILES]
+        notes = args.notes or ("converted from the authors' released files "
+                               f"({', '.join(OFFICIAL_FILES)}; sha256 in extra.converted_from)")
+        save(model, args.out, trained_on=args.trained_on, notes=notes,
+             extra={"converted_from": sources})
     except (SDFlowError, OSError) as exc:
         print(f"sdflow convert: error: {exc}", file=sys.stderr)
         return 1

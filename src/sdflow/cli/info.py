@@ -6,9 +6,9 @@ import argparse
 import json
 import sys
 
-from sdflow.checkpoint import file_sha256
+from sdflow import registry
+from sdflow.checkpoint import model_config, parameter_count, read_info
 from sdflow.errors import SDFlowError
-from sdflow.registry import load
 
 
 def register(sub) -> None:
@@ -36,18 +36,23 @@ def _compute_text(extra: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Reads the header only: the model is not built, so a file whose metadata claims a
+    huge architecture is refused at once (its config is validated) instead of built."""
     try:
-        model = load(args.checkpoint)
+        resolved = registry.resolve(args.checkpoint)
+        digest = registry.sha256_of(resolved)  # checked against the registry when registered
+        info = read_info(resolved.path)
+        arch, _ = model_config(info, resolved.path)
+        parameters = parameter_count(resolved.path, info)
     except (SDFlowError, OSError) as exc:
         print(f"sdflow info: error: {exc}", file=sys.stderr)
         return 1
-    info = model.checkpoint_info
     record = {
-        "path": model.checkpoint_path,
-        "sha256": file_sha256(model.checkpoint_path),
+        "path": str(resolved.path),
+        "sha256": digest[:12],
         "architecture": info.architecture,
-        "label": getattr(model, "label", ""),
-        "parameters": sum(p.numel() for p in model.parameters()),
+        "label": arch.label,
+        "parameters": parameters,
         "scale": info.scale,
         "sdflow_version": info.sdflow_version,
         "trained_on": info.trained_on,

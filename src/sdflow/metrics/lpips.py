@@ -13,12 +13,11 @@ import os
 
 import numpy as np
 import torch
-from safetensors.torch import load_file
 from torch import Tensor, nn
 
 from sdflow.metrics.psnr_ssim import as_uint8_tensor
 from sdflow.nets.backbones import AlexNetFeatures, VGG16Features
-from sdflow.weights import find_weights
+from sdflow.weights import find_weights, load_weights_into
 
 VERSION = "0.1"
 NETS = ("alex", "vgg")
@@ -49,9 +48,9 @@ class LPIPS(nn.Module):
         if pretrained:
             self.backbone.load_weights(find_weights("alexnet" if net == "alex" else "vgg16",
                                                     weights_dir))
-            heads = load_file(str(find_weights(f"lpips_{net}", weights_dir)))
-            for i, lin in enumerate(self.lins):
-                lin.weight.data.copy_(heads[f"lin{i}.weight"])
+            # the file's "lin0.weight".. are the ModuleList's "0.weight"..
+            load_weights_into(self.lins, find_weights(f"lpips_{net}", weights_dir),
+                              key_map=lambda key: key.removeprefix("lin"))
         for p in self.parameters():
             p.requires_grad_(False)
         self.eval()

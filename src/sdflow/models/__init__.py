@@ -20,6 +20,9 @@ class Architecture:
     model_cls: type[nn.Module]
     presets: dict[str, Any]
     label: str = ""  # what users are told the architecture is
+    #: Leaf names of the persistent buffers in its state dict (everything else is a
+    #: parameter): lets ``sdflow info`` count parameters from a checkpoint's header alone.
+    buffers: tuple[str, ...] = ()
 
     def build(self, config: Any) -> nn.Module:
         return self.model_cls(config)
@@ -27,7 +30,8 @@ class Architecture:
 
 #: Every architecture a checkpoint may name (explicit, no import-time registration).
 ARCHITECTURES: dict[str, Architecture] = {
-    "sdflow": Architecture("sdflow", SDFlowConfig, SDFlow, SDFLOW_PRESETS, SDFlow.label),
+    "sdflow": Architecture("sdflow", SDFlowConfig, SDFlow, SDFLOW_PRESETS, SDFlow.label,
+                           buffers=("initialized", "perm", "sign_diag")),
     "da-iccv21": Architecture("da-iccv21", DAICCV21Config, DAICCV21, DA_PRESETS,
                               DAICCV21.label),
 }

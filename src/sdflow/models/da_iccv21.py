@@ -25,13 +25,34 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from sdflow.config import FieldError, check_ranges
 from sdflow.models.base import PresetConfig
-from sdflow.models.sdflow import _check_image, _finite_or_raise, _tensor_or_raise
+from sdflow.models.sdflow import (
+    SUPPORTED_SCALES,
+    _check_image,
+    _finite_or_raise,
+    _tensor_or_raise,
+)
 from sdflow.nets.rrdb import RRDB, scaled_xavier_
 
 #: How the architecture is named everywhere users see it.
 LABEL = ("da-iccv21: our re-implementation of Wang et al., 'Unsupervised Real-World "
          "Super-Resolution: A Domain Adaptation Perspective', ICCV 2021 (no official code)")
+
+
+#: Allowed range of every field of :class:`DAICCV21Config` (bounds far above any sensible
+#: model; they keep a corrupt checkpoint from building a huge one).
+_DA_RANGES: dict[str, tuple[float | None, float | None]] = {
+    "scale": (2, 8),
+    "image_channels": (1, 4),
+    "channels": (1, 512),
+    "encoder_blocks": (0, 64),
+    "sr_channels": (1, 512),
+    "sr_blocks": (0, 64),
+    "sr_growth": (1, 512),
+    "lr_channels": (1, 512),
+    "lr_blocks": (0, 64),
+}
 
 
 @dataclass(frozen=True)
@@ -51,14 +72,14 @@ class DAICCV21Config(PresetConfig):
     lr_blocks: int = 6  # residual blocks in G_t
 
     def __post_init__(self) -> None:
-        levels = math.log2(self.scale) if self.scale > 0 else -1
-        if self.scale < 2 or levels != int(levels):
-            raise ValueError(f"scale must be a power of two >= 2, got {self.scale}")
         for f in fields(self):
             value = getattr(self, f.name)
-            low = 0 if f.name in ("encoder_blocks", "sr_blocks", "lr_blocks") else 1
-            if not isinstance(value, int) or isinstance(value, bool) or value < low:
-                raise ValueError(f"{f.name} must be an integer >= {low}, got {value!r}")
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise FieldError(f.name, f"expected an integer, got {value!r}")
+        check_ranges(self, _DA_RANGES)
+        if self.scale not in SUPPORTED_SCALES:
+            raise FieldError("scale", f"must be a power of two in {SUPPORTED_SCALES}, "
+                                      f"got {self.scale}")
 
 
 DA_PRESETS: dict[str, DAICCV21Config] = {

@@ -15,13 +15,14 @@ from the mixture and inverts f_Deg and f_LR from the z_c of the HR image.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from sdflow.config import FieldError, check_ranges
 from sdflow.distributions import MIXTURE_MODES, GaussianMixturePrior, StandardNormal
 from sdflow.errors import NonFiniteOutputError
 from sdflow.flows import (
@@ -43,6 +44,34 @@ BIN_WIDTH = 2.0 / 255.0
 #: mixture component per image. See docs/inference.md.
 SR_DEFAULT_TAU = 0.8
 DS_DEFAULT_TAU = 0.8
+
+
+#: Scales the architecture supports (log2(scale) squeeze levels of the HR flow).
+SUPPORTED_SCALES = (2, 4, 8)
+
+#: Allowed range of every numeric field of :class:`SDFlowConfig`. The upper bounds are far
+#: above any sensible model (the paper's is 16 steps, 64 wide) and keep a corrupt or
+#: hostile checkpoint from building a model for minutes or exhausting memory.
+_SDFLOW_RANGES: dict[str, tuple[float | None, float | None]] = {
+    "scale": (2, 8),
+    "image_channels": (1, 4),
+    "hr_steps": (1, 64),
+    "lr_steps": (1, 64),
+    "coupling_hidden": (1, 512),
+    "transition_steps": (1, 16),
+    "hf_steps": (1, 64),
+    "hf_cond_blocks": (0, 64),
+    "deg_steps": (1, 64),
+    "deg_cond_blocks": (0, 64),
+    "cond_channels": (1, 512),
+    "cond_growth": (1, 512),
+    "encoder_channels": (1, 512),
+    "encoder_blocks": (0, 64),
+    "encoder_mod_layers": (0, 32),
+    "mixture_components": (1, 256),
+    "log_std_min": (-20.0, 0.0),
+    "hf_predictor_kernel": (0, 31),
+}
 
 
 @dataclass(frozen=True)
@@ -76,23 +105,19 @@ class SDFlowConfig(PresetConfig):
     hf_predictor_kernel: int = 0
 
     def __post_init__(self) -> None:
-        levels = math.log2(self.scale) if self.scale > 0 else -1
-        if self.scale < 2 or levels != int(levels):
-            raise ValueError(f"scale must be a power of two >= 2, got {self.scale}")
+        check_ranges(self, _SDFLOW_RANGES)
+        if self.scale not in SUPPORTED_SCALES:
+            raise FieldError("scale", f"must be a power of two in {SUPPORTED_SCALES}, "
+                                      f"got {self.scale}")
         k = self.hf_predictor_kernel
-        if k < 0 or (k > 0 and k % 2 == 0):
-            raise ValueError("hf_predictor_kernel must be 0 (none) or odd, got "
-                             f"{self.hf_predictor_kernel}")
+        if k > 0 and k % 2 == 0:
+            raise FieldError("hf_predictor_kernel", f"must be 0 (none) or odd, got {k}")
         if self.mixture_mode not in MIXTURE_MODES:
-            raise ValueError(f"mixture_mode must be one of {MIXTURE_MODES}, "
-                             f"got {self.mixture_mode!r}")
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, int) and not isinstance(value, bool) and value < 1 \
-                    and f.name not in ("encoder_blocks", "encoder_mod_layers",
-                                       "hf_cond_blocks", "deg_cond_blocks",
-                                       "hf_predictor_kernel"):
-                raise ValueError(f"{f.name} must be >= 1, got {value}")
+            raise FieldError("mixture_mode", f"must be one of {MIXTURE_MODES}, "
+                                             f"got {self.mixture_mode!r}")
+        for name in ("detach_hf_condition", "detach_deg_condition"):
+            if not isinstance(getattr(self, name), bool):
+                raise FieldError(name, f"expected true/false, got {getattr(self, name)!r}")
 
     @property
     def hr_levels(self) -> int:

@@ -11,10 +11,9 @@ import os
 from collections.abc import Sequence
 
 import torch
-from safetensors.torch import load_file
 from torch import Tensor, nn
 
-from sdflow.weights import find_weights
+from sdflow.weights import find_weights, load_weights_into
 
 #: torchvision VGG16 ``features``: channel widths, "M" = 2x2 max-pool.
 _VGG16_CFG: tuple[int | str, ...] = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M",
@@ -69,8 +68,7 @@ class _Features(nn.Module):
         return [found[n] for n in layers]
 
     def load_weights(self, path: str | os.PathLike) -> None:
-        state = load_file(str(path))
-        self.load_state_dict(state, strict=True)
+        load_weights_into(self, path)
 
     def freeze(self) -> _Features:
         """No parameter gradients; eval mode. Gradients still flow to the input."""

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from sdflow.config import ConfigError, apply_overrides, from_dict, load_yaml, merge, to_dict
+from sdflow.config import (
+    ConfigError,
+    FieldError,
+    apply_overrides,
+    check_ranges,
+    from_dict,
+    load_yaml,
+    merge,
+    to_dict,
+)
 
 PRESETS = ("paper_x4", "cpu_x4", "smoke", "da_default_x4", "da_usr_compat_x4", "da_cpu_x4",
            "da_smoke")
@@ -36,6 +46,13 @@ class DataSection:
     val_lr_crop: int | None = 64  # centre crop of the validation LR (None: full images)
     val_limit: int | None = None  # at most this many validation pairs
 
+    def __post_init__(self) -> None:
+        check_ranges(self, {"lr_crop": (8, 4096), "batch_size": (1, 65536), "workers": (0, 256),
+                            "init_batch": (1, 65536), "val_lr_crop": (8, None),
+                            "val_limit": (1, None)})
+        if self.lr_crop % 2:  # the flows squeeze the LR crop; downscaling needs HR / 8
+            raise FieldError("lr_crop", f"must be even, got {self.lr_crop}")
+
 
 @dataclass
 class OptimSection:
@@ -46,6 +63,18 @@ class OptimSection:
     gamma: float = 0.5  # LR factor at each milestone (fractions of run.iterations)
     grad_clip: float = 10.0  # global norm for the generator; 0 disables
     ema_decay: float = 0.999
+
+    def __post_init__(self) -> None:
+        check_ranges(self, {"lr_g": (0.0, 1.0), "lr_d": (0.0, 1.0), "gamma": (0.0, 1.0),
+                            "grad_clip": (0.0, None), "ema_decay": (0.0, 1.0)})
+        if self.gamma <= 0:
+            raise FieldError("gamma", f"must be > 0, got {self.gamma}")
+        if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
+            raise FieldError("betas", f"must be two numbers in [0, 1), got {self.betas}")
+        bad = [m for m in self.milestones if not 0.0 <= m <= 1.0]
+        if bad:
+            raise FieldError("milestones", "must be fractions of run.iterations in [0, 1], "
+                                           f"got {bad[0]}")
 
 
 @dataclass
@@ -70,6 +99,20 @@ class RunSection:
     # Start from an exported model's weights (a path or registered name; a new optimiser,
     # schedule and iteration count): the next "leg" of a recipe trained in several runs.
     init_from: str | None = None
+
+    def __post_init__(self) -> None:
+        check_ranges(self, {
+            "iterations": (1, None), "seed": (0, 2**62), "threads": (0, 4096),
+            "log_every": (1, None), "val_every": (0, None), "checkpoint_every": (1, None),
+            "keep_checkpoints": (1, None), "max_consecutive_skips": (1, None),
+            "rollback_lr_factor": (0.0, 1.0), "val_samples": (1, 1024),
+            "time_limit_minutes": (0.0, None), "stop_at": (1, None)})
+        if self.rollback_lr_factor <= 0:
+            raise FieldError("rollback_lr_factor",
+                             f"must be > 0, got {self.rollback_lr_factor}")
+        if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device):
+            raise FieldError("device", f"must be auto, cpu, cuda, cuda:N or mps, "
+                                       f"got {self.device!r}")
 
 
 @dataclass
@@ -97,6 +140,23 @@ def loss_config_class(architecture: str) -> type:
     return classes[architecture]
 
 
+def check_model_section(model: ModelSection) -> None:
+    """The model config the section describes is valid (preset, overrides' types and
+    ranges, init scheme), so a bad value fails at config time naming its key."""
+    from sdflow.models import ARCHITECTURES
+    from sdflow.models.init import INIT_SCHEMES
+
+    arch = ARCHITECTURES[model.architecture]
+    if model.preset not in arch.presets:
+        raise ConfigError(f"model.preset: {model.architecture} has no preset "
+                          f"{model.preset!r}; choose from {', '.join(sorted(arch.presets))}")
+    arch.config_cls.preset_from_dict(model.preset, model.overrides, "model.overrides")
+    schemes = INIT_SCHEMES if model.architecture == "sdflow" else ("random",)
+    if model.init not in schemes:
+        raise ConfigError(f"model.init: {model.architecture} has the initialisation(s) "
+                          f"{', '.join(schemes)}, got {model.init!r}")
+
+
 def preset_dict(name: str) -> dict[str, Any]:
     if name not in PRESETS:
         raise ConfigError(f"unknown training preset {name!r}; choose from {list(PRESETS)}")
@@ -114,6 +174,7 @@ def build_config(data: dict[str, Any]) -> TrainConfig:
         raise ConfigError(f"unknown top-level section(s): {', '.join(sorted(unknown))}")
     model = from_dict(ModelSection, data.get("model", {}), "model")
     loss_cls = loss_config_class(model.architecture)
+    check_model_section(model)
     return TrainConfig(
         model=model,
         data=from_dict(DataSection, data.get("data", {}), "data"),

@@ -33,6 +33,7 @@ from sdflow.models.da_iccv21 import DAICCV21Generator
 from sdflow.nets.discriminators import PatchDiscriminator
 from sdflow.training.losses import (
     PerceptualLoss,
+    check_loss_fields,
     frozen,
     lsgan,
     lsgan_discriminator,
@@ -69,9 +70,7 @@ class DALossConfig:
     hr_disc_down: int = 3  # D_HR on SR images
 
     def __post_init__(self) -> None:
-        for name in (*TERMS, "perceptual", "adversarial"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"loss.{name} must be >= 0, got {getattr(self, name)}")
+        check_loss_fields(self, (*TERMS, "perceptual", "adversarial"))
 
     @property
     def needs_perceptual(self) -> bool:

@@ -12,6 +12,21 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 
+def check_loss_fields(cfg: Any, weights: Sequence[str]) -> None:
+    """Range checks shared by the loss configs: non-negative term weights, discriminator
+    sizes, warm-up, and VGG16 layer names; raises :class:`~sdflow.config.FieldError`."""
+    from sdflow.config import FieldError, check_ranges
+    from sdflow.nets.backbones import VGG16_RELUS
+
+    check_ranges(cfg, {name: (0.0, None) for name in weights})
+    check_ranges(cfg, {"n_pre": (0, None), "disc_base": (1, 1024)})
+    check_ranges(cfg, {name: (0, 8) for name in vars(cfg) if name.endswith("_disc_down")})
+    bad = [layer for layer in cfg.perceptual_layers if layer not in VGG16_RELUS]
+    if bad or not cfg.perceptual_layers:
+        raise FieldError("perceptual_layers", f"unknown VGG16 layer {bad[0]!r}; choose from "
+                         f"{', '.join(VGG16_RELUS)}" if bad else "needs at least one layer")
+
+
 def lsgan(scores: Tensor, target: float) -> Tensor:
     """Least-squares GAN term ``mean((D - target)^2)``."""
     return (scores - target).pow(2).mean()

@@ -28,12 +28,14 @@ import torch
 from torch import Tensor, nn
 
 from sdflow import perf
+from sdflow.config import FieldError, check_ranges
 from sdflow.metrics.resize import imresize
 from sdflow.models import SDFlow
 from sdflow.nets.discriminators import PatchDiscriminator
 from sdflow.training.losses import (
     PerceptualLoss,
     TargetCache,
+    check_loss_fields,
     frozen,
     gaussian_blur,
     gaussian_blur_per_sample,
@@ -92,9 +94,23 @@ class SDFlowLossConfig:
     perceptual_layers: list[str] = field(
         default_factory=lambda: ["relu1_2", "relu2_2", "relu3_3"])
 
+    def __post_init__(self) -> None:
+        check_loss_fields(self, _WEIGHTS)
+        check_ranges(self, {"synthetic_blur_max": (0.0, 20.0), "synthetic_noise_max": (0.0, 255.0),
+                            "tau_train": (0.0, 2.0), "blur_size": (0, 31),
+                            "blur_sigma": (0.0, 20.0)})
+        if self.blur_size > 1 and self.blur_size % 2 == 0:
+            raise FieldError("blur_size", f"must be odd (or 0/1: no blur), got {self.blur_size}")
+
     @property
     def needs_perceptual(self) -> bool:
         return self.content_perceptual > 0 or self.perceptual > 0
+
+
+#: The weights of :class:`SDFlowLossConfig`'s terms (each must be >= 0).
+_WEIGHTS = ("nll_hr", "nll_lr", "content", "content_perceptual", "domain", "beta1", "beta2",
+            "adversarial", "low_frequency", "perceptual", "mode_hr", "mode_lr", "content_cycle",
+            "content_synthetic")
 
 
 #: The model groups a gradient can reach, for the gradient-flow tests.

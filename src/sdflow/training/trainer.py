@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import pickle
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -30,6 +31,8 @@ from torch.utils.data import DataLoader
 from sdflow import perf
 from sdflow.atomic import write_atomic
 from sdflow.checkpoint import save as save_model
+from sdflow.checkpoint import state_mismatch
+from sdflow.errors import CheckpointError
 from sdflow.training import distributed as D
 from sdflow.training.config import TrainConfig
 from sdflow.training.data import IterationSampler, UnpairedDataset, load_pairs
@@ -75,8 +78,53 @@ def list_checkpoints(run_dir: Path) -> list[Path]:
     return sorted(files, key=lambda p: int(p.stem[5:]), reverse=True)
 
 
-def load_training_state(path: Path) -> dict[str, Any]:
-    return torch.load(path, map_location="cpu", weights_only=True)
+#: What every training state written by :meth:`Trainer.save_checkpoint` holds.
+STATE_KEYS = ("iteration", "generator", "ema", "discriminators", "opt_g", "opt_d", "schedule",
+              "rng", "counters", "config")
+_RESUME_FIX = "resume from a run's checkpoints/step_*.pt (or --resume auto)"
+
+
+def _is_safetensors(path: Path) -> bool:
+    """A safetensors file: an 8-byte little-endian header length, then a JSON header."""
+    with open(path, "rb") as f:
+        head = f.read(9)
+    return (len(head) == 9 and head[8:9] == b"{"
+            and int.from_bytes(head[:8], "little") < path.stat().st_size)
+
+
+def load_training_state(path: str | Path) -> dict[str, Any]:
+    """A training checkpoint written by ``sdflow train`` (``torch.load`` with
+    ``weights_only=True``: no pickled code runs). Anything else raises a one-line
+    :class:`CheckpointError`; torch's advice to turn ``weights_only`` off is never passed
+    on, and its exception is not chained."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such training checkpoint; {_RESUME_FIX}")
+    try:
+        exported = _is_safetensors(path)
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    if exported:
+        raise CheckpointError(f"{path}: an exported model, not a training checkpoint; to "
+                              "start a new run from its weights use --init-from (--resume "
+                              "takes a run's checkpoints/step_*.pt)")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        error = CheckpointError(f"{path}: refused: it holds pickled objects other than "
+                                "tensors (not a checkpoint sdflow train wrote, and sdflow "
+                                f"never runs code from a file); {_RESUME_FIX}")
+    except Exception:  # torch raises RuntimeError, EOFError, KeyError... for corrupt files
+        error = CheckpointError(f"{path}: not a readable training checkpoint (truncated or "
+                                f"corrupt); {_RESUME_FIX}")
+    else:
+        missing = [k for k in STATE_KEYS if k not in state] if isinstance(state, dict) \
+            else list(STATE_KEYS)
+        if not missing:
+            return state
+        error = CheckpointError(f"{path}: not an sdflow training checkpoint (lacks "
+                                f"{', '.join(missing[:3])}); {_RESUME_FIX}")
+    raise error  # outside the except blocks: torch's message is not even chained
 
 
 def newest_valid_checkpoint(run_dir: Path) -> tuple[Path, dict[str, Any]] | None:
@@ -84,9 +132,18 @@ def newest_valid_checkpoint(run_dir: Path) -> tuple[Path, dict[str, Any]] | None
     for path in list_checkpoints(run_dir):
         try:
             return path, load_training_state(path)
-        except Exception as exc:  # a truncated or corrupt file: try the previous one
-            log.warning("ignoring unreadable checkpoint %s (%s)", path, exc)
+        except CheckpointError as exc:  # a truncated or corrupt file: try the previous one
+            log.warning("ignoring %s", str(exc).split("; ")[0])
     return None
+
+
+def _flat(data: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(data, dict):
+        return {prefix: data}
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        out.update(_flat(value, f"{prefix}.{key}" if prefix else str(key)))
+    return out
 
 
 class Trainer:
@@ -391,6 +448,8 @@ class Trainer:
 
     def fit(self, resume: str | None = None) -> Path | None:
         cfg = self.cfg
+        # before anything is written: a bad --resume must not overwrite the run's config.json
+        state = self._resume_state(resume)
         if self.ctx.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             (self.run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
@@ -399,7 +458,6 @@ class Trainer:
             if self.val_pairs:
                 self._say(f"validation: {len(self.val_pairs)} pairs from {cfg.data.val_dir}")
         D.barrier(self.ctx)
-        state = self._resume_state(resume)
         if state is not None:
             self._restore(state)
             self._truncate_log(self.iteration)
@@ -463,8 +521,43 @@ class Trainer:
             return None
         if resume == "auto":
             found = newest_valid_checkpoint(self.run_dir)
-            return found[1] if found else None
-        return load_training_state(Path(resume))
+            if found is None:
+                return None
+            path, state = found
+        else:
+            path, state = Path(resume), load_training_state(Path(resume))
+        self._check_resumable(state, path)
+        return state
+
+    def _check_resumable(self, state: dict[str, Any], path: Path) -> None:
+        """The checkpoint's networks have this run's shapes, else one line naming the
+        settings that differ (model and loss sections of the two configs)."""
+        problems = []
+        for name, module in (("generator", self.generator),
+                             ("discriminators", self.discriminators)):
+            saved = state[name]
+            if module is None or saved is None:
+                if (module is None) != (saved is None):
+                    problems.append(f"{name}: present in only one of them")
+                continue
+            if not isinstance(saved, dict):
+                problems.append(f"{name}: not a state dict")
+                continue
+            mismatch = state_mismatch(module, saved)
+            if mismatch:
+                problems.append(f"{name}: {mismatch}")
+        if not problems:
+            return
+        saved_cfg = state["config"] if isinstance(state["config"], dict) else {}
+        theirs = _flat({k: v for k, v in saved_cfg.items() if k in ("model", "loss")})
+        ours = _flat({k: v for k, v in self.cfg.to_dict().items() if k in ("model", "loss")})
+        diff = sorted(k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k))
+        shown = ", ".join(diff[:5]) + (f" and {len(diff) - 5} more" if len(diff) > 5 else "")
+        raise CheckpointError(
+            f"{path}: a training checkpoint of another model than this run's "
+            f"({'settings differ in ' + shown if diff else problems[0]}); resume with the "
+            "settings it was written with (its run's config.json), or start a new run from "
+            "an exported model with --init-from")
 
     def _runners(self):
         if not self.ctx.enabled:

@@ -125,13 +125,14 @@ def save_grid(grid: np.ndarray, path: Path) -> None:
 
 
 def try_lpips(weights_dir: str | None, device: torch.device) -> LPIPS | None:
-    """LPIPS-alex for validation, or None (with a warning) if its weights are missing."""
-    from sdflow.weights import WeightsNotFoundError
+    """LPIPS-alex for validation, or None (with a warning) if its weights are missing or
+    unusable."""
+    from sdflow.weights import WeightsError
 
     try:
         return LPIPS("alex", weights_dir=weights_dir).to(device)
-    except WeightsNotFoundError as exc:
-        log.warning("validation without LPIPS: %s", str(exc).splitlines()[0])
+    except WeightsError as exc:
+        log.warning("validation without LPIPS: %s", exc)
         return None
 
 
