@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from sdflow.training.config import PRESETS, load_config, preset_dict
 
@@ -62,3 +63,21 @@ def test_train_runs_from_any_folder_and_ignores_a_shared_folder_beside_it(shared
     lines = missing.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in missing.stderr
     assert "nope: image folder not found" in lines[0] and str(work) in lines[0]
+
+
+def test_train_on_a_missing_device_or_an_unwritable_run_folder_is_one_line(shared, tmp_path,
+                                                                          capsys):
+    from sdflow.cli import main
+
+    data = shared / "data/RealSR_x4/train"
+    common = ["train", "--preset", "smoke", "--lr-dir", str(data / "LR"), "--hr-dir",
+              str(data / "HR"), "--iterations", "1"]
+    if not torch.cuda.is_available():
+        assert main([*common, "-o", str(tmp_path / "a"), "--device", "cuda"]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "run.device=cuda" in err[0] and "--device cpu" in err[0]
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    assert main([*common, "-o", str(blocker / "run")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(blocker) in err[-1] and "Traceback" not in err[-1]

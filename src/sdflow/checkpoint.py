@@ -127,7 +127,7 @@ def _version_tuple(version: str) -> tuple[int, ...]:
 def _written_by(info: CheckpointInfo) -> tuple[str, str]:
     """(who wrote the file versus this version, the fix) for metadata this version cannot
     use: upgrade when a newer sdflow wrote it, else the file was edited or is corrupt."""
-    from sdflow import __version__
+    from sdflow.version import __version__
 
     who = f"written by sdflow {info.sdflow_version}; this is sdflow {__version__}"
     if _version_tuple(info.sdflow_version) > _version_tuple(__version__):

@@ -95,12 +95,21 @@ def run(args: argparse.Namespace) -> int:
               "paths), e.g. sdflow train --preset cpu_x4 --lr-dir data/train/LR --hr-dir "
               "data/train/HR [--val-dir data/val] -o runs/mine", file=sys.stderr)
         return 2
-    ctx = distributed.setup(cfg.run.device)
+    try:
+        ctx = distributed.setup(cfg.run.device)
+    except (RuntimeError, ValueError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        print(f"sdflow train: error: run.device={cfg.run.device}: {first}; use --device cpu "
+              "or a device this machine has", file=sys.stderr)
+        return 1
     try:
         trainer = Trainer(cfg, ctx)
         out = trainer.fit(resume=args.resume)
-    except (SDFlowError, ValueError, FileNotFoundError) as exc:
-        print(f"sdflow train: error: {exc}", file=sys.stderr)
+    except (SDFlowError, ValueError, OSError) as exc:
+        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if isinstance(exc, OSError) and exc.filename and exc.strerror:
+            text = f"{exc.filename}: {exc.strerror.lower()}; check the folders given"
+        print(f"sdflow train: error: {text}", file=sys.stderr)
         return 1
     finally:
         distributed.teardown(ctx)
