@@ -11,6 +11,7 @@ from sdflow.cli import (
     convert,
     downscale,
     evaluate,
+    export,
     info,
     make_pairs,
     selfcheck,
@@ -18,7 +19,7 @@ from sdflow.cli import (
     train,
 )
 
-COMMANDS = (sr, downscale, make_pairs, train, evaluate, selfcheck, convert, info)
+COMMANDS = (sr, downscale, make_pairs, train, evaluate, selfcheck, convert, export, info)
 
 
 def build_parser() -> argparse.ArgumentParser:
