@@ -2,8 +2,9 @@
 
 A registered model is a checkpoint file in ``sdflow/weights/`` plus what is known about it
 (sha256, training data, licence). ``sdflow sr --model NAME`` and :func:`resolve` accept a
-registered name or a checkpoint path; :func:`load` loads either and checks the sha256 of
-registered files. Nothing is ever downloaded.
+registered name, a checkpoint path or a model folder (:mod:`sdflow.model_folder`);
+:func:`load` loads any of them and checks the sha256 of registered files and folders.
+Nothing is ever downloaded.
 
 To ship a trained model: copy its ``.safetensors`` into ``src/sdflow/weights/`` and add one
 :class:`RegisteredModel` to :data:`MODELS` (``sha256`` from ``sha256sum``); set
@@ -109,9 +110,11 @@ class ResolvedModel:
 
 
 def resolve(name_or_path: str | os.PathLike | None, task: str = "sr") -> ResolvedModel:
-    """A checkpoint path or a registered name -> :class:`ResolvedModel`; None: the default
-    model for ``task``. Paths win over names (anything with a path separator or an
-    existing file is a path)."""
+    """A checkpoint path, a model folder (``sdflow export``) or a registered name ->
+    :class:`ResolvedModel`; None: the default model for ``task``. Paths win over names
+    (anything with a path separator or an existing file is a path; so is an existing folder,
+    unless it is named like a registered model and has no config.json). A model folder
+    resolves to its ``model.safetensors`` once verified."""
     if name_or_path is None or str(name_or_path) == "":
         default = default_model(task)
         if default is None:
@@ -121,6 +124,12 @@ def resolve(name_or_path: str | os.PathLike | None, task: str = "sr") -> Resolve
     text = str(name_or_path)
     path = Path(text).expanduser()
     looks_like_path = os.sep in text or "/" in text or path.suffix == ".safetensors"
+    if path.is_dir():
+        from sdflow.model_folder import CONFIG_NAME, verify_folder  # (imports this module)
+
+        if looks_like_path or text not in MODELS or (path / CONFIG_NAME).is_file():
+            folder = verify_folder(path)  # sha256 and config.json checked here
+            return ResolvedModel(folder.weights_path, path.resolve().name, None)
     if path.is_file():
         return ResolvedModel(path, path.name, None)
     if not looks_like_path and text in MODELS:
@@ -148,8 +157,9 @@ def sha256_of(resolved: ResolvedModel) -> str:
 
 def load(name_or_path: str | os.PathLike | None = None, device="cpu", dtype=None,
          task: str = "sr"):
-    """Load a registered model (sha256 checked) or a checkpoint path, in eval mode
-    (``sdflow.load``). Without a name: the default model for ``task``."""
+    """Load a registered model (sha256 checked), a checkpoint path or a model folder
+    (verified), in eval mode (``sdflow.load``). Without a name: the default model for
+    ``task``."""
     import torch
 
     from sdflow.checkpoint import load as load_checkpoint

@@ -10,6 +10,7 @@ from sdflow.cli import (
     convert,
     downscale,
     evaluate,
+    export,
     info,
     make_pairs,
     selfcheck,
@@ -18,7 +19,7 @@ from sdflow.cli import (
 )
 from sdflow.version import __version__
 
-COMMANDS = (sr, downscale, make_pairs, train, evaluate, selfcheck, convert, info)
+COMMANDS = (sr, downscale, make_pairs, train, evaluate, selfcheck, convert, export, info)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,58 @@
+"""``sdflow export``: a model in a form others can load.
+
+Each ``--format`` is one function in :data:`FORMATS` that takes the parsed arguments,
+writes the export and returns the line to print; adding a format is adding one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+
+from sdflow.errors import SDFlowError
+from sdflow.model_folder import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, export_folder
+
+
+def _export_folder(args: argparse.Namespace) -> str:
+    folder = export_folder(args.model, args.out, overwrite=args.overwrite,
+                           license=args.license)
+    return (f"wrote {folder.path}: {CONFIG_NAME}, {WEIGHTS_NAME} (sha256 "
+            f"{folder.sha256[:12]}), {CARD_NAME}; load it with sdflow.load(DIR) or "
+            "--model DIR")
+
+
+#: ``--format`` name -> the function that writes it.
+FORMATS: dict[str, Callable[[argparse.Namespace], str]] = {
+    "folder": _export_folder,
+}
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "export", help="write a model in a form others can load",
+        description="Export a model. folder: config.json + model.safetensors (the checkpoint, "
+        "byte-identical to the source file) + a generated README.md model card; "
+        "sdflow.load(DIR) and --model DIR read it back after checking its sha256.")
+    p.add_argument("model", metavar="MODEL",
+                   help="a registered model name, a checkpoint file or a model folder")
+    p.add_argument("--format", default="folder", choices=sorted(FORMATS),
+                   help="what to write (default: folder)")
+    p.add_argument("-o", "--out", required=True, metavar="DIR", help="output folder")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the model files of a non-empty output folder (other files "
+                   "in it are left alone)")
+    p.add_argument("--license", default=None, metavar="TEXT",
+                   help="licence stated in the model card (default: the registry's for a "
+                   "registered model, the source folder's for a folder, else none)")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        message = FORMATS[args.format](args)
+    except (SDFlowError, OSError) as exc:
+        print(f"sdflow export: error: {exc}", file=sys.stderr)
+        return 1
+    print(message)
+    return 0
