@@ -20,6 +20,7 @@ from pathlib import Path
 
 from sdflow.checkpoint import file_sha256
 from sdflow.errors import CheckpointError
+from sdflow.model_folder import CONFIG_NAME, verify_folder
 
 WEIGHTS_PACKAGE = "sdflow"
 WEIGHTS_DIR = "weights"
@@ -125,8 +126,6 @@ def resolve(name_or_path: str | os.PathLike | None, task: str = "sr") -> Resolve
     path = Path(text).expanduser()
     looks_like_path = os.sep in text or "/" in text or path.suffix == ".safetensors"
     if path.is_dir():
-        from sdflow.model_folder import CONFIG_NAME, verify_folder  # (imports this module)
-
         if looks_like_path or text not in MODELS or (path / CONFIG_NAME).is_file():
             folder = verify_folder(path)  # sha256 and config.json checked here
             return ResolvedModel(folder.weights_path, path.resolve().name, None)

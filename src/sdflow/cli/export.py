@@ -11,7 +11,8 @@ import sys
 from collections.abc import Callable
 
 from sdflow.errors import SDFlowError
-from sdflow.model_folder import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, export_folder
+from sdflow.export import export_folder
+from sdflow.model_folder import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME
 
 
 def _export_folder(args: argparse.Namespace) -> str:
