@@ -84,6 +84,11 @@ def test_real_esrgan_spellings_suffix_ext_and_outscale(ckpt, photo, tmp_path, ca
     assert names == ["photo_out_s0.jpg", "photo_out_s0.jpg.json", "photo_out_s1.jpg",
                      "photo_out_s1.jpg.json"]
     assert json.loads((tmp_path / "j" / "photo_out_s1.jpg.json").read_text())["sample"] == 1
+    # the input's own name into the input's own folder: refused, nothing overwritten
+    capsys.readouterr()
+    assert main(["sr", str(photo.parent), "-o", str(photo.parent), "-n", str(ckpt),
+                 "--suffix", ""]) != 0
+    assert "inside the output folder" in capsys.readouterr().err
     # --suffix cannot smuggle a path in
     capsys.readouterr()
     assert main(["sr", str(photo), "-o", str(out), "-n", str(ckpt), "--suffix", "../x"]) == 2

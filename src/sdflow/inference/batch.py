@@ -236,11 +236,14 @@ def collect_inputs(inputs: list[str], recursive: bool = False, exclude: Path | N
             add(path, Path(path.name))
         elif path.is_dir():
             found = path.rglob("*") if recursive else path.glob("*")
-            files = sorted(p for p in found if p.is_file() and _is_image(p)
-                           and not _inside(p, exclude)
-                           and not any(part.startswith(".") for part in
-                                       p.relative_to(path).parts))
-            if not files:
+            images = sorted(p for p in found if p.is_file() and _is_image(p)
+                            and not any(part.startswith(".") for part in
+                                        p.relative_to(path).parts))
+            files = [p for p in images if not _inside(p, exclude)]
+            if images and not files:
+                errors.append(f"{path}: its images are all inside the output folder "
+                              f"{exclude}; choose an output folder outside the inputs")
+            elif not files:
                 errors.append(f"{path}: no images in this folder"
                               + ("" if recursive else " (use --recursive for subfolders)"))
             for p in files:
