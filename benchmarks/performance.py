@@ -30,6 +30,7 @@ import torch
 
 from sdflow import perf
 from sdflow.diagnostics import perturb_parameters_
+from sdflow.hardware import cpu_features
 from sdflow.imageio import image_to_tensor, read_image, tensor_to_image
 from sdflow.metrics import psnr
 from sdflow.models import SDFlow, SDFlowConfig
@@ -174,7 +175,8 @@ def main() -> None:
     if args._tiled_case:
         print(json.dumps(tiled_case(*args._tiled_case, args.tile)), flush=True)
         return
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads", flush=True)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; CPU: "
+          f"{cpu_features().describe()}", flush=True)
     for preset in args.presets:
         bench_preset(preset, args.variants, args.repeats)
         if args.profile:

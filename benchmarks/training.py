@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from sdflow import perf
+from sdflow.hardware import cpu_features
 from sdflow.profiling import count_macs
 from sdflow.training.config import load_config
 from sdflow.training.ema import EMA
@@ -121,7 +122,8 @@ def main() -> None:
             f"data.hr_dirs={json.dumps([f'{args.data}/HR'])}",
             f"run.weights_dir={json.dumps(args.weights)}"]
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {args.threads} threads, switches {perf.SETTINGS}")
+    print(f"torch {torch.__version__}, {args.threads} threads, switches {perf.SETTINGS}; CPU: "
+          f"{cpu_features().describe()}")
     for preset in args.presets:
         for stage in args.stages:
             print(json.dumps(bench_case(preset, stage == 2, args.steps,

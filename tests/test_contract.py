@@ -144,3 +144,4 @@ def test_model_methods_take_tensors_and_the_image_api_takes_images(shared):
     assert len(lrs) == 2 and lrs[0].shape == (8, 8, 3)
     with pytest.raises(ValueError, match="seed= or generator="):
         sdflow.super_resolve(model, image, seed=0, generator=torch.Generator())
+

@@ -12,6 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
+import sdflow
 from sdflow import registry
 from sdflow.checkpoint import file_sha256, save
 from sdflow.cli import main
@@ -345,6 +346,22 @@ def test_bf16_precision_is_close_to_fp32_recorded_and_scoped(shared, ckpt, tmp_p
     assert np.abs(a - b).max() <= 3  # grey levels, 8-bit (a random-weight model)
     with pytest.raises(SystemExit):
         main(["sr", *common, "-o", str(tmp_path / "x"), "--precision", "fp16"])
+    # without bf16 matrix units bf16 is emulated: the run says so once, and still runs
+    from sdflow import hardware
+
+    plain = hardware.CPUFeatures(avx2=True, avx512=False, avx512_bf16=False, amx=False,
+                                 cores=2)
+    monkeypatch.setattr(batch, "cpu_features", lambda: plain)
+    err = io.StringIO()
+    model = sdflow.load(ckpt)
+    batch.run_batch(model, batch.ModelIdentity("m", "0"), [], batch.Options(
+        task="sr", tau=0.8, precision="bf16"), tmp_path / "z", stream=err)
+    assert err.getvalue().count("without bf16 matrix units") == 1
+    assert "2 cores" in err.getvalue() and "AVX2" in err.getvalue()
+    assert batch.bf16_note("fp32", torch.device("cpu")) is None
+    monkeypatch.setattr(batch, "cpu_features", lambda: hardware.CPUFeatures(
+        avx2=True, avx512=True, avx512_bf16=True, amx=False, cores=2))
+    assert batch.bf16_note("bf16", torch.device("cpu")) is None
     with pytest.raises(ValueError, match="precision must be one of fp32, bf16"):
         batch.run_batch(None, None, [], batch.Options(task="sr", tau=0.8, precision="fp16"),
                         tmp_path / "y")

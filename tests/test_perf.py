@@ -205,3 +205,11 @@ def test_condition_padding_is_shared_within_a_flow_pass_and_changes_nothing(shar
     # every conditional layer used to pad the condition features itself; now each of the
     # two conditional flows (HF, degradation) pads them once
     assert ref_pads.count(cond_channels) > 2 and fast_pads.count(cond_channels) == 2
+
+
+def test_cpu_features_describe_this_machine():
+    from sdflow.hardware import cpu_features
+
+    cpu = cpu_features()
+    assert cpu.cores >= 1 and f"{cpu.cores} cores" in cpu.describe()
+    assert cpu.bf16_matrix_units == (cpu.avx512_bf16 or cpu.amx)

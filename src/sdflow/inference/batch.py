@@ -21,6 +21,7 @@ import torch
 
 from sdflow import perf
 from sdflow.errors import SDFlowError
+from sdflow.hardware import cpu_features
 from sdflow.imageio import (
     DEFAULT_MAX_PIXELS,
     IMAGE_EXTENSIONS,
@@ -481,8 +482,25 @@ def run_batch(model, model_id: ModelIdentity, jobs: list[Job], options: Options,
     if options.tau is None:
         raise ValueError("Options.tau must be resolved before running (the CLI picks the "
                          "model's default)")
+    note = bf16_note(options.precision, next(model.parameters()).device)
+    if note:
+        print(f"sdflow {TASK_NAMES[options.task]}: note: {note}",
+              file=stream if stream is not None else sys.stderr)
     with perf.configured(bf16_condition=options.precision == "bf16"):
         return _run_batch(model, model_id, jobs, options, outdir, stream, progress_enabled)
+
+
+def bf16_note(precision: str, device: torch.device) -> str | None:
+    """A warning for ``--precision bf16`` on a CPU without bf16 matrix units, where the
+    condition networks' bf16 convolutions are emulated (None when it does not apply)."""
+    if precision != "bf16" or device.type != "cpu":
+        return None
+    cpu = cpu_features()
+    if cpu.bf16_matrix_units:
+        return None
+    return (f"--precision bf16 on a CPU without bf16 matrix units ({cpu.describe()}; no "
+            "AVX512-BF16 or AMX): PyTorch emulates bf16 there, which can be several times "
+            "slower than fp32; use --precision fp32 on this machine")
 
 
 def _run_batch(model, model_id: ModelIdentity, jobs: list[Job], options: Options,
