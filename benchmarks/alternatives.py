@@ -138,7 +138,9 @@ def main() -> None:
                     choices=["inference", "training"])
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {args.threads} threads")
+    from sdflow.hardware import cpu_features
+
+    print(f"torch {torch.__version__}, {args.threads} threads; CPU: {cpu_features().describe()}")
     if "inference" in args.cases:
         condition_net_inference(args.steps)
     if "training" in args.cases:
