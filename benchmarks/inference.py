@@ -43,12 +43,12 @@ def _model(args):
     from sdflow.models import SDFlow, SDFlowConfig
 
     if args.model:
-        return sdflow.load(args.model)
+        return sdflow.prepare(sdflow.load(args.model))  # as sdflow sr runs it
     model = SDFlow(SDFlowConfig.preset(args.preset), seed=0)
     hr = image_to_tensor(read_image(SHARED / "data/RealSR_x4/val/HR/Canon_031.png").rgb)
     hr = hr[:, :, 200:264, 200:264]
     model.initialize_actnorm(hr, torch.nn.functional.avg_pool2d(hr, 4))
-    return model.eval()
+    return sdflow.prepare(model)
 
 
 def child(args) -> None:

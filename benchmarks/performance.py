@@ -8,7 +8,8 @@ coupling perturbed off the identity) and each case, SR 128 -> 512 (a real RealSR
 and DS 512 -> 128 (a real HR image), it prints the median seconds over ``--repeats`` runs
 after a warm-up (whose time is printed too: it includes compilation), the conv GMACs, the
 achieved GFLOP/s (2 FLOP per MAC), and the ratio to the reference path measured in the
-same process (``sdflow.perf.reference()``: plain eager fp32, every optimisation off).
+same process (the model itself under ``sdflow.perf.reference()``: plain eager fp32, every
+optimisation off); the other variants run ``sdflow.prepare(model, ...)`` copies.
 Variants other than the reference also print their largest difference from the reference
 output and the PSNR of its 8-bit image against the reference's 8-bit image. ``--tiled``
 adds SR of the largest LR in ``val/LR_full`` and of a 750x600 LR (3000x2400 output),
@@ -34,16 +35,19 @@ from sdflow.hardware import cpu_features
 from sdflow.imageio import image_to_tensor, read_image, tensor_to_image
 from sdflow.metrics import psnr
 from sdflow.models import SDFlow, SDFlowConfig
+from sdflow.models.prepare import prepare
 from sdflow.profiling import count_macs
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "RealSR_x4"
+#: name -> (keywords of sdflow.prepare, or None for the unprepared reference path; switches
+#: of sdflow.perf set around the run)
 VARIANTS = {
-    "reference": None,
-    "optimised": {},
-    "no_channels_last": {"channels_last": False},  # optimised, minus one switch
-    "no_shared_padding": {"share_condition_padding": False},  # the same
-    "bf16": {"bf16_condition": True},
-    "compiled": {"compile_condition": True},  # the first call includes compilation
+    "reference": (None, {}),
+    "optimised": ({}, {}),
+    "no_channels_last": ({"channels_last": False}, {}),  # optimised, minus one choice
+    "no_shared_padding": ({}, {"share_condition_padding": False}),  # the same
+    "bf16": ({"precision": "bf16"}, {}),
+    "compiled": ({"compile": True}, {}),  # the first call includes compilation
 }
 
 
@@ -93,10 +97,11 @@ def bench_preset(preset: str, variants: list[str], repeats: int) -> None:
         gmac = macs["total"] / 1e9
         results = {}
         for name in variants:
-            switches = VARIANTS[name]
-            ctx = perf.reference() if switches is None else perf.configured(**switches)
+            keywords, switches = VARIANTS[name]
+            runner = model if keywords is None else prepare(model, **keywords)
+            ctx = perf.reference() if keywords is None else perf.configured(**switches)
             with ctx:
-                first, sec, out = timed(lambda task=task, x=x: run_case(model, task, x),
+                first, sec, out = timed(lambda task=task, x=x, m=runner: run_case(m, task, x),
                                         repeats)
             results[name] = (first, sec, out)
         _, ref_sec, ref_out = results.get("reference", (None, None, None))
@@ -118,9 +123,9 @@ def profile_preset(preset: str, top: int = 8) -> None:
     """Top operators by self CPU time of one optimised run of each case."""
     from torch.profiler import ProfilerActivity, profile
 
-    model = build(preset)
+    model = prepare(build(preset))
     for task, x in inputs().items():
-        run_case(model, task, x)  # warm-up (and caches)
+        run_case(model, task, x)  # warm-up
         with profile(activities=[ProfilerActivity.CPU]) as prof:
             run_case(model, task, x)
         events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
@@ -134,7 +139,7 @@ def tiled_case(preset: str, which: str, tile: int) -> dict:
     """One tiled SR in this process; returns seconds and this process's peak RSS."""
     from sdflow.inference import tiled_sr
 
-    model = build(preset)
+    model = prepare(build(preset))
     if which == "largest_val":
         files = sorted((DATA / "val/LR_full").glob("*.png"),
                        key=lambda p: read_image(p).size[0] * read_image(p).size[1])

@@ -79,8 +79,9 @@ def test_sr_end_to_end(tiny, shared, tmp_path, capsys):
     assert float(warm["psnr_best"]) >= float(warm["psnr"])
     assert float(warm["lpips_best"]) <= float(warm["lpips"])
 
-    # tau = 0 is the model's deterministic SR, quantised to 8 bits, scored by psnr().
-    model = sdflow.load(model_path)
+    # tau = 0 is the model's deterministic SR (prepared, as sdflow sr runs it), quantised to
+    # 8 bits, scored by psnr().
+    model = sdflow.prepare(sdflow.load(model_path))
     lr = read_image(data / "LR" / f"{NAMES[0]}.png").rgb
     hr = read_image(data / "HR" / f"{NAMES[0]}.png").rgb
     with torch.no_grad():

@@ -322,14 +322,13 @@ def test_formats_without_alpha_or_16_bits_say_what_they_dropped(shared, ckpt, tm
 
 def test_bf16_precision_is_close_to_fp32_recorded_and_scoped(shared, ckpt, tmp_path,
                                                             monkeypatch):
-    from sdflow import perf
     from sdflow.inference import batch
 
     seen = []
 
-    def spy(*args, **kwargs):
-        seen.append(perf.SETTINGS.bf16_condition)
-        return pipeline.process(*args, **kwargs)
+    def spy(model, *args, **kwargs):
+        seen.append(model.preparation.precision)
+        return pipeline.process(model, *args, **kwargs)
 
     monkeypatch.setattr(batch, "process", spy)
     src = tmp_path / "photo.png"
@@ -337,8 +336,7 @@ def test_bf16_precision_is_close_to_fp32_recorded_and_scoped(shared, ckpt, tmp_p
     common = [str(src), "--model", str(ckpt), "--seed", "5"]
     assert main(["sr", *common, "-o", str(tmp_path / "fp32")]) == 0
     assert main(["sr", *common, "-o", str(tmp_path / "bf16"), "--precision", "bf16"]) == 0
-    assert seen == [False, True]
-    assert not perf.SETTINGS.bf16_condition  # the switch does not outlive the batch
+    assert seen == ["fp32", "bf16"]  # each batch ran a model prepared for its precision
     a = read_image(tmp_path / "fp32" / "photo_sr_t0.80_s0.png").rgb.astype(int)
     b = read_image(tmp_path / "bf16" / "photo_sr_t0.80_s0.png").rgb.astype(int)
     assert read_metadata(tmp_path / "bf16" / "photo_sr_t0.80_s0.png")["precision"] == "bf16"
@@ -363,5 +361,4 @@ def test_bf16_precision_is_close_to_fp32_recorded_and_scoped(shared, ckpt, tmp_p
         avx2=True, avx512=True, avx512_bf16=True, amx=False, cores=2))
     assert batch.bf16_note("bf16", torch.device("cpu")) is None
     with pytest.raises(ValueError, match="precision must be one of fp32, bf16"):
-        batch.run_batch(None, None, [], batch.Options(task="sr", tau=0.8, precision="fp16"),
-                        tmp_path / "y")
+        batch.Options(task="sr", tau=0.8, precision="fp16")

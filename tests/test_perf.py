@@ -1,15 +1,16 @@
-"""The inference optimisations compute what the reference path computes."""
+"""A prepared model (sdflow.prepare) and the remaining switches compute what the
+reference path computes."""
 
 from __future__ import annotations
-
-import gc
-import weakref
 
 import pytest
 import torch
 
 from sdflow import perf
 from sdflow.flows import ActNorm, FlowStep, data_init
+from sdflow.models import DAICCV21, DAICCV21Config
+from sdflow.models.prepare import Preparation, prepare
+from sdflow.nets.rrdb import ConditionNet
 from sdflow.official import load_official
 
 from helpers import real_crops, tiny_model
@@ -32,9 +33,9 @@ def _run(model, lr, hr):
                 model.log_prob_hr(hr), model.log_prob_lr(lr))
 
 
-def test_optimised_equals_reference_on_parity_fixture(official, expected):
+def test_prepared_equals_reference_on_parity_fixture(official, expected):
     lr, hr = expected["lr"], expected["hr"]
-    fast = _run(official, lr, hr)
+    fast = _run(prepare(official), lr, hr)
     with perf.reference():
         ref = _run(official, lr, hr)
     for a, b in zip(fast, ref, strict=True):
@@ -43,91 +44,108 @@ def test_optimised_equals_reference_on_parity_fixture(official, expected):
     assert (fast[2] - expected["ds_tau0_component5"]).abs().max() < 1e-4
 
 
-def test_optimised_equals_reference_on_real_images(shared):
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_prepared_equals_reference_on_real_images(shared, channels_last):
     model = tiny_model(shared)
     hr, lr = real_crops(shared, 128, "Nikon_035.png")
-    fast = _run(model, lr, hr)
+    fast = _run(prepare(model, channels_last=channels_last), lr, hr)
     with perf.reference():
         ref = _run(model, lr, hr)
     for a, b in zip(fast, ref, strict=True):
         assert (a - b).abs().max() < 1e-4 * max(1.0, float(b.abs().max()))
 
 
-def test_caches_follow_parameter_changes(shared):
-    model = tiny_model(shared)
+def test_a_prepared_copy_is_an_ordinary_frozen_module_and_leaves_the_original_alone(shared):
+    model = tiny_model(shared).train()
     _, lr = real_crops(shared, 32)
+    weights = [m.conv_in.weight for m in model.modules() if isinstance(m, ConditionNet)]
+    prepared = prepare(model, channels_last=True)
+    assert model.training and model.preparation is None  # the original is untouched
+    assert all(w.is_contiguous() and w.requires_grad for w in weights)
+    assert not prepared.training and prepared.preparation == Preparation("fp32", True, False)
+    assert not any(p.requires_grad for p in prepared.parameters())
+    assert prepared.state_dict().keys() == model.state_dict().keys()  # same checkpoint
+    nets = [m for m in prepared.modules() if isinstance(m, ConditionNet)]
+    assert nets and all(n.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
+                        for n in nets)
+    steps = [m for m in prepared.modules() if isinstance(m, FlowStep)]
+    assert steps and all(s.baked for s in steps)
+    # a snapshot: the original's later changes do not reach it, preparing again does
     with torch.no_grad():
-        before = model.sr(lr, 0.0)
+        before = prepared.sr(lr, 0.0)
         step = model.hr_flow.levels[0].steps[0]
         step.invconv.log_abs_diag.add_(0.1)
         step.actnorm.loc.add_(0.1)
-        after = model.sr(lr, 0.0)
+        assert torch.equal(prepared.sr(lr, 0.0), before)
+        model.eval()
+        again = prepare(model).sr(lr, 0.0)
         with perf.reference():
             ref = model.sr(lr, 0.0)
-    assert not torch.allclose(before, after)
-    torch.testing.assert_close(after, ref, atol=1e-5, rtol=0)
+    assert not torch.allclose(before, again)
+    torch.testing.assert_close(again, ref, atol=1e-5, rtol=0)
 
 
-def test_no_folding_when_training_or_differentiating():
-    step = FlowStep(4, hidden=8).eval()
-    with torch.no_grad():
-        assert step._folded() is not None
-    assert step._folded() is None  # autograd on
-    step.train()
-    with torch.no_grad():
-        assert step._folded() is None
-
-
-def test_data_init_still_runs_under_no_grad_in_eval():
+def test_baking_inside_data_init_is_refused_and_data_init_still_works_in_eval():
     step = FlowStep(4, hidden=8).eval()
     x = torch.randn(8, 4, 5, 5) * 3 + 2
     with torch.no_grad(), data_init(step):
+        with pytest.raises(RuntimeError, match="data_init"):
+            step.bake()
         step(x)
     assert isinstance(step.actnorm, ActNorm) and step.actnorm.is_initialized
     assert step.actnorm.loc.abs().sum() > 0
 
 
-def test_bf16_condition_switch_changes_little(shared):
+def test_baked_step_is_the_step_in_both_directions_float64():
+    torch.manual_seed(0)
+    step = FlowStep(8, cond_channels=4, hidden=8).double().eval()
+    with torch.no_grad():
+        step.actnorm.loc.normal_()
+        step.actnorm.log_scale.normal_(0, 0.3)
+    x, c = torch.randn(2, 8, 5, 6, dtype=torch.float64), torch.randn(2, 4, 5, 6,
+                                                                  dtype=torch.float64)
+    with torch.no_grad():
+        y, ld = step(x, c)
+        x_back, ld_inv = step.inverse(y, c)
+        step.bake()
+        yb, ldb = step(x, c)
+        xb, ldb_inv = step.inverse(y, c)
+    torch.testing.assert_close(yb, y, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(xb, x_back, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(ldb, ld, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(ldb_inv, ld_inv, rtol=1e-12, atol=1e-12)
+
+
+def test_bf16_preparation_changes_little_and_needs_condition_nets(shared):
     model = tiny_model(shared)
     _, lr = real_crops(shared, 64)
     with torch.no_grad():
-        ref = model.sr(lr, 0.0)
-        with perf.configured(bf16_condition=True):
-            low = model.sr(lr, 0.0)
+        ref = prepare(model).sr(lr, 0.0)
+        low = prepare(model, precision="bf16").sr(lr, 0.0)
     assert torch.isfinite(low).all()
     assert 0 < (low - ref).abs().max() < 0.1
+    with pytest.raises(ValueError, match="precision"):
+        prepare(model, precision="fp16")
+    with pytest.raises(ValueError, match="has none"):
+        prepare(DAICCV21(DAICCV21Config.preset("tiny")), precision="bf16")
     with pytest.raises(ValueError, match="unknown"):
         with perf.configured(turbo=True):
             pass
 
 
-def test_condition_nets_run_channels_last_only_at_inference(shared):
-    from sdflow.nets.rrdb import ConditionNet
-
-    model = tiny_model(shared)
-    hr, lr = real_crops(shared, 32)
-    weights = [m.conv_in.weight for m in model.modules() if isinstance(m, ConditionNet)]
-    assert weights and all(w.is_contiguous() for w in weights)
-    with torch.no_grad():
-        model.sr(lr, 0.0)
-        model.downscale(hr, 0.0, component=0)  # SR and DS use different condition nets
-    assert all(w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous()
-               for w in weights)
-    with torch.no_grad(), perf.reference():  # the reference path is plain: back to contiguous
-        model.sr(lr, 0.0)
-        model.downscale(hr, 0.0, component=0)
-    assert all(w.is_contiguous() for w in weights)
-    with torch.no_grad():
-        model.sr(lr, 0.0)
-        model.downscale(hr, 0.0, component=0)
-    model.train()
-    (model.log_prob_hr(hr).sum() + model.log_prob_lr(lr).sum()).backward()  # training: plain
-    assert all(w.is_contiguous() and w.grad is not None for w in weights)
+def test_a_prepared_model_exports_with_torch_export(shared):
+    """No caches keyed on tensor versions, no global switches: the SR graph of a prepared
+    model traces (SDFlow with an explicit latent, da-iccv21) and computes the same."""
+    _, lr = real_crops(shared, 16)
+    for model in (tiny_model(shared), DAICCV21(DAICCV21Config.preset("tiny"))):
+        prepared = prepare(model)
+        exported = torch.export.export(prepared, (lr,))
+        with torch.no_grad():
+            torch.testing.assert_close(exported.module()(lr), prepared(lr), atol=1e-5,
+                                       rtol=0)
 
 
 def _small_condition_net():
-    from sdflow.nets.rrdb import ConditionNet
-
     torch.manual_seed(0)
     return ConditionNet(3, num_blocks=1, channels=8, growth=4).eval()
 
@@ -137,14 +155,11 @@ def test_compiled_condition_net_equals_eager():
     x = torch.randn(1, 3, 12, 12)
     with torch.no_grad():
         eager = net(x)
-        with perf.configured(compile_condition=True):
-            compiled = net(x)
-            assert perf._COMPILED.get(net) is not None  # really went through torch.compile
+        prepared = prepare(net, compile=True, channels_last=False)
+        compiled = prepared(x)
+    assert prepared.compiled_features is not None  # really went through torch.compile
     assert (compiled - eager).abs().max() < 1e-5
-    ref = weakref.ref(net)
-    del net
-    gc.collect()
-    assert ref() is None  # the compile cache does not keep modules alive
+    assert net.compiled_features is None  # the original stays eager
 
 
 def test_compile_failure_falls_back_to_eager(monkeypatch, caplog):
@@ -159,19 +174,13 @@ def test_compile_failure_falls_back_to_eager(monkeypatch, caplog):
     monkeypatch.setattr(torch, "compile", broken_compile)
     with torch.no_grad():
         eager = net(x)
-        with perf.configured(compile_condition=True), caplog.at_level("WARNING"):
-            out = net(x)
-            again = net(x)
+        prepared = prepare(net, compile=True, channels_last=False)
+        with caplog.at_level("WARNING"):
+            out = prepared(x)
+            again = prepared(x)
     assert torch.equal(out, eager) and torch.equal(again, eager)
     assert "torch.compile failed (RuntimeError: no C++ compiler found)" in caplog.text
     assert caplog.text.count("torch.compile failed") == 1  # then eager for good
-
-
-def test_compile_switch_is_ignored_when_training():
-    net = _small_condition_net().train()
-    with perf.configured(compile_condition=True):
-        net(torch.randn(1, 3, 12, 12))
-    assert net not in perf._COMPILED
 
 
 def test_condition_padding_is_shared_within_a_flow_pass_and_changes_nothing(shared,

@@ -16,6 +16,7 @@ from sdflow.errors import SDFlowError
 from sdflow.inference import batch, tiling
 from sdflow.models import ARCHITECTURES
 from sdflow.models.base import Downscaler, StochasticSR
+from sdflow.models.prepare import prepare
 from sdflow.models.sdflow import DS_DEFAULT_TAU, SR_DEFAULT_TAU
 from sdflow.options import add_flags, from_args
 
@@ -92,7 +93,8 @@ def run(args: argparse.Namespace, task: str) -> int:
         torch.set_num_threads(args.threads)
     try:
         model, model_id = batch.open_model(resolved, args.device)
-    except SDFlowError as exc:
+        model = prepare(model, precision=options.precision)
+    except (SDFlowError, ValueError) as exc:
         return fail(str(exc))
     summary = batch.run_batch(model, model_id, jobs, options, outdir, stream=err)
     return 1 if summary.failed or errors else 0

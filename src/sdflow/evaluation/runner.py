@@ -31,6 +31,7 @@ from sdflow.metrics.lpips import LPIPS
 from sdflow.metrics.psnr_ssim import COLOR_SPACES, psnr, ssim
 from sdflow.metrics.resize import imresize_uint8
 from sdflow.models.base import Downscaler, StochasticSR
+from sdflow.models.prepare import prepare
 from sdflow.seeding import image_seed
 from sdflow.version import __version__
 
@@ -257,6 +258,12 @@ def check_can_downscale(model: nn.Module) -> None:
 
 
 # ------------------------------------------------------------------ generation helpers
+def _prepared(model: nn.Module) -> nn.Module:
+    """The model as ``sdflow sr`` runs it (:func:`sdflow.prepare`, fp32), unless the caller
+    prepared it already."""
+    return model if model.preparation is not None else prepare(model)
+
+
 def _sampler(model: nn.Module) -> Callable[..., torch.Tensor]:
     """``model.sr`` with the sampling signature; a deterministic model (one output, tau 0
     checked by :func:`check_taus`) gets it wrapped."""
@@ -357,6 +364,7 @@ def evaluate_sr(model: nn.Module, lr_dir: str | os.PathLike, hr_dir: str | os.Pa
     """A model's super-resolution of each LR versus its HR at every tau (the bicubic
     baseline is scored alongside). A deterministic model accepts tau 0 only."""
     check_taus(model, options.taus)
+    model = _prepared(model)
     scale = int(model.scale)
     pairs = pair_folders(lr_dir, hr_dir, options.limit)
     scorer = _Scorer(options)
@@ -416,6 +424,7 @@ def evaluate_ds(model: nn.Module, hr_dir: str | os.PathLike, lr_dir: str | os.Pa
     statistics of generated and real LR (the bicubic x1/scale baseline alongside)."""
     check_can_downscale(model)
     check_taus(model, options.taus)
+    model = _prepared(model)
     scale = int(model.scale)
     pairs = pair_folders(lr_dir, hr_dir, options.limit)
     scorer = _Scorer(options)

@@ -6,7 +6,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sdflow import perf
 from sdflow.flows.base import Bijection
 
 
@@ -34,7 +33,6 @@ class InvertibleConv1x1(Bijection):
         self.register_buffer("lower_mask", torch.tril(torch.ones(channels, channels), -1),
                              persistent=False)
         self.register_buffer("eye", torch.eye(channels), persistent=False)
-        self._cache: tuple[tuple, Tensor, Tensor] | None = None
 
     def _factors(self) -> tuple[Tensor, Tensor]:
         lower = self.lower * self.lower_mask + self.eye
@@ -53,22 +51,13 @@ class InvertibleConv1x1(Bijection):
         u_inv = torch.linalg.solve_triangular(upper, self.eye, upper=True)
         return u_inv @ l_inv @ self.perm.T
 
-    def _cached(self) -> tuple[Tensor, Tensor] | None:
-        """(W, W^-1) computed once per parameter state at inference (sdflow.perf)."""
-        if not (perf.SETTINGS.cache_invconv and perf.inference_mode_for(self)):
-            return None
-        key = perf.param_key(self.lower, self.upper, self.log_abs_diag, self.perm)
-        if self._cache is None or self._cache[0] != key:
-            self._cache = (key, self._compute_weight(), self._compute_inverse_weight())
-        return self._cache[1], self._cache[2]
-
     def weight(self) -> Tensor:
-        cached = self._cached()
-        return cached[0] if cached is not None else self._compute_weight()
+        """``W``, computed from the factors on every call (a prepared model bakes it once:
+        :func:`sdflow.prepare`)."""
+        return self._compute_weight()
 
     def inverse_weight(self) -> Tensor:
-        cached = self._cached()
-        return cached[1] if cached is not None else self._compute_inverse_weight()
+        return self._compute_inverse_weight()
 
     def _logdet(self, x: Tensor) -> Tensor:
         return ((x.shape[2] * x.shape[3]) * self.log_abs_diag.sum()).expand(x.shape[0])

@@ -6,7 +6,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sdflow import perf
 from sdflow.flows.actnorm import ActNorm
 from sdflow.flows.base import Bijection, Composite, FlowSequence
 from sdflow.flows.coupling import AffineCoupling, AffineInjector, condition_padded_once
@@ -31,56 +30,57 @@ class FlowStep(Composite):
         self.injector = AffineInjector(channels, cond_channels, hidden) \
             if self.conditional else None
         self.coupling = AffineCoupling(channels, cond_channels, hidden) if coupling else None
-        self._fold: tuple | None = None
+        self.baked = False  # see bake()
 
     def members(self) -> list[Bijection]:
         return [m for m in (self.actnorm, self.invconv, self.injector, self.coupling)
                 if m is not None]
 
-    def _folded(self) -> tuple | None:
-        """At inference (sdflow.perf ``fold_actnorm``): ActNorm folded into the 1x1 conv,
-        ``W' = W diag(e^s)``, bias ``W' b``; inverse ``diag(e^-s) W^-1`` then ``- b``."""
+    @torch.no_grad()
+    def bake(self) -> None:
+        """Fold ActNorm into the 1x1 conv and fix the weights of both directions (for
+        :func:`sdflow.prepare`; the step is then for inference only): forward
+        ``W' = W diag(e^s)`` with bias ``W' b``, inverse ``diag(e^-s) W^-1`` then ``- b``,
+        as non-persistent buffers (the checkpoint format is unchanged)."""
         an, ic = self.actnorm, self.invconv
-        if not (perf.SETTINGS.fold_actnorm and perf.inference_mode_for(self)) \
-                or an._init_requested:
-            return None
-        key = perf.param_key(an.loc, an.log_scale, ic.lower, ic.upper, ic.log_abs_diag,
-                             ic.perm)
-        if self._fold is None or self._fold[0] != key:
-            s, b = an.log_scale.reshape(-1), an.loc.reshape(-1)
-            w = ic.weight() * torch.exp(s)[None, :]
-            w_inv = torch.exp(-s)[:, None] * ic.inverse_weight()
-            self._fold = (key, w[:, :, None, None], w @ b, w_inv[:, :, None, None], -b,
-                          s.sum() + ic.log_abs_diag.sum())
-        return self._fold
+        if an.wants_init:
+            raise RuntimeError("bake() inside data_init(): the ActNorm is about to be "
+                               "initialised from data; prepare the model afterwards")
+        s, b = an.log_scale.reshape(-1), an.loc.reshape(-1)
+        w = ic.weight() * torch.exp(s)[None, :]
+        w_inv = torch.exp(-s)[:, None] * ic.inverse_weight()
+        self.register_buffer("baked_weight", w[:, :, None, None].clone(), persistent=False)
+        self.register_buffer("baked_bias", (w @ b).clone(), persistent=False)
+        self.register_buffer("baked_inverse_weight", w_inv[:, :, None, None].clone(),
+                             persistent=False)
+        self.register_buffer("baked_inverse_bias", (-b).clone(), persistent=False)
+        self.register_buffer("baked_logdet", (s.sum() + ic.log_abs_diag.sum()).clone(),
+                             persistent=False)
+        self.baked = True
 
     def _rest(self) -> list[Bijection]:
         return [m for m in (self.injector, self.coupling) if m is not None]
 
     def forward(self, x: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        fold = self._folded()
-        if fold is None:
+        if not self.baked:
             return super().forward(x, cond)
         self._check_cond(cond)
-        _, w, bias, _, _, ld = fold
-        logdet = (x.shape[2] * x.shape[3] * ld).expand(x.shape[0])
-        x = F.conv2d(x, w, bias)
+        logdet = (x.shape[2] * x.shape[3] * self.baked_logdet).expand(x.shape[0])
+        x = F.conv2d(x, self.baked_weight, self.baked_bias)
         for layer in self._rest():
             x, d = layer(x, cond if layer.conditional else None)
             logdet = logdet + d
         return x, logdet
 
     def inverse(self, y: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        fold = self._folded()
-        if fold is None:
+        if not self.baked:
             return super().inverse(y, cond)
         self._check_cond(cond)
-        _, _, _, w_inv, neg_loc, ld = fold
-        logdet = (-(y.shape[2] * y.shape[3]) * ld).expand(y.shape[0])
+        logdet = (-(y.shape[2] * y.shape[3]) * self.baked_logdet).expand(y.shape[0])
         for layer in reversed(self._rest()):
             y, d = layer.inverse(y, cond if layer.conditional else None)
             logdet = logdet + d
-        return F.conv2d(y, w_inv, neg_loc), logdet
+        return F.conv2d(y, self.baked_inverse_weight, self.baked_inverse_bias), logdet
 
 
 def transition_block(channels: int, n_steps: int = 2,

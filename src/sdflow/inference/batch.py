@@ -19,7 +19,6 @@ from typing import TextIO
 
 import torch
 
-from sdflow import perf
 from sdflow.errors import SDFlowError
 from sdflow.hardware import cpu_features
 from sdflow.imageio import (
@@ -38,14 +37,14 @@ from sdflow.inference import uncertainty
 from sdflow.inference.pipeline import process
 from sdflow.inference.progress import Progress
 from sdflow.inference.tiling import parse_memory
+from sdflow.models.prepare import PRECISIONS, prepare
 from sdflow.options import flag
 from sdflow.seeding import image_generator, image_key, image_seed
 from sdflow.version import __version__
 
 TASK_NAMES = {"sr": "sr", "ds": "downscale"}
-#: Arithmetic of the condition networks: "bf16" is sdflow.perf's ``bf16_condition`` (the
-#: flows and their inverses are always fp32; docs/performance.md measures the difference).
-PRECISIONS = ("fp32", "bf16")
+#: ``--precision``: arithmetic of the condition networks (sdflow.prepare; the flows and
+#: their inverses are always fp32; docs/performance.md measures the difference).
 META_PREFIX = "sdflow:"
 
 
@@ -486,8 +485,12 @@ def run_batch(model, model_id: ModelIdentity, jobs: list[Job], options: Options,
     if note:
         print(f"sdflow {TASK_NAMES[options.task]}: note: {note}",
               file=stream if stream is not None else sys.stderr)
-    with perf.configured(bf16_condition=options.precision == "bf16"):
-        return _run_batch(model, model_id, jobs, options, outdir, stream, progress_enabled)
+    if model.preparation is None:
+        model = prepare(model, precision=options.precision)
+    elif model.preparation.precision != options.precision:
+        raise ValueError(f"the model was prepared for {model.preparation.precision}, the "
+                         f"batch asks for {options.precision}; prepare it again")
+    return _run_batch(model, model_id, jobs, options, outdir, stream, progress_enabled)
 
 
 def bf16_note(precision: str, device: torch.device) -> str | None:

@@ -31,6 +31,7 @@ from sdflow.inference.batch import FILE_ERRORS, Job, ModelIdentity, failure_line
 from sdflow.inference.pipeline import process
 from sdflow.inference.progress import Progress
 from sdflow.inference.tiling import parse_memory
+from sdflow.models.prepare import prepare
 from sdflow.models.sdflow import DS_DEFAULT_TAU
 from sdflow.options import flag
 from sdflow.seeding import image_generator, image_key, image_seed
@@ -209,6 +210,8 @@ def make_pairs(model, model_id: ModelIdentity, jobs: list[Job], options: PairOpt
     """Downscale every job of this shard into (HR, LR) pairs under ``outdir``; errors are
     reported per file and the batch goes on."""
     stream = stream if stream is not None else sys.stderr
+    if model.preparation is None:
+        model = prepare(model)
     summary = PairSummary()
     start = time.monotonic()
     scale = int(model.scale)

@@ -195,6 +195,7 @@ class DAICCV21(nn.Module):
                               cfg.sr_blocks, cfg.sr_growth, cfg.scale))
 
         self.encoder, self.sr_decoder = _build(seed, make)
+        self.preparation = None  # set on a prepared copy (sdflow.prepare)
 
     def forward(self, y: Tensor) -> Tensor:
         """``[B, 3, h, w] -> [B, 3, s*h, s*w]``, no checks (the exportable graph)."""

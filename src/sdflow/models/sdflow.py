@@ -307,6 +307,7 @@ class SDFlow(nn.Module):
             self.deg_prior = GaussianMixturePrior(cfg.mixture_components, cfg.mixture_mode,
                                                   cfg.log_std_min)
         self.hf_prior = StandardNormal()
+        self.preparation = None  # set on a prepared copy (sdflow.prepare)
 
     # ------------------------------------------------------------------ size rules
     @property

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor, nn
-
-from sdflow import perf
 
 
 def scaled_xavier_(module: nn.Module, gain: float = 0.1) -> None:
@@ -67,15 +67,24 @@ class ConditionNet(nn.Module):
                                   conv3x3(channels, channels))
         for part in (self.conv_in, self.trunk, self.head):
             scaled_xavier_(part)
+        # How inference runs the network; plain (contiguous fp32 eager) unless
+        # sdflow.prepare sets them on a prepared copy.
+        self.memory_format = torch.contiguous_format
+        self.compute_dtype: torch.dtype | None = None
+        self.compiled_features: Callable[[Tensor], Tensor] | None = None
 
     def forward(self, x: Tensor) -> Tensor:
-        fmt = perf.condition_memory_format(self)
-        with perf.autocast_condition(x):
-            out = perf.maybe_compiled(self, self.features)(x.contiguous(memory_format=fmt))
+        if self.memory_format == torch.contiguous_format and self.compute_dtype is None \
+                and self.compiled_features is None:
+            return self.features(x)
+        features = self.compiled_features or self.features
+        with torch.autocast(device_type=x.device.type, dtype=self.compute_dtype or x.dtype,
+                            enabled=self.compute_dtype is not None):
+            out = features(x.contiguous(memory_format=self.memory_format))
         return out.to(x.dtype).contiguous()
 
     def features(self, x: Tensor) -> Tensor:
-        """The network itself (``forward`` adds the memory-format, precision and compile
-        switches of :mod:`sdflow.perf` around it)."""
+        """The network itself (``forward`` adds the memory format, precision and compiled
+        code a prepared copy was given, :func:`sdflow.prepare`)."""
         f0 = self.conv_in(x)
         return self.head(self.conv_trunk(self.trunk(f0)) + f0)

@@ -14,6 +14,7 @@ import torch
 from sdflow.imageio import image_to_tensor, tensor_to_image, write_image
 from sdflow.metrics import LPIPS, imresize_uint8, lr_psnr, pixel_std, psnr, ssim
 from sdflow.models import SDFlow, bits_per_dim
+from sdflow.models.prepare import prepare
 from sdflow.training.data import PairedImage
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,7 @@ def validate_sdflow(model: SDFlow, pairs: list[PairedImage], *, samples: int = 3
     diversity over the samples; DS at tau = 0 (seeded component) against the real LR, next
     to bicubic x4 / x1/4 of the same crops; bits/dim of the real HR and LR.
     """
+    model = prepare(model)  # as inference runs it (a copy: the training model is untouched)
     device = next(model.parameters()).device
     s = model.scale
     rows: list[dict[str, float]] = []
