@@ -23,9 +23,21 @@ def _export_folder(args: argparse.Namespace) -> str:
             "--model DIR")
 
 
+def _export_onnx(args: argparse.Namespace) -> str:
+    from sdflow import registry
+    from sdflow.export.onnx import export_onnx
+    from sdflow.imageio import read_image
+
+    model = registry.load(args.model, task=args.task)
+    check = read_image(args.check_image).rgb if args.check_image else None
+    result = export_onnx(model, args.out, args.task, check_image=check)
+    return f"wrote {args.out} ({args.task} graph); {result.line()}"
+
+
 #: ``--format`` name -> the function that writes it.
 FORMATS: dict[str, Callable[[argparse.Namespace], str]] = {
     "folder": _export_folder,
+    "onnx": _export_onnx,
 }
 
 
@@ -34,12 +46,20 @@ def register(sub) -> None:
         "export", help="write a model in a form others can load",
         description="Export a model. folder: config.json + model.safetensors (the checkpoint, "
         "byte-identical to the source file) + a generated README.md model card; "
-        "sdflow.load(DIR) and --model DIR read it back after checking its sha256.")
+        "sdflow.load(DIR) and --model DIR read it back after checking its sha256. onnx: the "
+        "prepared SR (or DS) graph with dynamic batch/height/width, image in [0, 1], "
+        "verified against PyTorch with onnxruntime (needs the onnx extra).")
     p.add_argument("model", metavar="MODEL",
                    help="a registered model name, a checkpoint file or a model folder")
     p.add_argument("--format", default="folder", choices=sorted(FORMATS),
                    help="what to write (default: folder)")
-    p.add_argument("-o", "--out", required=True, metavar="DIR", help="output folder")
+    p.add_argument("-o", "--out", required=True, metavar="PATH",
+                   help="output folder (folder) or file (onnx)")
+    p.add_argument("--task", choices=("sr", "ds"), default="sr",
+                   help="onnx: the SR graph (default) or, for SDFlow, the downscaling graph")
+    p.add_argument("--check-image", metavar="IMG",
+                   help="onnx: a real image to verify the graph on against PyTorch (default: "
+                   "a synthetic pattern)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace the model files of a non-empty output folder (other files "
                    "in it are left alone)")

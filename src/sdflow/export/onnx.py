@@ -1,0 +1,215 @@
+"""ONNX graphs of a prepared model, with dynamic batch, height and width.
+
+The contract (docs/model.md):
+
+- SR: input ``image`` float32 ``[N, 3, H, W]``, RGB in [0, 1]; a stochastic model (SDFlow)
+  also takes ``noise`` ``[N, C, H, W]``, the HF latent itself (``tau * eps`` with eps
+  standard normal; zeros = tau 0, the mode); output ``sr`` ``[N, 3, s*H, s*W]`` in [0, 1].
+- DS (SDFlow): input ``image`` ``[N, 3, H, W]`` in [0, 1] with H and W multiples of
+  ``2 s`` (8 for x4; pad or crop first), ``noise`` ``[N, 4*3, H/(2s), W/(2s)]``
+  (``tau * eps``) and ``component`` int64 ``[N]`` (the mixture component of each image);
+  output ``lr`` ``[N, 3, H/s, W/s]`` in [0, 1].
+
+Exporting needs the ``onnx`` extra (``pip install 'sdflow[onnx]'``: onnx, onnxscript and
+onnxruntime, which the verification runs).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from sdflow.errors import SDFlowError
+from sdflow.models.base import Downscaler, StochasticSR, SuperResolver
+from sdflow.models.prepare import prepare
+
+#: largest |ONNX Runtime - PyTorch| accepted by the verification, in [0, 1] units (a tenth
+#: of an 8-bit grey level)
+TOLERANCE = 1e-3 / 2.55
+
+
+class ExportError(SDFlowError):
+    """An export could not be written or does not match the model."""
+
+
+class SRGraph(nn.Module):
+    """``image`` in [0, 1] (+ ``noise`` for a stochastic model) -> SR in [0, 1]."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+        self.stochastic = isinstance(model, StochasticSR)
+
+    def forward(self, image: Tensor, noise: Tensor | None = None) -> Tensor:
+        y = image * 2.0 - 1.0
+        out = self.model(y, noise) if self.stochastic else self.model(y)
+        return ((out + 1.0) * 0.5).clamp(0.0, 1.0)
+
+
+class DSGraph(nn.Module):
+    """``image`` in [0, 1] (sides multiples of ``2 s``), ``noise``, ``component`` -> LR."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        if model.deg_prior.mode == "element":
+            raise ExportError("the DS graph takes one mixture component per image; this "
+                              "model draws one per latent element (mixture_mode element)")
+        self.model = model
+
+    def forward(self, image: Tensor, noise: Tensor, component: Tensor) -> Tensor:
+        x = image * 2.0 - 1.0
+        z_c, features = self.model.ds_condition(x)
+        prior = self.model.deg_prior
+        k = component.reshape(-1, 1, 1, 1)
+        z_deg = prior.means[k] + torch.exp(prior.effective_log_stds())[k] * noise
+        out = self.model.ds_decode(z_c, features, z_deg)
+        return ((out + 1.0) * 0.5).clamp(0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class Verification:
+    image: str  # what was checked
+    max_abs_diff: float  # [0, 1] units
+
+    def line(self) -> str:
+        return (f"verified on {self.image}: max |onnxruntime - torch| = {self.max_abs_diff:.2e}"
+                f" (tolerance {TOLERANCE:.1e}, i.e. {self.max_abs_diff * 255:.4f} grey levels)")
+
+
+def _dims():
+    n = torch.export.Dim("batch", min=1, max=1024)
+    h = torch.export.Dim("height", min=2, max=8192)
+    w = torch.export.Dim("width", min=2, max=8192)
+    return n, h, w
+
+
+def _require_onnx() -> None:
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+        import onnxscript  # noqa: F401
+    except ImportError as exc:
+        raise ExportError(f"ONNX export needs the onnx extra ({exc.name} is missing): "
+                          "pip install 'sdflow[onnx]'") from None
+
+
+def _export(graph: nn.Module, args: tuple, path: Path, input_names: list[str],
+            output_name: str, dynamic_shapes: tuple) -> None:
+    import logging
+    import warnings
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+        try:
+            torch.onnx.export(graph, args, str(tmp), input_names=input_names,
+                              output_names=[output_name], dynamic_shapes=dynamic_shapes,
+                              dynamo=True, optimize=True, verbose=False,
+                              external_data=False)  # one self-contained file
+        except Exception as exc:
+            tmp.unlink(missing_ok=True)
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise ExportError(f"{path}: the ONNX export failed ({first})") from None
+    os.replace(tmp, path)
+
+
+def _sample_image(image: np.ndarray | None, multiple: int) -> tuple[Tensor, str]:
+    """The verification input: a real image's crop (sides a multiple of ``multiple``), or a
+    smooth synthetic pattern when none is given."""
+    if image is None:
+        yy, xx = np.mgrid[0:40, 0:48] / 40.0
+        arr = np.stack([np.sin(3 * xx) * 0.4 + 0.5, yy, (xx + yy) / 2.2], axis=2)
+        name = "a synthetic 48x40 pattern (pass --check-image for a real photo)"
+    else:
+        arr = image[:64, :64].astype(np.float64) / (65535.0 if image.dtype == np.uint16
+                                                     else 255.0)
+        name = None
+    h, w = (arr.shape[0] // multiple) * multiple, (arr.shape[1] // multiple) * multiple
+    name = name or f"a {w}x{h} crop of the check image"
+    if h < 2 * multiple or w < 2 * multiple:
+        raise ExportError(f"the check image is too small (needs {2 * multiple}x{2 * multiple})")
+    t = torch.from_numpy(np.ascontiguousarray(arr[:h, :w, :3])).float().permute(2, 0, 1)
+    return t[None], name
+
+
+def _compare(path: Path, feeds: dict[str, np.ndarray], reference: Tensor) -> float:
+    import onnxruntime as ort
+
+    try:
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        out = session.run(None, feeds)[0]
+    except Exception as exc:  # onnxruntime raises its own exception types
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ExportError(f"{path}: onnxruntime cannot run the exported graph ({first})") \
+            from None
+    return float(np.abs(out - reference.numpy()).max())
+
+
+def export_onnx(model: nn.Module, path: str | os.PathLike, task: str = "sr", *,
+                check_image: np.ndarray | None = None) -> Verification:
+    """Write the ``task`` ("sr" or "ds") graph of ``model`` (prepared here, fp32) to
+    ``path`` and verify it: ONNX Runtime against PyTorch on ``check_image`` (an RGB
+    uint8/uint16 array; default a synthetic pattern) and on a second size, so that the
+    dynamic axes are exercised. Raises :class:`ExportError` above :data:`TOLERANCE`."""
+    _require_onnx()
+    path = Path(path)
+    prepared = prepare(model, precision="fp32", channels_last=False)
+    n, h, w = _dims()
+    generator = torch.Generator().manual_seed(0)
+    if task == "sr":
+        if not isinstance(prepared, SuperResolver):
+            raise ExportError(f"{type(model).__name__} cannot super-resolve")
+        graph = SRGraph(prepared).eval()
+        image, name = _sample_image(check_image, 1)
+
+        def inputs(x: Tensor) -> tuple[Tensor, ...]:
+            if not graph.stochastic:
+                return (x,)
+            shape = prepared.sr_latent_shape(x.shape[2], x.shape[3], x.shape[0])
+            return (x, 0.8 * torch.randn(shape, generator=generator))
+
+        names = ["image", "noise"] if graph.stochastic else ["image"]
+        dynamic = ({0: n, 2: h, 3: w},) * len(names)
+        output = "sr"
+    elif task == "ds":
+        if not isinstance(prepared, Downscaler):
+            raise ExportError(f"{type(model).__name__} cannot downscale; use an SDFlow model")
+        graph = DSGraph(prepared).eval()
+        m = prepared.ds_multiple
+        image, name = _sample_image(check_image, m)
+        hh, ww = torch.export.Dim("h_blocks", min=2, max=1024), \
+            torch.export.Dim("w_blocks", min=2, max=1024)
+
+        def inputs(x: Tensor) -> tuple[Tensor, ...]:
+            shape = prepared.ds_latent_shape(x.shape[2], x.shape[3], x.shape[0])
+            k = prepared.config.mixture_components
+            return (x, 0.8 * torch.randn(shape, generator=generator),
+                    torch.arange(x.shape[0], dtype=torch.long) % k)
+
+        names = ["image", "noise", "component"]
+        dynamic = ({0: n, 2: m * hh, 3: m * ww}, {0: n, 2: hh, 3: ww}, {0: n})
+        output = "lr"
+    else:
+        raise ValueError(f"task must be sr or ds, not {task!r}")
+    args = inputs(image)
+    _export(graph, args, path, names, output, dynamic)
+    worst = 0.0
+    step = 1 if task == "sr" else prepared.ds_multiple
+    for x in (image, image[:, :, : image.shape[2] - step, : image.shape[3] - 2 * step]):
+        a = inputs(x)
+        with torch.no_grad():
+            ref = graph(*a)
+        feeds = {k: v.numpy() for k, v in zip(names, a, strict=True)}
+        worst = max(worst, _compare(path, feeds, ref))
+    result = Verification(name, worst)
+    if not worst <= TOLERANCE:
+        raise ExportError(f"{path}: the ONNX graph differs from PyTorch by {worst:.2e} "
+                          f"(tolerance {TOLERANCE:.1e}); the file is left for inspection")
+    return result

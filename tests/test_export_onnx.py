@@ -1,0 +1,99 @@
+"""``sdflow export --format onnx``: the exported graphs run in ONNX Runtime and equal what
+``sdflow sr --tau 0`` / ``sdflow downscale`` write, on real images, at several sizes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from sdflow.checkpoint import save
+from sdflow.cli import main
+from sdflow.export.onnx import ExportError, export_onnx
+from sdflow.imageio import read_image
+from sdflow.models import DAICCV21, DAICCV21Config
+
+from inference_helpers import fast_model, one_thread, real_pixels
+
+ort = pytest.importorskip("onnxruntime")
+_one_thread = pytest.fixture(autouse=True, scope="module")(one_thread)
+
+
+@pytest.fixture(scope="module")
+def checkpoints(shared, tmp_path_factory):
+    root = tmp_path_factory.mktemp("models")
+    paths = {"sdflow": root / "sdflow.safetensors", "da": root / "da.safetensors"}
+    save(fast_model(shared), paths["sdflow"])
+    torch.manual_seed(0)
+    save(DAICCV21(DAICCV21Config.preset("tiny")), paths["da"])
+    return paths
+
+
+def _run(path, **feeds) -> np.ndarray:
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(None, feeds)[0]
+
+
+def _to_input(arr: np.ndarray) -> np.ndarray:
+    return (arr.astype(np.float32) / 255.0).transpose(2, 0, 1)[None]
+
+
+def _to_uint8(out: np.ndarray) -> np.ndarray:
+    return np.round(out[0].transpose(1, 2, 0) * 255.0).astype(np.uint8)
+
+
+@pytest.mark.parametrize("which", ["sdflow", "da"])
+def test_onnx_sr_equals_sdflow_sr_at_tau_0_on_a_real_image(shared, checkpoints, tmp_path,
+                                                         capsys, which):
+    onnx_path = tmp_path / "sr.onnx"
+    check = tmp_path / "check.png"
+    Image.fromarray(real_pixels(shared, 40, 40)).save(check)
+    assert main(["export", str(checkpoints[which]), "--format", "onnx", "-o", str(onnx_path),
+                 "--check-image", str(check)]) == 0
+    line = capsys.readouterr().out
+    assert "verified on a 40x40 crop of the check image" in line
+    assert "max |onnxruntime - torch|" in line
+    for h, w in ((20, 24), (13, 17)):  # dynamic height and width, odd sizes
+        lr = real_pixels(shared, h, w, top=30)
+        src = tmp_path / f"lr_{h}.png"
+        Image.fromarray(lr).save(src)
+        tau = [] if which == "da" else ["--tau", "0"]
+        assert main(["sr", str(src), "-o", str(tmp_path / "cli"), "-n",
+                     str(checkpoints[which]), "-t", "0", "--suffix", "", *tau]) == 0
+        cli = read_image(tmp_path / "cli" / src.name).rgb.astype(int)
+        feeds = {"image": _to_input(lr)}
+        if which == "sdflow":
+            feeds["noise"] = np.zeros((1, 45, h, w), np.float32)  # zeros = tau 0
+        out = _run(onnx_path, **feeds)
+        assert out.shape == (1, 3, 4 * h, 4 * w) and 0 <= out.min() and out.max() <= 1
+        assert np.abs(_to_uint8(out).astype(int) - cli).max() <= 1  # within 1 grey level
+
+
+def test_onnx_ds_equals_sdflow_downscale_with_the_same_component(shared, checkpoints,
+                                                                 tmp_path):
+    onnx_path = tmp_path / "ds.onnx"
+    assert main(["export", str(checkpoints["sdflow"]), "--format", "onnx", "--task", "ds",
+                 "-o", str(onnx_path)]) == 0
+    hr = real_pixels(shared, 48, 64)
+    src = tmp_path / "hr.png"
+    Image.fromarray(hr).save(src)
+    assert main(["downscale", str(src), "-o", str(tmp_path / "cli"), "-n",
+                 str(checkpoints["sdflow"]), "--tau", "0", "--component", "3", "-t", "0",
+                 "--suffix", ""]) == 0
+    cli = read_image(tmp_path / "cli" / "hr.png").rgb.astype(int)
+    out = _run(onnx_path, image=_to_input(hr), noise=np.zeros((1, 12, 6, 8), np.float32),
+               component=np.array([3], np.int64))
+    assert out.shape == (1, 3, 12, 16)
+    assert np.abs(_to_uint8(out).astype(int) - cli).max() <= 1
+
+
+def test_onnx_export_refusals_are_one_line(checkpoints, tmp_path, capsys):
+    assert main(["export", str(checkpoints["da"]), "--format", "onnx", "--task", "ds",
+                 "-o", str(tmp_path / "x.onnx")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot downscale" in err[0]
+    assert not (tmp_path / "x.onnx").exists()
+    with pytest.raises(ExportError, match="too small"):
+        export_onnx(DAICCV21(DAICCV21Config.preset("tiny")), tmp_path / "y.onnx",
+                    check_image=np.zeros((1, 1, 3), np.uint8))
