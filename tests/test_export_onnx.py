@@ -97,3 +97,29 @@ def test_onnx_export_refusals_are_one_line(checkpoints, tmp_path, capsys):
     with pytest.raises(ExportError, match="too small"):
         export_onnx(DAICCV21(DAICCV21Config.preset("tiny")), tmp_path / "y.onnx",
                     check_image=np.zeros((1, 1, 3), np.uint8))
+
+
+@pytest.mark.parametrize("which", ["sdflow", "da"])
+def test_onnxruntime_backend_gives_the_torch_outputs(shared, checkpoints, tmp_path,
+                                                     monkeypatch, capsys, which):
+    """Tiled, several samples with one noise field per image: the same pixels as the
+    PyTorch backend within 1 grey level; the graph is exported once and cached."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    src = tmp_path / "lr.png"
+    Image.fromarray(real_pixels(shared, 22, 26)).save(src)
+    sampling = ["--samples", "2", "--seed", "3", "--uncertainty"] if which == "sdflow" else []
+    common = [str(src), "-n", str(checkpoints[which]), "-t", "12", *sampling]
+    for backend in ("onnxruntime", "torch", "onnxruntime"):
+        assert main(["sr", *common, "-o", str(tmp_path / backend), "--backend", backend,
+                     "--overwrite"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("exporting the SR graph for onnxruntime once") == 1  # then cached
+    names = sorted(p.name for p in (tmp_path / "torch").iterdir())
+    assert names == sorted(p.name for p in (tmp_path / "onnxruntime").iterdir())
+    for name in names:
+        a = np.asarray(Image.open(tmp_path / "torch" / name)).astype(int)
+        b = np.asarray(Image.open(tmp_path / "onnxruntime" / name)).astype(int)
+        assert np.abs(a - b).max() <= 1, name
+    assert main(["sr", *common, "-o", str(tmp_path / "x"), "--backend", "onnxruntime",
+                 "--precision", "bf16"]) == 2
+    assert "fp32 on the CPU" in capsys.readouterr().err

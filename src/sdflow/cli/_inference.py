@@ -14,6 +14,7 @@ from sdflow import registry
 from sdflow.checkpoint import model_config, read_info
 from sdflow.errors import SDFlowError
 from sdflow.inference import batch, tiling
+from sdflow.inference.tiling import model_device
 from sdflow.models import ARCHITECTURES
 from sdflow.models.base import Downscaler, StochasticSR
 from sdflow.models.prepare import prepare
@@ -38,6 +39,11 @@ def add_arguments(p: argparse.ArgumentParser, task: str, default_tau: float) -> 
                    help="auto (default: cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
     p.add_argument("--threads", type=int, default=None,
                    help="CPU threads for PyTorch (default: PyTorch's choice)")
+    if task == "sr":
+        p.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch",
+                       help="run the model in PyTorch (default) or through its exported "
+                       "ONNX graph in ONNX Runtime on the CPU (exported once and cached; "
+                       "needs the onnx extra); outputs within 1 grey level of each other")
     add_flags(p, batch.Options, command, {
         "unit": "LR" if task == "sr" else "HR", "default_tau": default_tau,
         "default_overlap": tiling.DEFAULT_SR_OVERLAP if task == "sr"
@@ -91,9 +97,20 @@ def run(args: argparse.Namespace, task: str) -> int:
             return fail(problem, 1)
     if args.threads:
         torch.set_num_threads(args.threads)
+    backend = getattr(args, "backend", "torch")  # sr only
     try:
         model, model_id = batch.open_model(resolved, args.device)
-        model = prepare(model, precision=options.precision)
+        if backend == "onnxruntime":
+            if options.precision != "fp32" or model_device(model).type != "cpu":
+                return fail("--backend onnxruntime runs fp32 on the CPU: leave out "
+                            "--precision and use --device cpu")
+            from sdflow.export.onnxruntime_backend import onnxruntime_model
+
+            model = onnxruntime_model(model, model_id.sha256,
+                                      say=lambda text: print(f"sdflow {verb}: {text}",
+                                                             file=err))
+        else:
+            model = prepare(model, precision=options.precision)
     except (SDFlowError, ValueError) as exc:
         return fail(str(exc))
     summary = batch.run_batch(model, model_id, jobs, options, outdir, stream=err)

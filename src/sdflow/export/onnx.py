@@ -88,7 +88,7 @@ def _dims():
     return n, h, w
 
 
-def _require_onnx() -> None:
+def require_onnx() -> None:
     try:
         import onnx  # noqa: F401
         import onnxruntime  # noqa: F401
@@ -158,7 +158,7 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, task: str = "sr", *,
     ``path`` and verify it: ONNX Runtime against PyTorch on ``check_image`` (an RGB
     uint8/uint16 array; default a synthetic pattern) and on a second size, so that the
     dynamic axes are exercised. Raises :class:`ExportError` above :data:`TOLERANCE`."""
-    _require_onnx()
+    require_onnx()
     path = Path(path)
     prepared = prepare(model, precision="fp32", channels_last=False)
     n, h, w = _dims()

@@ -36,7 +36,7 @@ from sdflow.imageio import (
 from sdflow.inference import uncertainty
 from sdflow.inference.pipeline import process
 from sdflow.inference.progress import Progress
-from sdflow.inference.tiling import parse_memory
+from sdflow.inference.tiling import model_device, parse_memory
 from sdflow.models.prepare import PRECISIONS, prepare
 from sdflow.options import flag
 from sdflow.seeding import image_generator, image_key, image_seed
@@ -481,7 +481,7 @@ def run_batch(model, model_id: ModelIdentity, jobs: list[Job], options: Options,
     if options.tau is None:
         raise ValueError("Options.tau must be resolved before running (the CLI picks the "
                          "model's default)")
-    note = bf16_note(options.precision, next(model.parameters()).device)
+    note = bf16_note(options.precision, model_device(model))
     if note:
         print(f"sdflow {TASK_NAMES[options.task]}: note: {note}",
               file=stream if stream is not None else sys.stderr)

@@ -190,8 +190,14 @@ class TiledOutput:
 
 
 def _device_dtype(model) -> tuple[torch.device, torch.dtype]:
-    p = next(model.parameters())
-    return p.device, p.dtype
+    """Where the model's tensors live (a model without any, e.g. one that runs in ONNX
+    Runtime, takes CPU float32 inputs)."""
+    return model_device(model), next(model.parameters(), torch.empty(0)).dtype
+
+
+def model_device(model) -> torch.device:
+    p = next(model.parameters(), None)
+    return p.device if p is not None else torch.device("cpu")
 
 
 @torch.no_grad()

@@ -36,6 +36,7 @@ class Preparation:
     precision: str = "fp32"  # "bf16": the condition networks in bfloat16 autocast
     channels_last: bool = True  # the condition networks in the channels-last format
     compiled: bool = False  # the condition networks through torch.compile
+    backend: str = "torch"  # or "onnxruntime" (sdflow.export.onnxruntime_backend)
 
 
 def default_channels_last(device: torch.device) -> bool:
