@@ -48,6 +48,7 @@ VARIANTS = {
     "no_shared_padding": ({}, {"share_condition_padding": False}),  # the same
     "bf16": ({"precision": "bf16"}, {}),
     "compiled": ({"compile": True}, {}),  # the first call includes compilation
+    "onnxruntime": ("onnxruntime", {}),  # SR only: the exported graph in ONNX Runtime
 }
 
 
@@ -68,8 +69,24 @@ def inputs() -> dict[str, torch.Tensor]:
             "ds": image_to_tensor(read_image(DATA / "val/HR/Canon_031.png").rgb)}
 
 
+def _onnxruntime(model: SDFlow, preset: str):
+    """The model's SR graph in ONNX Runtime (exported to a temporary folder)."""
+    import tempfile
+
+    from sdflow.export.onnx import export_onnx
+    from sdflow.export.onnxruntime_backend import OnnxRuntimeStochasticSR
+
+    path = Path(tempfile.mkdtemp(prefix="sdflow-bench-")) / f"{Path(preset).stem}.onnx"
+    export_onnx(model, path, "sr")
+    return OnnxRuntimeStochasticSR(path, model)
+
+
 def run_case(model: SDFlow, task: str, x: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
+        if task == "sr" and not isinstance(model, SDFlow):  # ONNX Runtime: the same eps
+            shape = model.sr_latent_shape(x.shape[2], x.shape[3], x.shape[0])
+            eps = torch.randn(shape, generator=torch.Generator().manual_seed(0))
+            return model.sr(x, 0.8, noise=eps)
         if task == "sr":
             return model.sr(x, 0.8, seed=0)
         return model.downscale(x, 0.8, component=5, seed=0)
@@ -98,7 +115,12 @@ def bench_preset(preset: str, variants: list[str], repeats: int) -> None:
         results = {}
         for name in variants:
             keywords, switches = VARIANTS[name]
-            runner = model if keywords is None else prepare(model, **keywords)
+            if keywords == "onnxruntime":
+                if task != "sr":
+                    continue
+                runner = _onnxruntime(model, preset)
+            else:
+                runner = model if keywords is None else prepare(model, **keywords)
             ctx = perf.reference() if keywords is None else perf.configured(**switches)
             with ctx:
                 first, sec, out = timed(lambda task=task, x=x, m=runner: run_case(m, task, x),
