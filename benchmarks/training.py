@@ -6,14 +6,14 @@ not a test).
 
 For each preset and stage (SDFlow: stage 1 = NLL, content and domain terms; stage 2 = plus
 the SR/DS samples, their discriminators and perceptual terms; DA: without / with the
-adversarial terms) two trainers are built from the same seed: one steps with the
-``sdflow.perf`` switches as they are (the optimised path), one under
-``sdflow.perf.reference()`` (every switch off: plain eager fp32). Their steps alternate in
-this one process, so machine noise hits both alike. Printed per case: median seconds per
-step over ``--steps`` steps after one warm-up step each, the forward convolution GMACs
-of one step of each path (counted, generator + discriminators + VGG), the achieved GFLOP/s
-counting a step as 3x its forward (backward ~ 2x forward), the speed-up of the optimised
-path, and the peak RSS of the process so far. The data are the preset's folders.
+adversarial terms) two trainers are built from the same seed: one steps with the config's
+``speed`` section and ``sdflow.perf`` as they are (the optimised path), one with both off
+(``speed.*=false`` under ``sdflow.perf.reference()``: plain eager fp32). Their steps
+alternate in this one process, so machine noise hits both alike. Printed per case: median
+seconds per step over ``--steps`` steps after one warm-up step each, the forward convolution
+GMACs of one step of each path (counted, generator + discriminators + VGG), the achieved
+GFLOP/s counting a step as 3x its forward (backward ~ 2x forward), the speed-up of the
+optimised path, and the peak RSS of the process so far. The data: --data (LR/ and HR/).
 """
 
 from __future__ import annotations
@@ -51,13 +51,16 @@ class SteppedTrainer:
 
     def __init__(self, preset: str, overrides: list[str], reference: bool, out_dir: str):
         self.reference = reference
+        speed = ["speed.share_targets=false", "speed.batch_frozen_passes=false",
+                 "speed.foreach_updates=false"] if reference else []
         with self._mode():
             cfg = load_config(preset, None, [f"run.out_dir={out_dir}", "data.val_dir=null",
-                                             *overrides])
+                                             *overrides, *speed])
             self.cfg = cfg
             self.trainer = Trainer(cfg)
             self.trainer.task.initialize(self.trainer._init_batch())
-            self.trainer.ema = EMA(self.trainer.generator, cfg.optim.ema_decay)
+            self.trainer.ema = EMA(self.trainer.generator, cfg.optim.ema_decay,
+                                   cfg.speed.foreach_updates)
             self.batches = self.trainer._loader(0)
         self.times: list[float] = []
 
@@ -122,7 +125,7 @@ def main() -> None:
             f"data.hr_dirs={json.dumps([f'{args.data}/HR'])}",
             f"run.weights_dir={json.dumps(args.weights)}"]
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {args.threads} threads, switches {perf.SETTINGS}; CPU: "
+    print(f"torch {torch.__version__}, {args.threads} threads, {perf.SETTINGS}; CPU: "
           f"{cpu_features().describe()}")
     for preset in args.presets:
         for stage in args.stages:

@@ -1,4 +1,5 @@
-"""The training-step optimisations (sdflow.perf) compute what the reference path computes."""
+"""The training speed-ups (the config's ``speed`` section, sdflow.perf's shared padding)
+compute what the reference path computes."""
 
 from __future__ import annotations
 
@@ -46,6 +47,7 @@ def test_generator_terms_and_gradients_equal_the_reference(shared):
     vgg.features.register_forward_hook(lambda m, args, out: vgg_batches.append(len(args[0])))
     fast_terms, fast_grads, fast_cache = _terms_and_grads(obj, model, hr, lr)
     fast_vgg, vgg_batches[:] = list(vgg_batches), []
+    obj.share_targets = obj.batch_frozen_passes = False  # the speed section off
     with perf.reference():
         ref_terms, ref_grads, ref_cache = _terms_and_grads(obj, model, hr, lr)
     # reference: (generated, target) per pair, 4 pairs; optimised: each target once, then
@@ -83,13 +85,16 @@ def test_target_cache_shares_only_data_and_can_be_switched_off():
         shared_cache.get("f", torch.ones(2, requires_grad=True), double)
 
 
-def _train(shared: Path, out: Path) -> list[dict]:
+def _train(shared: Path, out: Path, speed: bool = True) -> list[dict]:
     data = shared / "data/RealSR_x4"
     overrides = {"data.lr_dirs": [str(data / "train/LR")],
                  "data.hr_dirs": [str(data / "train/HR")], "data.val_dir": None,
                  "run.out_dir": str(out), "run.log_every": 1, "run.iterations": 4,
                  "loss.n_pre": 2, "loss.content_perceptual": 0.05, "loss.perceptual": 0.5,
                  "run.weights_dir": str(shared / "weights")}
+    if not speed:
+        overrides.update({"speed.share_targets": False, "speed.batch_frozen_passes": False,
+                          "speed.foreach_updates": False})
     Trainer(load_config("smoke", None, [f"{k}={json.dumps(v)}"
                                         for k, v in overrides.items()])).fit()
     return [r for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines())
@@ -101,7 +106,10 @@ def test_training_run_equals_the_reference_run(shared, tmp_path):
     switch on and with all off: the same losses and the same averaged weights."""
     fast = _train(shared, tmp_path / "fast")
     with perf.reference():
-        ref = _train(shared, tmp_path / "ref")
+        ref = _train(shared, tmp_path / "ref", speed=False)
+    recorded = json.loads((tmp_path / "ref" / "config.json").read_text())
+    assert recorded["speed"] == {"share_targets": False, "batch_frozen_passes": False,
+                                 "foreach_updates": False}  # the run says what it used
     assert [r["iteration"] for r in fast] == [r["iteration"] for r in ref] == [0, 1, 2, 3]
     for a, b in zip(fast, ref, strict=True):
         for key in ("loss", "content", "perceptual", "low_frequency", "grad_norm", "d_hr"):

@@ -116,12 +116,23 @@ class RunSection:
 
 
 @dataclass
+class SpeedSection:
+    """Training speed-ups that change only float rounding (docs/performance.md); written
+    to the run's config.json with everything else, so a run says which it used."""
+
+    share_targets: bool = True  # low-passed targets and their VGG features once per step
+    batch_frozen_passes: bool = True  # a frozen network's same-shaped inputs as one batch
+    foreach_updates: bool = True  # Adam, clipping and the weight average with foreach kernels
+
+
+@dataclass
 class TrainConfig:
     model: ModelSection
     data: DataSection
     optim: OptimSection
     run: RunSection
     loss: Any  # the architecture's loss config dataclass
+    speed: SpeedSection = field(default_factory=SpeedSection)
 
     def to_dict(self) -> dict[str, Any]:
         return to_dict(self)
@@ -169,7 +180,7 @@ def preset_dict(name: str) -> dict[str, Any]:
 def build_config(data: dict[str, Any]) -> TrainConfig:
     """A :class:`TrainConfig` from a nested dict; unknown keys and bad types are errors."""
     data = dict(data)
-    unknown = set(data) - {"model", "data", "optim", "run", "loss"}
+    unknown = set(data) - {"model", "data", "optim", "run", "loss", "speed"}
     if unknown:
         raise ConfigError(f"unknown top-level section(s): {', '.join(sorted(unknown))}")
     model = from_dict(ModelSection, data.get("model", {}), "model")
@@ -181,6 +192,7 @@ def build_config(data: dict[str, Any]) -> TrainConfig:
         optim=from_dict(OptimSection, data.get("optim", {}), "optim"),
         run=from_dict(RunSection, data.get("run", {}), "run"),
         loss=from_dict(loss_cls, data.get("loss", {}), "loss"),
+        speed=from_dict(SpeedSection, data.get("speed", {}), "speed"),
     )
 
 

@@ -7,8 +7,6 @@ import copy
 import torch
 from torch import nn
 
-from sdflow import perf
-
 
 class EMA:
     """Keeps ``shadow = decay * shadow + (1 - decay) * param`` after every step.
@@ -18,8 +16,9 @@ class EMA:
     (e.g. ActNorm flags) are copied as they are.
     """
 
-    def __init__(self, model: nn.Module, decay: float = 0.999):
+    def __init__(self, model: nn.Module, decay: float = 0.999, foreach: bool = True):
         self.decay = decay
+        self.foreach = foreach  # one multi-tensor kernel instead of a loop (speed.foreach_updates)
         self.updates = 0
         self.shadow = copy.deepcopy(model).eval()
         for p in self.shadow.parameters():
@@ -30,7 +29,7 @@ class EMA:
         self.updates += 1
         d = min(self.decay, (1 + self.updates) / (10 + self.updates))
         shadow, params = list(self.shadow.parameters()), [p.detach() for p in model.parameters()]
-        if perf.SETTINGS.foreach_updates:  # checks that the two lists match, like zip(strict)
+        if self.foreach:  # checks that the two lists match, like zip(strict)
             torch._foreach_lerp_(shadow, params, 1.0 - d)
         else:
             for s, p in zip(shadow, params, strict=True):

@@ -27,7 +27,6 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from sdflow import perf
 from sdflow.config import FieldError, check_ranges
 from sdflow.metrics.resize import imresize
 from sdflow.models import SDFlow
@@ -143,10 +142,14 @@ class SDFlowObjective(nn.Module):
     """
 
     def __init__(self, model: SDFlow, discriminators: SDFlowDiscriminators,
-                 cfg: SDFlowLossConfig, perceptual: PerceptualLoss | None = None):
+                 cfg: SDFlowLossConfig, perceptual: PerceptualLoss | None = None, *,
+                 share_targets: bool = True, batch_frozen_passes: bool = True):
         super().__init__()
         self.model = model
         self.cfg = cfg
+        # the speed section of the training config (float rounding only)
+        self.share_targets = share_targets
+        self.batch_frozen_passes = batch_frozen_passes
         # Not registered as submodules: the generator step must not own their parameters.
         object.__setattr__(self, "discriminators", discriminators)
         object.__setattr__(self, "perceptual", perceptual)
@@ -170,7 +173,7 @@ class SDFlowObjective(nn.Module):
         lr_flow = self.model.lr_flow
         with frozen(lr_flow):
             return run_pair(lambda z: lr_flow.inverse(z)[0], z_c_x, z_c_y,
-                            batched=perf.SETTINGS.batch_frozen_passes)
+                            batched=self.batch_frozen_passes)
 
     def _perceptual_sums(self, groups: dict[str, list[tuple[Tensor, Tensor]]],
                          targets: TargetCache) -> dict[str, Tensor]:
@@ -181,7 +184,7 @@ class SDFlowObjective(nn.Module):
         features = self.perceptual.features
         target_features = [targets.get("vgg", b, features) for _, b in pairs]
         generated = [a for a, _ in pairs]
-        if perf.SETTINGS.batch_frozen_passes and len({a.shape for a in generated}) == 1:
+        if self.batch_frozen_passes and len({a.shape for a in generated}) == 1:
             n = generated[0].shape[0]
             joint = features(torch.cat(generated))
             losses = [self.perceptual.distance([g[i * n:(i + 1) * n] for g in joint], tf)
@@ -236,7 +239,7 @@ class SDFlowObjective(nn.Module):
         terms["nll_lr"] = -enc.log_prob.mean() / lr[0].numel()
 
         down_hr = imresize(hr, scale=1 / m.scale)
-        targets = TargetCache(perf.SETTINGS.share_targets)
+        targets = TargetCache(self.share_targets)
         perceptual_pairs: dict[str, list[tuple[Tensor, Tensor]]] = {}
         content_x, content_y = self._content_decodes(z_c_x, z_c_y)
         terms["content"] = self._lowpass_l1(content_x, down_hr, targets) + \

@@ -119,7 +119,9 @@ class SDFlowTask(ObjectiveTask):
         self.generator = self.model
         self.discriminators = SDFlowDiscriminators(cfg.loss).to(device)
         self.objective = SDFlowObjective(self.model, self.discriminators, cfg.loss,
-                                         _perceptual(cfg, device))
+                                         _perceptual(cfg, device),
+                                         share_targets=cfg.speed.share_targets,
+                                         batch_frozen_passes=cfg.speed.batch_frozen_passes)
         self._setup_validation(cfg, device)
 
     def initialize(self, batch: dict[str, Tensor]) -> None:

@@ -28,7 +28,6 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
-from sdflow import perf
 from sdflow.atomic import write_atomic
 from sdflow.checkpoint import save as save_model
 from sdflow.checkpoint import state_mismatch
@@ -227,7 +226,8 @@ class Trainer:
         self.iteration = int(state["iteration"])
         self.generator.load_state_dict(state["generator"])
         if self.ema is None:
-            self.ema = EMA(self.generator, self.cfg.optim.ema_decay)
+            self.ema = EMA(self.generator, self.cfg.optim.ema_decay,
+                           self.cfg.speed.foreach_updates)
         if state["ema"] is not None:
             self.ema.load_state_dict(state["ema"])
         if self.discriminators is not None and state["discriminators"] is not None:
@@ -358,9 +358,9 @@ class Trainer:
                 group["lr"] = self.cfg.optim.lr_d * f
 
     def _set_update_kernels(self) -> bool | None:
-        """The ``foreach_updates`` switch (sdflow.perf) for Adam and gradient clipping;
-        None is torch's default (a Python loop over tensors on CPU)."""
-        foreach = True if perf.SETTINGS.foreach_updates else None
+        """``speed.foreach_updates`` for Adam and gradient clipping; None is torch's
+        default (a Python loop over tensors on CPU)."""
+        foreach = True if self.cfg.speed.foreach_updates else None
         for opt in (self.opt_g, self.opt_d):
             for group in opt.param_groups if opt is not None else ():
                 group["foreach"] = foreach
@@ -466,7 +466,7 @@ class Trainer:
             if cfg.run.init_from:
                 self._init_from(cfg.run.init_from)
             self.task.initialize(self._init_batch())  # only what init_from did not set
-            self.ema = EMA(self.generator, cfg.optim.ema_decay)
+            self.ema = EMA(self.generator, cfg.optim.ema_decay, cfg.speed.foreach_updates)
             self.save_checkpoint()  # iteration 0: a rollback target from the start
         g_runner, d_runner = self._runners()
         start_time = time.perf_counter()
