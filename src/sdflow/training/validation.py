@@ -14,6 +14,7 @@ import torch
 from sdflow.imageio import image_to_tensor, tensor_to_image, write_image
 from sdflow.metrics import LPIPS, imresize_uint8, lr_psnr, pixel_std, psnr, ssim
 from sdflow.models import SDFlow, bits_per_dim
+from sdflow.models.da_iccv21 import DAICCV21Generator
 from sdflow.models.prepare import prepare
 from sdflow.training.data import PairedImage
 
@@ -150,8 +151,10 @@ def validate_da(model: torch.nn.Module, pairs: list[PairedImage], *,
     G_t(E(LR)) restores the real LR. Grid rows: LR | bicubic | SR | GT and
     bicubic x1/4 | x_{s->t} | real LR | x_{t->t} (LR-size tiles shown nearest x scale).
     """
-    sr_model = getattr(model, "sr_model", model)
-    lr_decoder = getattr(model, "lr_decoder", None)
+    if isinstance(model, DAICCV21Generator):  # the training generator: E, G_SR and G_t
+        sr_model, lr_decoder = model.sr_model, model.lr_decoder
+    else:  # the exported model: E and G_SR
+        sr_model, lr_decoder = model, None
     device = next(sr_model.parameters()).device
     s = sr_model.scale
     rows: list[dict[str, float]] = []
