@@ -111,7 +111,7 @@ def test_a_saved_model_exports_and_round_trips(shared, tmp_path, lr_crop):
     assert folder.config["name"] == "tiny" and folder.config["registered_name"] is None
     card = (folder.path / CARD_NAME).read_text()
     assert "not stated" in card and "torch.hub" not in card and "three RealSR crops" in card
-    assert "7 iterations; no compute record" in card and "sdflow downscale" in card
+    assert "7 iterations (no compute record)" in card and "sdflow downscale" in card
     loaded = sdflow.load(folder.path)
     assert _states_equal(loaded, model)
     with torch.no_grad():

@@ -228,6 +228,22 @@ def parameter_count(path: str | os.PathLike, info: CheckpointInfo | None = None)
                    if k.rsplit(".", 1)[-1] not in buffers)
 
 
+def compute_summary(extra: dict[str, Any]) -> str:
+    """One line on the training compute a checkpoint records (``extra["compute"]``: legs,
+    iterations, CPU-hours, wall hours), for ``sdflow info`` and model cards."""
+    compute = extra.get("compute")
+    if not compute:
+        its = extra.get("iterations")
+        return f"{its} iterations (no compute record)" if its is not None else "not recorded"
+    legs = compute.get("legs", [])
+    text = f"{len(legs)} leg(s), {compute.get('total_iterations')} iterations"
+    if compute.get("total_cpu_hours") is not None:
+        text += f", {compute['total_cpu_hours']:.2f} CPU-hours"
+    if compute.get("total_hours") is not None:
+        text += f", {compute['total_hours']:.2f} h wall-clock"
+    return text
+
+
 def file_sha256(path: str | os.PathLike, length: int = 12) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

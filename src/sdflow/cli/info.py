@@ -7,7 +7,7 @@ import json
 import sys
 
 from sdflow import registry
-from sdflow.checkpoint import model_config, parameter_count, read_info
+from sdflow.checkpoint import compute_summary, model_config, parameter_count, read_info
 from sdflow.errors import SDFlowError
 
 
@@ -18,21 +18,6 @@ def register(sub) -> None:
     p.add_argument("checkpoint", help="an sdflow .safetensors checkpoint or a registered name")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(run=run)
-
-
-def _compute_text(extra: dict) -> str:
-    """One line on the training compute recorded at export (legs, iterations, hours)."""
-    compute = extra.get("compute")
-    if not compute:
-        its = extra.get("iterations")
-        return f"{its} iterations (no compute record)" if its is not None else "not recorded"
-    legs = compute.get("legs", [])
-    text = f"{len(legs)} leg(s), {compute.get('total_iterations')} iterations"
-    if compute.get("total_cpu_hours") is not None:
-        text += f", {compute['total_cpu_hours']:.2f} CPU-hours"
-    if compute.get("total_hours") is not None:
-        text += f", {compute['total_hours']:.2f} h wall"
-    return text
 
 
 def run(args: argparse.Namespace) -> int:
@@ -58,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
         "trained_on": info.trained_on,
         "notes": info.notes,
         "created": info.created,
-        "compute": _compute_text(info.extra),
+        "compute": compute_summary(info.extra),
         "config": info.config,
     }
     if args.json:

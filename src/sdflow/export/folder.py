@@ -14,7 +14,7 @@ from typing import Any
 from torch import nn
 
 from sdflow import registry
-from sdflow.checkpoint import CheckpointInfo, file_sha256, read_info
+from sdflow.checkpoint import CheckpointInfo, compute_summary, file_sha256, read_info
 from sdflow.checkpoint import load as load_checkpoint
 from sdflow.checkpoint import save as save_checkpoint
 from sdflow.model_folder import (
@@ -189,16 +189,9 @@ def _cell(value: Any, fmt: str = "") -> str:
 def _compute_section(extra: dict[str, Any]) -> list[str]:
     compute = extra.get("compute")
     if not compute:
-        its = extra.get("iterations")
-        return [f"{its} iterations; no compute record." if its is not None
-                else "Not recorded."]
+        return [compute_summary(extra).capitalize() + "."]
     legs = compute.get("legs", [])
-    total = f"{len(legs)} leg(s), {compute.get('total_iterations')} iterations"
-    if compute.get("total_cpu_hours") is not None:
-        total += f", {compute['total_cpu_hours']:.2f} CPU-hours"
-    if compute.get("total_hours") is not None:
-        total += f", {compute['total_hours']:.2f} h wall-clock"
-    lines = [f"Total: {total}.", ""]
+    lines = [f"Total: {compute_summary(extra)}.", ""]
     if legs:
         lines += ["| leg | iterations | device | hours | CPU-hours | from | note |",
                   "|---|---|---|---|---|---|---|"]
