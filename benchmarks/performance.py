@@ -7,7 +7,8 @@ For each preset (a fresh model: random weights, ActNorm initialised on real crop
 coupling perturbed off the identity) and each case, SR 128 -> 512 (a real RealSR LR crop)
 and DS 512 -> 128 (a real HR image), it prints the median seconds over ``--repeats`` runs
 after a warm-up (whose time is printed too: it includes compilation), the conv GMACs, the
-achieved GFLOP/s (2 FLOP per MAC), and the ratio to the reference path measured in the
+achieved GFLOP/s (2 FLOP per MAC; the header prints the machine's peak for a plain large
+conv, ``conv_peak_gflops``), and the ratio to the reference path measured in the
 same process (the model itself under ``sdflow.perf.reference()``: plain eager fp32, every
 optimisation off); the other variants run ``sdflow.prepare(model, ...)`` copies.
 Variants other than the reference also print their largest difference from the reference
@@ -90,6 +91,16 @@ def run_case(model: SDFlow, task: str, x: torch.Tensor) -> torch.Tensor:
         if task == "sr":
             return model.sr(x, 0.8, seed=0)
         return model.downscale(x, 0.8, component=5, seed=0)
+
+
+def conv_peak_gflops(repeats: int = 5) -> float:
+    """What this machine's convolutions reach at best: a plain large 3x3 conv (the widths of
+    the condition networks), the ceiling the models' GFLOP/s are read against."""
+    conv = torch.nn.Conv2d(64, 64, 3, padding=1).eval()
+    x = torch.randn(1, 64, 256, 256)
+    with torch.no_grad():
+        _, sec, _ = timed(lambda: conv(x), repeats)
+    return round(2 * 64 * 64 * 9 * 256 * 256 / sec / 1e9, 1)
 
 
 def timed(fn, repeats: int) -> tuple[float, float, torch.Tensor]:
@@ -204,6 +215,9 @@ def main() -> None:
         return
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; CPU: "
           f"{cpu_features().describe()}", flush=True)
+    print(json.dumps({"conv_peak_gflops": conv_peak_gflops(),
+                      "what": "3x3 conv 64->64 on 1x64x256x256, fp32, median of 5"}),
+          flush=True)
     for preset in args.presets:
         bench_preset(preset, args.variants, args.repeats)
         if args.profile:
