@@ -62,3 +62,24 @@ def test_info_and_selfcheck_on_checkpoint(shared, tmp_path, capsys):
 def test_convert_reports_missing_directory(tmp_path, capsys):
     assert main(["convert", "--official", str(tmp_path), "--out", str(tmp_path / "x")]) == 1
     assert "lrencoder.pth: missing" in capsys.readouterr().err
+
+
+def test_the_cli_keeps_freed_memory_unless_told_not_to(monkeypatch):
+    import sdflow.cli as cli
+
+    calls = []
+    monkeypatch.setattr(cli, "keep_freed_memory", lambda: calls.append(1) or True)
+    monkeypatch.delenv("SDFLOW_SYSTEM_MALLOC", raising=False)
+    assert cli.main(["info", "sdflow-lite-realsr-x4", "--json"]) == 0
+    monkeypatch.setenv("SDFLOW_SYSTEM_MALLOC", "1")
+    assert cli.main(["info", "sdflow-lite-realsr-x4", "--json"]) == 0
+    assert calls == [1]
+
+
+def test_keep_freed_memory_applies_on_glibc():
+    import platform
+
+    from sdflow.allocator import keep_freed_memory
+
+    assert keep_freed_memory() == (platform.system() == "Linux"
+                                   and platform.libc_ver()[0] == "glibc")

@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
+from sdflow.allocator import keep_freed_memory
 from sdflow.cli import (
     convert,
     downscale,
@@ -36,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if os.environ.get("SDFLOW_SYSTEM_MALLOC", "") in ("", "0"):
+        keep_freed_memory()  # large images: no page-fault storm (sdflow.allocator)
     return int(args.run(args) or 0)
 
 
