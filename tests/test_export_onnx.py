@@ -94,6 +94,11 @@ def test_onnx_export_refusals_are_one_line(checkpoints, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "cannot downscale" in err[0]
     assert not (tmp_path / "x.onnx").exists()
+    existing = tmp_path / "there.onnx"
+    existing.write_bytes(b"keep me")
+    assert main(["export", str(checkpoints["da"]), "--format", "onnx", "-o",
+                 str(existing)]) == 1
+    assert "--overwrite" in capsys.readouterr().err and existing.read_bytes() == b"keep me"
     with pytest.raises(ExportError, match="too small"):
         export_onnx(DAICCV21(DAICCV21Config.preset("tiny")), tmp_path / "y.onnx",
                     check_image=np.zeros((1, 1, 3), np.uint8))

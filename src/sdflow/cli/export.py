@@ -24,10 +24,14 @@ def _export_folder(args: argparse.Namespace) -> str:
 
 
 def _export_onnx(args: argparse.Namespace) -> str:
+    from pathlib import Path
+
     from sdflow import registry
-    from sdflow.export.onnx import export_onnx
+    from sdflow.export.onnx import ExportError, export_onnx
     from sdflow.imageio import read_image
 
+    if Path(args.out).exists() and not args.overwrite:
+        raise ExportError(f"{args.out} exists; pass --overwrite to replace it")
     model = registry.load(args.model, task=args.task)
     check = read_image(args.check_image).rgb if args.check_image else None
     result = export_onnx(model, args.out, args.task, check_image=check)
@@ -61,8 +65,8 @@ def register(sub) -> None:
                    help="onnx: a real image to verify the graph on against PyTorch (default: "
                    "a synthetic pattern)")
     p.add_argument("--overwrite", action="store_true",
-                   help="replace the model files of a non-empty output folder (other files "
-                   "in it are left alone)")
+                   help="replace an existing output: the model files of a non-empty folder "
+                   "(other files in it are left alone), or the .onnx file")
     p.add_argument("--license", default=None, metavar="TEXT",
                    help="licence stated in the model card (default: the registry's for a "
                    "registered model, the source folder's for a folder, else none)")
