@@ -145,6 +145,18 @@ def test_model_card_holds_architecture_numbers_and_how_to_load(exported):
     assert model_card(config) == da
 
 
+@pytest.mark.parametrize("name", [DA, LITE])
+def test_the_model_cards_python_snippet_runs(exported, shared, tmp_path, monkeypatch, name):
+    card = (exported[name] / CARD_NAME).read_text()
+    snippet = card.split("```python\n", 1)[1].split("```", 1)[0]
+    snippet = snippet.replace("path/to/this/folder", str(exported[name]))
+    monkeypatch.chdir(tmp_path)
+    Image.open(shared / "data/RealSR_x4/val/LR/Canon_031.png").crop((0, 0, 24, 20)).save(
+        "photo.png")
+    exec(compile(snippet, "model card", "exec"), {})
+    assert Image.open("photo_sr.png").size == (96, 80)
+
+
 def test_changed_weights_give_one_clear_error(exported, tmp_path, capsys):
     folder = _copy(exported[DA], tmp_path)
     with open(folder / WEIGHTS_NAME, "r+b") as f:  # one bit of the last tensor's data

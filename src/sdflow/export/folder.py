@@ -273,9 +273,9 @@ def model_card(record: dict[str, Any]) -> str:
 
 
 def _how_to_load(record: dict[str, Any]) -> list[str]:
-    sr_call = ("model.sr(Image.open(\"photo.png\").convert(\"RGB\"), tau=0.0)"
+    sr_call = ("sdflow.super_resolve(model, Image.open(\"photo.png\"), tau=0.0)"
                if record.get("stochastic") else
-               "model.sr(Image.open(\"photo.png\").convert(\"RGB\"))")
+               "sdflow.super_resolve(model, Image.open(\"photo.png\"))")
     lines = [
         "## How to load", "",
         "With sdflow installed (or a checkout's `src/` on `PYTHONPATH`); each of these checks "
