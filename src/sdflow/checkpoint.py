@@ -25,7 +25,7 @@ from torch import nn
 
 from sdflow.atomic import write_atomic
 from sdflow.config import ConfigError
-from sdflow.errors import CheckpointError
+from sdflow.errors import CheckpointError, first_line
 
 log = logging.getLogger("sdflow.checkpoint")
 
@@ -168,7 +168,7 @@ def read_info(path: str | os.PathLike) -> CheckpointInfo:
             meta = f.metadata() or {}
     except Exception as exc:  # safetensors raises several types for corrupt headers
         raise CheckpointError(f"{path}: not a readable safetensors file "
-                              f"({_first_line(exc)}); if it is truncated or corrupt, copy or "
+                              f"({first_line(exc)}); if it is truncated or corrupt, copy or "
                               "export it again") from exc
     if METADATA_KEY not in meta:
         raise CheckpointError(f"{path}: safetensors file without sdflow metadata; "
@@ -181,11 +181,6 @@ def read_info(path: str | os.PathLike) -> CheckpointInfo:
             log.warning("%s: note: ignoring metadata field(s) %s unknown to this version "
                         "(%s)", path, ", ".join(key[1]), _written_by(info)[0])
     return info
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def model_config(info: CheckpointInfo, path: str | os.PathLike):
@@ -282,7 +277,7 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu",
         with safe_open(str(path), framework="pt") as f:
             state = {key: f.get_tensor(key) for key in f.keys()}
     except Exception as exc:  # safetensors raises several types for corrupt data
-        raise CheckpointError(f"{path}: its weights cannot be read ({_first_line(exc)}); "
+        raise CheckpointError(f"{path}: its weights cannot be read ({first_line(exc)}); "
                               "the file is corrupt: export or convert the model again") from exc
     problem = state_mismatch(model, state)
     if problem:

@@ -5,6 +5,13 @@ from __future__ import annotations
 from torch import Tensor
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type name when it has none): what a
+    one-line error report quotes of an underlying library's exception."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 class SDFlowError(Exception):
     """Base class of the errors sdflow raises on purpose."""
 

@@ -29,3 +29,16 @@ def image_seed(seed: int, name: str) -> int:
 def image_generator(seed: int, name: str) -> torch.Generator:
     """A CPU generator seeded with :func:`image_seed`."""
     return torch.Generator().manual_seed(image_seed(seed, name))
+
+
+def generator_from(seed: int | None,
+                   generator: torch.Generator | None) -> torch.Generator | None:
+    """``seed`` -> a CPU ``torch.Generator`` seeded with it (else ``generator`` as given);
+    both together is an error. The ``seed=`` keyword of the model and image APIs."""
+    if seed is None:
+        return generator
+    if generator is not None:
+        raise ValueError("pass either seed= or generator=, not both")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    return torch.Generator().manual_seed(seed)

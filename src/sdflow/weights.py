@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sdflow.errors import SDFlowError
+from sdflow.errors import SDFlowError, first_line
 
 if TYPE_CHECKING:
     from torch import Tensor, nn
@@ -47,10 +47,15 @@ class WeightsCorruptError(WeightsError):
     """A pretrained weight file is there but truncated, corrupt or holds other weights."""
 
 
+def user_cache(name: str) -> Path:
+    """``$XDG_CACHE_HOME/sdflow/<name>`` (default ``~/.cache/sdflow/<name>``)."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "sdflow" / name
+
+
 def cache_dir() -> Path:
     """The user cache directory for weights (XDG_CACHE_HOME or ~/.cache)."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "sdflow" / "weights"
+    return user_cache("weights")
 
 
 def search_dirs(weights_dir: str | os.PathLike | None = None) -> list[Path]:
@@ -99,7 +104,7 @@ def load_weight_file(path: str | os.PathLike) -> dict[str, Tensor]:
     try:
         return load_file(str(path))
     except Exception as exc:  # safetensors raises several types for corrupt files
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        text = first_line(exc)
         raise WeightsCorruptError(f"{path}: not a readable safetensors weight file "
                                   f"({text}); {_replace_hint(path)}") from exc
 

@@ -44,6 +44,8 @@ def add_arguments(p: argparse.ArgumentParser, task: str, default_tau: float) -> 
                        help="run the model in PyTorch (default) or through its exported "
                        "ONNX graph in ONNX Runtime on the CPU (exported once and cached; "
                        "needs the onnx extra); outputs within 1 grey level of each other")
+    else:
+        p.set_defaults(backend="torch")  # downscaling runs in PyTorch
     add_flags(p, batch.Options, command, {
         "unit": "LR" if task == "sr" else "HR", "default_tau": default_tau,
         "default_overlap": tiling.DEFAULT_SR_OVERLAP if task == "sr"
@@ -97,7 +99,7 @@ def run(args: argparse.Namespace, task: str) -> int:
             return fail(problem, 1)
     if args.threads:
         torch.set_num_threads(args.threads)
-    backend = getattr(args, "backend", "torch")  # sr only
+    backend = args.backend
     try:
         model, model_id = batch.open_model(resolved, args.device)
         if backend == "onnxruntime":

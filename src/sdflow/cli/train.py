@@ -8,7 +8,7 @@ import logging
 import sys
 
 from sdflow.config import ConfigError
-from sdflow.errors import SDFlowError
+from sdflow.errors import SDFlowError, first_line
 from sdflow.training.config import PRESETS, load_config
 
 
@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         ctx = distributed.setup(cfg.run.device)
     except (RuntimeError, ValueError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        first = first_line(exc)
         print(f"sdflow train: error: run.device={cfg.run.device}: {first}; use --device cpu "
               "or a device this machine has", file=sys.stderr)
         return 1
@@ -106,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
         trainer = Trainer(cfg, ctx)
         out = trainer.fit(resume=args.resume)
     except (SDFlowError, ValueError, OSError) as exc:
-        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        text = first_line(exc)
         if isinstance(exc, OSError) and exc.filename and exc.strerror:
             text = f"{exc.filename}: {exc.strerror.lower()}; check the folders given"
         print(f"sdflow train: error: {text}", file=sys.stderr)

@@ -24,7 +24,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from sdflow.errors import SDFlowError
+from sdflow.atomic import write_atomic
+from sdflow.errors import SDFlowError, first_line
 from sdflow.models.base import Downscaler, StochasticSR, SuperResolver
 from sdflow.models.prepare import prepare
 
@@ -64,9 +65,9 @@ class DSGraph(nn.Module):
     def forward(self, image: Tensor, noise: Tensor, component: Tensor) -> Tensor:
         x = image * 2.0 - 1.0
         z_c, features = self.model.ds_condition(x)
-        prior = self.model.deg_prior
-        k = component.reshape(-1, 1, 1, 1)
-        z_deg = prior.means[k] + torch.exp(prior.effective_log_stds())[k] * noise
+        # the mixture latent mu_k + sigma_k * noise, noise already scaled by tau
+        z_deg = self.model.deg_prior.latent(component.reshape(-1, 1, 1, 1),
+                                            tuple(noise.shape), 1.0, noise)
         out = self.model.ds_decode(z_c, features, z_deg)
         return ((out + 1.0) * 0.5).clamp(0.0, 1.0)
 
@@ -100,24 +101,23 @@ def require_onnx() -> None:
 
 def _export(graph: nn.Module, args: tuple, path: Path, input_names: list[str],
             output_name: str, dynamic_shapes: tuple) -> None:
+    """``torch.onnx.export`` to one self-contained file, written atomically."""
     import logging
     import warnings
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
+    def write(tmp: str) -> None:
+        torch.onnx.export(graph, args, tmp, input_names=input_names,
+                          output_names=[output_name], dynamic_shapes=dynamic_shapes,
+                          dynamo=True, optimize=True, verbose=False, external_data=False)
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         logging.getLogger("torch.onnx").setLevel(logging.ERROR)
         try:
-            torch.onnx.export(graph, args, str(tmp), input_names=input_names,
-                              output_names=[output_name], dynamic_shapes=dynamic_shapes,
-                              dynamo=True, optimize=True, verbose=False,
-                              external_data=False)  # one self-contained file
+            write_atomic(path, write)
         except Exception as exc:
-            tmp.unlink(missing_ok=True)
-            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            first = first_line(exc)
             raise ExportError(f"{path}: the ONNX export failed ({first})") from None
-    os.replace(tmp, path)
 
 
 def _sample_image(image: np.ndarray | None, multiple: int) -> tuple[Tensor, str]:
@@ -146,7 +146,7 @@ def _compare(path: Path, feeds: dict[str, np.ndarray], reference: Tensor) -> flo
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         out = session.run(None, feeds)[0]
     except Exception as exc:  # onnxruntime raises its own exception types
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        first = first_line(exc)
         raise ExportError(f"{path}: onnxruntime cannot run the exported graph ({first})") \
             from None
     return float(np.abs(out - reference.numpy()).max())

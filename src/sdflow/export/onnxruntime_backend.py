@@ -10,7 +10,6 @@ with PyTorch (and each sample costs a whole forward pass).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -22,11 +21,11 @@ from sdflow.inference import tiling
 from sdflow.models.base import StochasticSR
 from sdflow.models.prepare import Preparation
 from sdflow.version import __version__
+from sdflow.weights import user_cache
 
 
 def cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "sdflow" / "onnx"
+    return user_cache("onnx")
 
 
 class OnnxRuntimeSR(nn.Module):

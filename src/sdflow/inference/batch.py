@@ -19,7 +19,7 @@ from typing import TextIO
 
 import torch
 
-from sdflow.errors import SDFlowError
+from sdflow.errors import SDFlowError, first_line
 from sdflow.hardware import cpu_features
 from sdflow.imageio import (
     DEFAULT_MAX_PIXELS,
@@ -43,8 +43,6 @@ from sdflow.seeding import image_generator, image_key, image_seed
 from sdflow.version import __version__
 
 TASK_NAMES = {"sr": "sr", "ds": "downscale"}
-#: ``--precision``: arithmetic of the condition networks (sdflow.prepare; the flows and
-#: their inverses are always fp32; docs/performance.md measures the difference).
 META_PREFIX = "sdflow:"
 
 
@@ -426,7 +424,7 @@ FILE_ERRORS = (ImageReadError, SDFlowError, ValueError, OSError, RuntimeError)
 
 def failure_line(source: Path, exc: BaseException) -> str:
     """``SOURCE: failed: <first line of the error>`` (without the source repeated)."""
-    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    text = first_line(exc)
     prefix = f"{source}: "
     text = text[len(prefix):] if text.startswith(prefix) else text
     return f"{prefix}failed: {text}"
@@ -587,8 +585,7 @@ def _run_batch(model, model_id: ModelIdentity, jobs: list[Job], options: Options
                 new_samples += 1
             if result.uncertainty is not None:
                 # derived from all samples: redone when a sample was added or a map is missing
-                redo = new_samples > 0 or not all(p.exists() for p in extra)
-                if redo or options.overwrite:
+                if new_samples or options.overwrite or not all(p.exists() for p in extra):
                     written += _write_uncertainty(extra, result, options, model_id, job,
                                                   job_seed)
             for note in dict.fromkeys(notes):

@@ -29,6 +29,7 @@ from sdflow.imageio import to_gray as _to_gray
 from sdflow.inference import tiling, uncertainty
 from sdflow.models.base import Downscaler, StochasticSR, SuperResolver
 from sdflow.models.sdflow import DS_DEFAULT_TAU, SR_DEFAULT_TAU, pad_to_multiple
+from sdflow.seeding import generator_from
 
 #: Non-finite samples are retried at 0.9 tau this many times, then once at tau = 0.
 MAX_RETRIES = 3
@@ -223,12 +224,6 @@ def _api(model, image, task: str, **kwargs):
     return outs[0] if len(outs) == 1 else outs
 
 
-def _generator(seed: int | None, generator: torch.Generator | None) -> torch.Generator | None:
-    if seed is not None and generator is not None:
-        raise ValueError("give seed= or generator=, not both")
-    return torch.Generator().manual_seed(seed) if seed is not None else generator
-
-
 @torch.no_grad()
 def super_resolve(model, image, tau: float | None = None, num_samples: int = 1,
                   generator: torch.Generator | None = None, truncate: float | None = None,
@@ -242,7 +237,7 @@ def super_resolve(model, image, tau: float | None = None, num_samples: int = 1,
     if tau is None:
         tau = SR_DEFAULT_TAU if isinstance(model, StochasticSR) else 0.0
     return _api(model, image, "sr", tau=tau, num_samples=num_samples,
-                generator=_generator(seed, generator), truncate=truncate, tile=tile,
+                generator=generator_from(seed, generator), truncate=truncate, tile=tile,
                 tile_overlap=tile_overlap, max_memory=max_memory)
 
 
@@ -256,6 +251,6 @@ def downscale(model, image, tau: float = DS_DEFAULT_TAU, num_samples: int = 1,
     realistic LR image of the same kind (``ceil(H/4) x ceil(W/4)``; a list for
     ``num_samples > 1``)."""
     return _api(model, image, "ds", tau=tau, num_samples=num_samples,
-                generator=_generator(seed, generator), component=component,
+                generator=generator_from(seed, generator), component=component,
                 truncate=truncate, tile=tile, tile_overlap=tile_overlap,
                 max_memory=max_memory)

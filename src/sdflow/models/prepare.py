@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from sdflow.errors import first_line
 from sdflow.flows.steps import FlowStep
 from sdflow.hardware import cpu_features
 from sdflow.nets.rrdb import ConditionNet
@@ -98,9 +99,8 @@ def _compiled_with_fallback(net: ConditionNet) -> Callable[[Tensor], Tensor]:
         try:
             return compiled(x)
         except Exception as exc:  # e.g. no C++ compiler for inductor
-            first_line = str(exc).splitlines()[0] if str(exc) else ""
             log.warning("torch.compile failed (%s: %s); running %s eagerly",
-                        type(exc).__name__, first_line, type(net).__name__)
+                        type(exc).__name__, first_line(exc), type(net).__name__)
             state["failed"] = True
             return eager(x)
 

@@ -35,6 +35,7 @@ from sdflow.flows import (
 )
 from sdflow.models.base import PresetConfig
 from sdflow.nets import ConditionNet, ContentExtractor
+from sdflow.seeding import generator_from
 
 #: Width of one 8-bit quantisation bin for images mapped to [-1, 1].
 BIN_WIDTH = 2.0 / 255.0
@@ -264,18 +265,6 @@ def _finite_or_raise(out: Tensor, what: str) -> Tensor:
     return out
 
 
-def _generator_from_seed(seed: int | None,
-                         generator: torch.Generator | None) -> torch.Generator | None:
-    """``seed`` -> a CPU ``torch.Generator`` seeded with it; both together is an error."""
-    if seed is None:
-        return generator
-    if generator is not None:
-        raise ValueError("pass either seed= or generator=, not both")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
-    return torch.Generator().manual_seed(seed)
-
-
 def bits_per_dim(log_prob: Tensor, num_dims: int) -> Tensor:
     """Bits per dimension of 8-bit data from the continuous log-density of dequantised
     images in [-1, 1]: ``-(log p + D log(2/255)) / (D ln 2)``."""
@@ -462,7 +451,7 @@ class SDFlow(nn.Module):
         :class:`NonFiniteOutputError` if a sample is not finite. For PIL images and numpy
         arrays (tiled, any size) use :func:`sdflow.super_resolve`.
         """
-        generator = _generator_from_seed(seed, generator)
+        generator = generator_from(seed, generator)
         _tensor_or_raise(y, "sr", "super_resolve")
         self._check_lr(y, even=False)
         if num_samples < 1:
@@ -498,7 +487,7 @@ class SDFlow(nn.Module):
         CPU generator seeded with it. For PIL images and numpy arrays use
         :func:`sdflow.downscale`.
         """
-        generator = _generator_from_seed(seed, generator)
+        generator = generator_from(seed, generator)
         _tensor_or_raise(x, "downscale", "downscale")
         _check_image(x, "HR image")
         if num_samples < 1:
