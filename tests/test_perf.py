@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from sdflow import perf
-from sdflow.flows import ActNorm, FlowStep, data_init
+from sdflow.flows import ActNorm, CouplingNet, FlowStep, data_init
 from sdflow.models import DAICCV21, DAICCV21Config
 from sdflow.models.prepare import Preparation, prepare
 from sdflow.nets.rrdb import ConditionNet
@@ -70,6 +70,10 @@ def test_a_prepared_copy_is_an_ordinary_frozen_module_and_leaves_the_original_al
                         for n in nets)
     steps = [m for m in prepared.modules() if isinstance(m, FlowStep)]
     assert steps and all(s.baked for s in steps)
+    couplings = [m for m in prepared.modules() if isinstance(m, CouplingNet)]
+    assert couplings and all(c.baked and c.memory_format == torch.channels_last
+                             for c in couplings)
+    assert not any(m.baked for m in model.modules() if isinstance(m, CouplingNet))
     # a snapshot: the original's later changes do not reach it, preparing again does
     with torch.no_grad():
         before = prepared.sr(lr, 0.0)
@@ -114,6 +118,24 @@ def test_baked_step_is_the_step_in_both_directions_float64():
     torch.testing.assert_close(xb, x_back, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(ldb, ld, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(ldb_inv, ld_inv, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_baked_coupling_net_is_the_net_float64(memory_format):
+    torch.manual_seed(0)
+    net = CouplingNet(5, 6, hidden=16).double().eval()
+    with torch.no_grad():  # off the zero init, so that the folded output scale matters
+        net.conv_out.conv.weight.normal_(0, 0.1)
+        net.conv_out.conv.bias.normal_()
+        net.conv_out.log_scale.normal_(0, 0.3)
+    x = torch.randn(2, 5, 9, 7, dtype=torch.float64)
+    with torch.no_grad():
+        ref = net(x)
+        net.bake(memory_format)
+        out = net(x)
+    assert net.state_dict().keys() == CouplingNet(5, 6, hidden=16).state_dict().keys()
+    assert out.is_contiguous() and out.shape == ref.shape == (2, 6, 7, 5)
+    torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
 
 
 def test_bf16_preparation_changes_little_and_needs_condition_nets(shared):

@@ -83,9 +83,38 @@ class CouplingNet(nn.Module):
             nn.init.xavier_normal_(conv.weight)
             conv.weight.data.mul_(0.1)
             nn.init.zeros_(conv.bias)
+        self.baked = False
+
+    @torch.no_grad()
+    def bake(self, memory_format: torch.memory_format = torch.contiguous_format) -> None:
+        """For :func:`sdflow.prepare` (the network is then for inference only): fold the
+        output scale ``exp(3 log_scale)`` into the last conv and run the three convs in
+        ``memory_format``. Channels-last pays most here, on the 64-channel hidden layers at
+        the HR flow's full resolution (docs/performance.md); input and output keep their
+        format, so only the narrow ends are converted. Non-persistent buffers: the
+        checkpoint format is unchanged."""
+        scale = torch.exp(3.0 * self.conv_out.log_scale).reshape(-1)
+        weights = {"in": self.conv_in.weight, "mid": self.conv_mid.weight,
+                   "out": self.conv_out.conv.weight * scale[:, None, None, None]}
+        for name, w in weights.items():
+            self.register_buffer(f"baked_{name}_weight",
+                                 w.detach().clone().contiguous(memory_format=memory_format),
+                                 persistent=False)
+        self.register_buffer("baked_out_bias", (self.conv_out.conv.bias * scale).clone(),
+                             persistent=False)
+        self.memory_format = memory_format
+        self.baked = True
 
     def forward(self, x_padded: Tensor) -> Tensor:
-        return self.conv_out(self.act(self.conv_mid(self.act(self.conv_in(x_padded)))))
+        if not self.baked:
+            return self.conv_out(self.act(self.conv_mid(self.act(self.conv_in(x_padded)))))
+        slope = self.act.negative_slope
+        h = F.conv2d(x_padded.contiguous(memory_format=self.memory_format),
+                     self.baked_in_weight, self.conv_in.bias)
+        h = F.leaky_relu(h, slope, inplace=True)
+        h = F.leaky_relu(F.conv2d(h, self.baked_mid_weight, self.conv_mid.bias), slope,
+                         inplace=True)
+        return F.conv2d(h, self.baked_out_weight, self.baked_out_bias, padding=1).contiguous()
 
 
 def _scale_shift(h: Tensor) -> tuple[Tensor, Tensor]:
