@@ -8,13 +8,14 @@ coupling perturbed off the identity) and each case, SR 128 -> 512 (a real RealSR
 and DS 512 -> 128 (a real HR image), it prints the median seconds over ``--repeats`` runs
 after a warm-up (whose time is printed too: it includes compilation), the conv GMACs, the
 achieved GFLOP/s (2 FLOP per MAC; the header prints the machine's peak for a plain large
-conv, ``conv_peak_gflops``), and the ratio to the reference path measured in the
+conv, ``sdflow.profiling.conv_peak_gflops``), and the ratio to the reference path measured in the
 same process (the model itself under ``sdflow.perf.reference()``: plain eager fp32, every
 optimisation off); the other variants run ``sdflow.prepare(model, ...)`` copies.
 Variants other than the reference also print their largest difference from the reference
 output and the PSNR of its 8-bit image against the reference's 8-bit image. ``--tiled``
 adds SR of the largest LR in ``val/LR_full`` and of a 750x600 LR (3000x2400 output),
-tiled, each in a fresh process so that its peak RSS is its own.
+tiled, each in a fresh process so that its peak RSS is its own. Like the CLI, the process
+first tells glibc to keep freed memory (``sdflow.allocator``).
 """
 
 from __future__ import annotations
@@ -31,13 +32,14 @@ from pathlib import Path
 import torch
 
 from sdflow import perf
+from sdflow.allocator import keep_freed_memory
 from sdflow.diagnostics import perturb_parameters_
 from sdflow.hardware import cpu_features
 from sdflow.imageio import image_to_tensor, read_image, tensor_to_image
 from sdflow.metrics import psnr
 from sdflow.models import SDFlow, SDFlowConfig
 from sdflow.models.prepare import prepare
-from sdflow.profiling import count_macs
+from sdflow.profiling import conv_peak_gflops, count_macs
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "RealSR_x4"
 #: name -> (keywords of sdflow.prepare, or None for the unprepared reference path; switches
@@ -91,16 +93,6 @@ def run_case(model: SDFlow, task: str, x: torch.Tensor) -> torch.Tensor:
         if task == "sr":
             return model.sr(x, 0.8, seed=0)
         return model.downscale(x, 0.8, component=5, seed=0)
-
-
-def conv_peak_gflops(repeats: int = 5) -> float:
-    """What this machine's convolutions reach at best: a plain large 3x3 conv (the widths of
-    the condition networks), the ceiling the models' GFLOP/s are read against."""
-    conv = torch.nn.Conv2d(64, 64, 3, padding=1).eval()
-    x = torch.randn(1, 64, 256, 256)
-    with torch.no_grad():
-        _, sec, _ = timed(lambda: conv(x), repeats)
-    return round(2 * 64 * 64 * 9 * 256 * 256 / sec / 1e9, 1)
 
 
 def timed(fn, repeats: int) -> tuple[float, float, torch.Tensor]:
@@ -215,8 +207,9 @@ def main() -> None:
         return
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; CPU: "
           f"{cpu_features().describe()}", flush=True)
-    print(json.dumps({"conv_peak_gflops": conv_peak_gflops(),
-                      "what": "3x3 conv 64->64 on 1x64x256x256, fp32, median of 5"}),
+    print(json.dumps({"conv_peak_gflops": conv_peak_gflops(), "allocator_keeps_memory":
+                      keep_freed_memory(), "what": "fastest 3x3 conv 64->64 of 1x64x128x128 "
+                      "and 1x64x256x256, NCHW or channels-last, fp32, median of 5"}),
           flush=True)
     for preset in args.presets:
         bench_preset(preset, args.variants, args.repeats)

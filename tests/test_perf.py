@@ -244,3 +244,26 @@ def test_cpu_features_describe_this_machine():
     cpu = cpu_features()
     assert cpu.cores >= 1 and f"{cpu.cores} cores" in cpu.describe()
     assert cpu.bf16_matrix_units == (cpu.avx512_bf16 or cpu.amx)
+
+
+def test_count_macs_counts_convs_and_invertible_1x1s_and_refuses_a_prepared_copy(shared):
+    from sdflow.flows.invconv import InvertibleConv1x1
+    from sdflow.profiling import count_macs
+
+    conv, inv = torch.nn.Conv2d(3, 8, 3, padding=1), InvertibleConv1x1(8)
+    net = torch.nn.ModuleList([conv, inv])
+    x = torch.randn(2, 3, 5, 7)
+    with torch.no_grad(), count_macs(net) as macs:
+        y, _ = inv(conv(x))
+        inv.inverse(y)
+    assert macs["total"] == 2 * 8 * 5 * 7 * 3 * 9 + 2 * (2 * 8 * 5 * 7 * 8)
+    assert "inverse" not in inv.__dict__  # the counting wrapper is gone afterwards
+    with pytest.raises(ValueError, match="unprepared"), count_macs(prepare(tiny_model(shared))):
+        pass
+
+
+def test_conv_peak_is_a_finite_positive_rate():
+    from sdflow.profiling import conv_peak_gflops
+
+    peak = conv_peak_gflops(repeats=1)
+    assert 0 < peak < 1e6

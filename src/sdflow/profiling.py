@@ -19,8 +19,13 @@ def count_macs(model: nn.Module) -> Iterator[dict[str, int]]:
         print(macs["total"] / 1e9, "GMAC")
 
     Counts ``nn.Conv2d`` layers and the invertible 1x1 convolutions (forward and inverse);
-    element-wise work is not counted.
+    element-wise work is not counted. A prepared copy (:func:`sdflow.prepare`) runs baked
+    weights through ``F.conv2d`` that no hook sees, so it is refused: count the model it
+    was prepared from (the same arithmetic).
     """
+    if getattr(model, "preparation", None) is not None:
+        raise ValueError("count_macs needs the unprepared model: a prepared copy's baked "
+                         "convolutions are invisible to module hooks")
     counter = {"total": 0}
     handles = []
 
@@ -52,3 +57,32 @@ def count_macs(model: nn.Module) -> Iterator[dict[str, int]]:
         for m in model.modules():
             if isinstance(m, InvertibleConv1x1) and "inverse" in m.__dict__:
                 del m.inverse
+
+
+def conv_peak_gflops(repeats: int = 5) -> float:
+    """What this machine's convolutions reach at best, the ceiling a model's GFLOP/s are
+    read against: the fastest of plain 64-channel 3x3 convs (the condition and coupling
+    networks' width) at 128x128 and 256x256, in both memory formats. Both formats count
+    because they differ by up to 1.6x (a 64-channel 256x256 conv in NCHW reached 132
+    GFLOP/s where channels-last reached 220 on one AVX-512 machine); the best of them is
+    what the arithmetic could reach."""
+    import statistics
+    import time
+
+    import torch
+
+    best = 0.0
+    conv = nn.Conv2d(64, 64, 3, padding=1).eval()
+    with torch.no_grad():
+        for side in (128, 256):
+            for fmt in (torch.contiguous_format, torch.channels_last):
+                x = torch.randn(1, 64, side, side).contiguous(memory_format=fmt)
+                layer = conv.to(memory_format=fmt)
+                layer(x)
+                times = []
+                for _ in range(repeats):
+                    t0 = time.perf_counter()
+                    layer(x)
+                    times.append(time.perf_counter() - t0)
+                best = max(best, 2 * 64 * 64 * 9 * side * side / statistics.median(times))
+    return round(best / 1e9, 1)
