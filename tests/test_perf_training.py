@@ -55,7 +55,8 @@ def test_generator_terms_and_gradients_equal_the_reference(shared):
     assert vgg_batches == [2] * 8 and fast_vgg == [2, 2, 8]
 
     assert list(fast_terms) == list(ref_terms)  # same terms, same order of summation
-    assert {"content", "perceptual", "low_frequency", "adversarial"} <= set(ref_terms)
+    assert {"content", "perceptual", "perceptual_ds", "low_frequency", "adversarial"} \
+        <= set(ref_terms)
     for k, v in ref_terms.items():
         assert abs(fast_terms[k] - v) <= 1e-5 * max(1.0, abs(v)), k
     assert fast_grads.keys() == ref_grads.keys()

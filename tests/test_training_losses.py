@@ -63,7 +63,8 @@ def test_frozen_restores_flags_and_blocks_parameter_gradients():
 def setup(shared):
     torch.manual_seed(0)
     model = tiny_model(shared).train()
-    cfg = SDFlowLossConfig(n_pre=0, content_perceptual=0.0, perceptual=0.0, disc_base=8,
+    cfg = SDFlowLossConfig(n_pre=0, content_perceptual=0.0, perceptual=0.0, perceptual_ds=0.0,
+                           disc_base=8,
                            mode_hr=1.0, mode_lr=1.0, content_cycle=1.0,
                            content_synthetic=1.0)
     discs = SDFlowDiscriminators(cfg)
@@ -150,7 +151,8 @@ def test_domain_terms_target_values(setup):
 
 def test_stage_two_terms_only_after_n_pre(setup):
     model, discs, _, hr, lr = setup
-    cfg = SDFlowLossConfig(n_pre=5, content_perceptual=0.0, perceptual=0.0, disc_base=8)
+    cfg = SDFlowLossConfig(n_pre=5, content_perceptual=0.0, perceptual=0.0, perceptual_ds=0.0,
+                           disc_base=8)
     obj = SDFlowObjective(model, discs, cfg)
     with torch.no_grad():
         early, _, cache = obj.generator_terms(hr, lr, 4)
@@ -203,7 +205,8 @@ def _stage1_objective(shared, **terms):
     """A tiny data-initialised model in eval mode and its objective (stage 1 only, no VGG)
     with the given extra term weights."""
     model = tiny_model(shared).eval()
-    cfg = SDFlowLossConfig(n_pre=10**9, content_perceptual=0.0, perceptual=0.0, disc_base=8,
+    cfg = SDFlowLossConfig(n_pre=10**9, content_perceptual=0.0, perceptual=0.0,
+                           perceptual_ds=0.0, disc_base=8,
                            **terms)
     return model, cfg, SDFlowObjective(model, SDFlowDiscriminators(cfg), cfg)
 
@@ -269,3 +272,32 @@ def test_per_sample_blur_matches_the_fixed_blur():
         ref = gaussian_blur(x[i:i + 1], 2 * radius + 1, float(sigmas[i]))
         torch.testing.assert_close(out[i:i + 1], ref)
     torch.testing.assert_close(gaussian_blur_per_sample(x, torch.zeros(2)), x)
+
+
+def test_the_sr_and_ds_perceptual_pairs_have_their_own_weights(shared):
+    """perceptual (B(x^) vs y) and perceptual_ds (y^ vs B(x)) are separate terms: with only
+    the DS weight on, the term is the VGG distance of the DS sample to the bicubic x1/4 of
+    the HR, it reaches the degradation flow, and the SR pair is not computed."""
+    from sdflow.training.losses import PerceptualLoss
+
+    torch.manual_seed(0)
+    model = tiny_model(shared).train()
+    cfg = SDFlowLossConfig(n_pre=0, content_perceptual=0.0, perceptual=0.0, perceptual_ds=0.5,
+                           disc_base=8)
+    vgg = PerceptualLoss(cfg.perceptual_layers, str(shared / "weights"))
+    obj = SDFlowObjective(model, SDFlowDiscriminators(cfg), cfg, vgg)
+    hr, _ = real_crops(shared, 64, "Nikon_031.png")
+    _, lr = real_crops(shared, 64, "Canon_033.png")
+    terms, _, cache = obj.generator_terms(hr, lr, 0, torch.Generator().manual_seed(1))
+    assert "perceptual_ds" in terms and "perceptual" not in terms
+    with torch.no_grad():
+        direct = vgg(cache["ds"], imresize(hr, scale=1 / model.scale))
+    torch.testing.assert_close(terms["perceptual_ds"].detach(), direct, rtol=1e-5, atol=1e-6)
+    model.zero_grad(set_to_none=True)
+    terms["perceptual_ds"].backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0
+               for p in model.deg_flow.parameters())
+    weights = {"perceptual_ds": torch.tensor(2.0)}
+    assert obj.weighted_total(weights) == 0.5 * 2.0
+    assert SDFlowLossConfig(content_perceptual=0.0, perceptual=0.0,
+                            perceptual_ds=0.1).needs_perceptual

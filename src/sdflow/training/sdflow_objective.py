@@ -15,7 +15,10 @@ crops (unpaired, dequantised)::
   swapped labels for the generator; R = beta1 (E z_cx^2 + E z_cy^2) + beta2 E (z_LR - sg z_cy)^2.
 - Stage 2: SR samples x^ = SR(y; tau) and DS samples y^ = DS(x; tau), 8-bit quantised with a
   straight-through gradient, against D_HR / D_LR (LSGAN), and low-frequency consistency
-  ||G B(x^) - G y||_1 + ||G y^ - G B(x)||_1 (+ lambda_per perceptual on the same pairs).
+  ||G B(x^) - G y||_1 + ||G y^ - G B(x)||_1, plus VGG perceptual distances on the same
+  pairs: lambda_per for the SR pair, lambda_per_ds for the DS pair (the design notes use
+  one weight for both; a full-band distance between y^ and the bicubic B(x) pulls the
+  downscaling towards bicubic, so the DS pair has its own weight).
   No pixel loss ever compares a generated image with an unpaired image.
 """
 
@@ -59,7 +62,8 @@ class SDFlowLossConfig:
     beta2: float = 0.5  # keeps z_d = z_LR - z_c small (f_LR only)
     adversarial: float = 0.1  # lambda_adv, stage 2
     low_frequency: float = 1.0  # lambda_lf, stage 2
-    perceptual: float = 0.5  # lambda_per, stage 2
+    perceptual: float = 0.5  # lambda_per, stage 2: VGG distance of B(x^) to y (SR pair)
+    perceptual_ds: float = 0.5  # the same for the DS pair, y^ to B(x)
     # Our addition (not in the design notes; 0 = off): the tau = 0 outputs as
     # reconstructions of the training image itself, which needs no pairing:
     # mode_hr: ||decode_hr(z_c^x, z_h' = 0) - x||_1, the HR image from its own content at
@@ -103,13 +107,13 @@ class SDFlowLossConfig:
 
     @property
     def needs_perceptual(self) -> bool:
-        return self.content_perceptual > 0 or self.perceptual > 0
+        return self.content_perceptual > 0 or self.perceptual > 0 or self.perceptual_ds > 0
 
 
 #: The weights of :class:`SDFlowLossConfig`'s terms (each must be >= 0).
 _WEIGHTS = ("nll_hr", "nll_lr", "content", "content_perceptual", "domain", "beta1", "beta2",
-            "adversarial", "low_frequency", "perceptual", "mode_hr", "mode_lr", "content_cycle",
-            "content_synthetic")
+            "adversarial", "low_frequency", "perceptual", "perceptual_ds", "mode_hr", "mode_lr",
+            "content_cycle", "content_synthetic")
 
 
 #: The model groups a gradient can reach, for the gradient-flow tests.
@@ -155,7 +159,8 @@ class SDFlowObjective(nn.Module):
         object.__setattr__(self, "perceptual", perceptual)
         if cfg.needs_perceptual and perceptual is None:
             raise ValueError("the perceptual weights are > 0 but no PerceptualLoss was given; "
-                             "set loss.content_perceptual=0 and loss.perceptual=0 to train "
+                             "set loss.content_perceptual=0, loss.perceptual=0 and "
+                             "loss.perceptual_ds=0 to train "
                              "without VGG features")
 
     # ------------------------------------------------------------------ helpers
@@ -297,15 +302,18 @@ class SDFlowObjective(nn.Module):
             terms["low_frequency"] = self._lowpass_l1(down_sr, lr, targets) + \
                 self._lowpass_l1(ds, down_hr, targets)
             if cfg.perceptual > 0:
-                perceptual_pairs["perceptual"] = [(down_sr, lr), (ds, down_hr)]
+                perceptual_pairs["perceptual"] = [(down_sr, lr)]
+            if cfg.perceptual_ds > 0:
+                perceptual_pairs["perceptual_ds"] = [(ds, down_hr)]
             cache.update(sr=sr.detach(), ds=ds.detach())
 
         # VGG distances last, so that all generated images share one pass (perf switches)
         sums = self._perceptual_sums(perceptual_pairs, targets)
         if "content" in sums:
             terms["content"] = terms["content"] + cfg.content_perceptual * sums["content"]
-        if "perceptual" in sums:
-            terms["perceptual"] = sums["perceptual"]
+        for name in ("perceptual", "perceptual_ds"):
+            if name in sums:
+                terms[name] = sums[name]
 
         with torch.no_grad():
             stats["bpd_hr"] = float(nats_to_bits_per_dim(terms["nll_hr"]))
@@ -321,7 +329,8 @@ class SDFlowObjective(nn.Module):
         weights = {"nll_hr": cfg.nll_hr, "nll_lr": cfg.nll_lr, "content": cfg.content,
                    "domain": cfg.domain, "beta1": cfg.beta1, "beta2": cfg.beta2,
                    "adversarial": cfg.adversarial, "low_frequency": cfg.low_frequency,
-                   "perceptual": cfg.perceptual, "mode_hr": cfg.mode_hr, "mode_lr": cfg.mode_lr,
+                   "perceptual": cfg.perceptual, "perceptual_ds": cfg.perceptual_ds,
+                   "mode_hr": cfg.mode_hr, "mode_lr": cfg.mode_lr,
                    "content_cycle": cfg.content_cycle,
                    "content_synthetic": cfg.content_synthetic}
         return sum(weights[k] * v for k, v in terms.items() if weights[k] != 0)
