@@ -262,8 +262,10 @@ def test_count_macs_counts_convs_and_invertible_1x1s_and_refuses_a_prepared_copy
         pass
 
 
-def test_conv_peak_is_a_finite_positive_rate():
-    from sdflow.profiling import conv_peak_gflops
+def test_conv_peak_is_the_best_of_finite_positive_rates():
+    from sdflow.profiling import conv_peak_gflops, conv_rates
 
-    peak = conv_peak_gflops(repeats=1)
-    assert 0 < peak < 1e6
+    rates = conv_rates(repeats=1)
+    assert set(rates) == {"nchw 128", "nchw 256", "channels_last 128", "channels_last 256"}
+    assert all(0 < r < 1e6 for r in rates.values())
+    assert 0 < conv_peak_gflops(repeats=1) < 1e6

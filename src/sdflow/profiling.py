@@ -59,23 +59,21 @@ def count_macs(model: nn.Module) -> Iterator[dict[str, int]]:
                 del m.inverse
 
 
-def conv_peak_gflops(repeats: int = 5) -> float:
-    """What this machine's convolutions reach at best, the ceiling a model's GFLOP/s are
-    read against: the fastest of plain 64-channel 3x3 convs (the condition and coupling
-    networks' width) at 128x128 and 256x256, in both memory formats. Both formats count
-    because they differ by up to 1.6x (a 64-channel 256x256 conv in NCHW reached 132
-    GFLOP/s where channels-last reached 220 on one AVX-512 machine); the best of them is
-    what the arithmetic could reach."""
+def conv_rates(repeats: int = 5) -> dict[str, float]:
+    """GFLOP/s of a plain 64-channel 3x3 conv (the condition and coupling networks' width),
+    fp32, median of ``repeats`` calls, at 128x128 and 256x256 in both memory formats: keys
+    like ``"nchw 256"`` and ``"channels_last 128"``."""
     import statistics
     import time
 
     import torch
 
-    best = 0.0
+    rates = {}
     conv = nn.Conv2d(64, 64, 3, padding=1).eval()
     with torch.no_grad():
         for side in (128, 256):
-            for fmt in (torch.contiguous_format, torch.channels_last):
+            for name, fmt in (("nchw", torch.contiguous_format),
+                              ("channels_last", torch.channels_last)):
                 x = torch.randn(1, 64, side, side).contiguous(memory_format=fmt)
                 layer = conv.to(memory_format=fmt)
                 layer(x)
@@ -84,5 +82,14 @@ def conv_peak_gflops(repeats: int = 5) -> float:
                     t0 = time.perf_counter()
                     layer(x)
                     times.append(time.perf_counter() - t0)
-                best = max(best, 2 * 64 * 64 * 9 * side * side / statistics.median(times))
-    return round(best / 1e9, 1)
+                flop = 2 * 64 * 64 * 9 * side * side
+                rates[f"{name} {side}"] = round(flop / statistics.median(times) / 1e9, 1)
+    return rates
+
+
+def conv_peak_gflops(repeats: int = 5) -> float:
+    """What this machine's convolutions reach at best, the ceiling a model's GFLOP/s are
+    read against: the fastest of :func:`conv_rates`. Both memory formats count because they
+    differ by up to 1.9x (NCHW 117-122 GFLOP/s, channels-last 218-225 in one run on a 2-core
+    AVX-512 machine); the best of them is what the arithmetic could reach."""
+    return max(conv_rates(repeats).values())
