@@ -18,6 +18,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from sdflow import registry
+from sdflow.errors import SDFlowError
 from sdflow.evaluation.runner import pick_crop
 from sdflow.imageio import image_to_tensor, read_image, tensor_to_image
 from sdflow.metrics import imresize_uint8, psnr
@@ -100,4 +101,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except SDFlowError as exc:  # a missing or unreadable image or model: one line
+        raise SystemExit(f"compare_crops: {exc}") from None
