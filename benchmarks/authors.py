@@ -42,14 +42,14 @@ import torch
 
 from sdflow.allocator import keep_freed_memory
 from sdflow.hardware import cpu_features
-from sdflow.imageio import image_to_tensor, read_image
 from sdflow.models.prepare import prepare
 from sdflow.official import OFFICIAL_FILES, load_official
 from sdflow.profiling import conv_peak_gflops, count_macs
 
-ROOT = Path(__file__).resolve().parents[1].parent / "shared"
-DATA = ROOT / "data" / "RealSR_x4"
-FIXTURE = ROOT / "fixtures" / "official_parity"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from performance import inputs, onnxruntime_runner, run_case  # noqa: E402
+
+FIXTURE = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "official_parity"
 
 
 @contextlib.contextmanager
@@ -127,22 +127,23 @@ def main() -> None:
     theirs = AuthorsModel(args.authors_code, args.weights)
     reference = load_official(args.weights)
     ours = {name: runtime(reference, name) for name in args.variants}
-    lr = image_to_tensor(read_image(DATA / "val/LR/Canon_031.png").rgb)
-    hr = image_to_tensor(read_image(DATA / "val/HR/Canon_031.png").rgb)
+    lr, hr = inputs()["sr"], inputs()["ds"]
     print(json.dumps({"threads": args.threads, "cpu": cpu_features().describe(),
                       "conv_peak_gflops": conv_peak_gflops(),
                       "allocator_keeps_memory": allocator,
                       "torch": torch.__version__}), flush=True)
 
     for case in ("SR 128->512", "DS 512->128"):
-        sr = case.startswith("SR")
+        task = "sr" if case.startswith("SR") else "ds"
+        sr = task == "sr"
         x = lr if sr else hr
         with count_macs(reference) as macs, torch.no_grad():
-            run(reference, sr, x, 0.8)
+            run_case(reference, task, x)
         gmac = macs["total"] / 1e9
         fns = {"authors": (lambda x=x: theirs.sr(x, 0.8)) if sr
                else (lambda x=x: theirs.downscale(x, 0.8))}
-        fns.update({name: (lambda m=m, x=x, sr=sr: run(m, sr, x, 0.8)) for name, m in ours.items()
+        fns.update({name: (lambda m=m, x=x, task=task: run_case(m, task, x))
+                    for name, m in ours.items()
                     if sr or name != "onnxruntime"})
         with torch.no_grad():
             sec = alternate(fns, args.repeats)
@@ -157,35 +158,15 @@ def main() -> None:
                        "sdflow_gflops": round(2 * gmac / sec[name], 1)}
                 if sr:
                     row["max_abs_diff_tau0"] = float(
-                        (run(ours[name], True, lr, 0.0) - authors_tau0).abs().max())
+                        (run_case(ours[name], "sr", lr, 0.0) - authors_tau0).abs().max())
                 print(json.dumps(row), flush=True)
 
 
 def runtime(model, variant: str):
     """Our model as one of the variants: a prepared copy or the ONNX Runtime SR backend."""
     if variant == "onnxruntime":
-        import tempfile
-
-        from sdflow.export.onnx import export_onnx
-        from sdflow.export.onnxruntime_backend import OnnxRuntimeStochasticSR
-
-        path = Path(tempfile.mkdtemp(prefix="sdflow-authors-")) / "sr.onnx"
-        export_onnx(model, path, "sr")
-        return OnnxRuntimeStochasticSR(path, model)
+        return onnxruntime_runner(model)
     return prepare(model, precision="bf16" if variant == "bf16" else "fp32")
-
-
-def run(model, sr: bool, x: torch.Tensor, tau: float) -> torch.Tensor:
-    """SR or DS at ``tau`` with a fixed seed (the ONNX Runtime backend takes eps itself)."""
-    if not sr:
-        return model.downscale(x, tau, seed=0)
-    from sdflow.export.onnxruntime_backend import OnnxRuntimeSR
-
-    if isinstance(model, OnnxRuntimeSR):  # eps given, as the CLI's backend does
-        eps = torch.randn(model.sr_latent_shape(x.shape[2], x.shape[3], x.shape[0]),
-                          generator=torch.Generator().manual_seed(0))
-        return model.sr(x, tau, noise=eps)
-    return model.sr(x, tau, seed=0)
 
 
 if __name__ == "__main__":

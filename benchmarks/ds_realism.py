@@ -28,6 +28,7 @@ import sdflow
 from sdflow.imageio import image_to_tensor, read_image, tensor_to_image
 from sdflow.metrics import blur_index, imresize_uint8
 from sdflow.metrics.degradation import noise_sigma
+from sdflow.training.data import list_images
 
 
 def centre(img: np.ndarray, side: int) -> np.ndarray:
@@ -48,9 +49,8 @@ def main() -> None:
     ap.add_argument("--crop", type=int, default=256, help="HR crop side (multiple of 8)")
     ap.add_argument("--tau", type=float, nargs="+", default=[0.0, 0.8])
     args = ap.parse_args()
-    hr = [centre(read_image(p).rgb, args.crop) for p in sorted((args.data / "HR").glob("*.png"))]
-    lr = [centre(read_image(p).rgb, args.crop // 4)
-          for p in sorted((args.data / "LR").glob("*.png"))]
+    hr = [centre(read_image(p).rgb, args.crop) for p in list_images([args.data / "HR"])]
+    lr = [centre(read_image(p).rgb, args.crop // 4) for p in list_images([args.data / "LR"])]
     real = stats(lr)
     print(json.dumps({"what": "real LR", "images": len(lr), **real}), flush=True)
 

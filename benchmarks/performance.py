@@ -72,27 +72,28 @@ def inputs() -> dict[str, torch.Tensor]:
             "ds": image_to_tensor(read_image(DATA / "val/HR/Canon_031.png").rgb)}
 
 
-def _onnxruntime(model: SDFlow, preset: str):
-    """The model's SR graph in ONNX Runtime (exported to a temporary folder)."""
+def onnxruntime_runner(model: SDFlow, name: str = "sr"):
+    """The model's SR graph in ONNX Runtime (exported to a temporary folder, not the cache)."""
     import tempfile
 
     from sdflow.export.onnx import export_onnx
     from sdflow.export.onnxruntime_backend import OnnxRuntimeStochasticSR
 
-    path = Path(tempfile.mkdtemp(prefix="sdflow-bench-")) / f"{Path(preset).stem}.onnx"
+    path = Path(tempfile.mkdtemp(prefix="sdflow-bench-")) / f"{Path(name).stem}.onnx"
     export_onnx(model, path, "sr")
     return OnnxRuntimeStochasticSR(path, model)
 
 
-def run_case(model: SDFlow, task: str, x: torch.Tensor) -> torch.Tensor:
+def run_case(model: SDFlow, task: str, x: torch.Tensor, tau: float = 0.8) -> torch.Tensor:
+    """SR or DS at ``tau`` from fixed seeds (the ONNX Runtime runner is given the same eps)."""
     with torch.no_grad():
         if task == "sr" and not isinstance(model, SDFlow):  # ONNX Runtime: the same eps
             shape = model.sr_latent_shape(x.shape[2], x.shape[3], x.shape[0])
             eps = torch.randn(shape, generator=torch.Generator().manual_seed(0))
-            return model.sr(x, 0.8, noise=eps)
+            return model.sr(x, tau, noise=eps)
         if task == "sr":
-            return model.sr(x, 0.8, seed=0)
-        return model.downscale(x, 0.8, component=5, seed=0)
+            return model.sr(x, tau, seed=0)
+        return model.downscale(x, tau, component=5, seed=0)
 
 
 def timed(fn, repeats: int) -> tuple[float, float, torch.Tensor]:
@@ -121,7 +122,7 @@ def bench_preset(preset: str, variants: list[str], repeats: int) -> None:
             if keywords == "onnxruntime":
                 if task != "sr":
                     continue
-                runner = _onnxruntime(model, preset)
+                runner = onnxruntime_runner(model, preset)
             else:
                 runner = model if keywords is None else prepare(model, **keywords)
             ctx = perf.reference() if keywords is None else perf.configured(**switches)

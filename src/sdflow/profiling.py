@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import statistics
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+import torch
 from torch import Tensor, nn
 
 from sdflow.flows.invconv import InvertibleConv1x1
@@ -63,11 +66,6 @@ def conv_rates(repeats: int = 5) -> dict[str, float]:
     """GFLOP/s of a plain 64-channel 3x3 conv (the condition and coupling networks' width),
     fp32, median of ``repeats`` calls, at 128x128 and 256x256 in both memory formats: keys
     like ``"nchw 256"`` and ``"channels_last 128"``."""
-    import statistics
-    import time
-
-    import torch
-
     rates = {}
     conv = nn.Conv2d(64, 64, 3, padding=1).eval()
     with torch.no_grad():
