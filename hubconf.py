@@ -58,3 +58,11 @@ def da_iccv21_realsr_x4(device: str = "cpu"):
     deterministic x4 SR (``model.sr(y)``), trained unpaired on RealSR x4 (registered
     ``da-iccv21-realsr-x4``; sdflow's default SR model). ``device``: where to put it."""
     return _load("da-iccv21-realsr-x4", device)
+
+
+def gaussian_fit_realsr_x4(device: str = "cpu"):
+    """gaussian-fit, the parametric baseline downscaler: Gaussian blur (sigma 1.775 HR
+    pixels) before bicubic x1/4, fitted to RealSR x4's real LR by unpaired statistics
+    (registered ``gaussian-fit-realsr-x4``; ``model.downscale(x)``). ``device``: where to
+    put it."""
+    return _load("gaussian-fit-realsr-x4", device)

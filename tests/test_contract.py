@@ -13,7 +13,15 @@ import torch
 from PIL import Image
 
 import sdflow
-from sdflow.models import ARCHITECTURES, DAICCV21, DAICCV21Config, SDFlow, SDFlowConfig
+from sdflow.models import (
+    ARCHITECTURES,
+    DAICCV21,
+    DAICCV21Config,
+    GaussianDownscaler,
+    GaussianFitConfig,
+    SDFlow,
+    SDFlowConfig,
+)
 from sdflow.models.base import (
     DensityModel,
     Downscaler,
@@ -114,8 +122,11 @@ def test_capabilities_are_protocols_of_each_architecture():
     assert isinstance(da, SuperResolver)
     assert not any(isinstance(da, p) for p in (StochasticSR, Downscaler, LatentModel,
                                                 DensityModel))
+    gf = GaussianDownscaler(GaussianFitConfig(sigma=1.5))
+    assert isinstance(gf, Downscaler)
+    assert not any(isinstance(gf, p) for p in (SuperResolver, LatentModel, DensityModel))
     for arch in ARCHITECTURES.values():  # checkable on the class, before building
-        assert issubclass(arch.model_cls, SuperResolver)
+        assert issubclass(arch.model_cls, (SuperResolver, Downscaler))
 
 
 def test_forward_is_sr_with_an_explicit_latent(shared):

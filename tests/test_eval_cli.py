@@ -132,7 +132,10 @@ def test_ds_end_to_end(tiny, tmp_path, capsys):
                          "--save", str(tmp_path / "gen"), "--quiet"], capsys)
     assert code == 0 and "noise real" in out
     rows = _rows(tmp_path / "metrics.csv")
-    assert [(r["method"], r["tau"]) for r in rows[:2]] == [("bicubic", ""), ("sdflow", "0.0")]
+    # bicubic, the registered gaussian-fit baseline (tau 0), then the model
+    assert [(r["method"], r["tau"]) for r in rows[:3]] == [
+        ("bicubic", ""), ("gaussian-fit", "0.0"), ("sdflow", "0.0")]
+    rows = [r for r in rows if r["method"] != "gaussian-fit"]
     assert "lpips" not in rows[0]
     real = read_image(data / "LR" / f"{NAMES[0]}.png").rgb
     hr = read_image(data / "HR" / f"{NAMES[0]}.png").rgb

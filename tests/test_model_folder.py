@@ -85,7 +85,8 @@ def test_export_of_a_registered_model_is_its_file_plus_a_config(exported, name):
         (info.architecture, info.scale, info.config)
     assert config["metadata"] == json.loads(info.to_json())
     assert "compute" in config["metadata"]["extra"] and config["metadata"]["extra"]["evidence"]
-    assert config["tasks"] == (["sr", "ds"] if info.architecture == "sdflow" else ["sr"])
+    assert config["tasks"] == {"sdflow": ["sr", "ds"], "gaussian-fit": ["ds"]}.get(
+        info.architecture, ["sr"])
     # Any safetensors reader takes the weights.
     assert load_file(folder / WEIGHTS_NAME).keys() == registry.load(name).state_dict().keys()
     assert is_model_folder(folder) and not is_model_folder(folder / WEIGHTS_NAME)
@@ -98,7 +99,7 @@ def test_a_folder_loads_the_same_model(exported, lr_crop, name):
         assert not model.training
         assert _states_equal(model, original)
         with torch.no_grad():
-            assert torch.equal(model(lr_crop), original(lr_crop))  # tau 0 SR
+            assert torch.equal(model(lr_crop), original(lr_crop))  # tau 0 SR (DS: tau 0)
 
 
 def test_a_saved_model_exports_and_round_trips(shared, tmp_path, lr_crop):
@@ -145,7 +146,7 @@ def test_model_card_holds_architecture_numbers_and_how_to_load(exported):
     assert model_card(config) == da
 
 
-@pytest.mark.parametrize("name", [DA, LITE])
+@pytest.mark.parametrize("name", [DA, LITE, "gaussian-fit-realsr-x4"])
 def test_the_model_cards_python_snippet_runs(exported, shared, tmp_path, monkeypatch, name):
     card = (exported[name] / CARD_NAME).read_text()
     snippet = card.split("```python\n", 1)[1].split("```", 1)[0]
@@ -153,8 +154,12 @@ def test_the_model_cards_python_snippet_runs(exported, shared, tmp_path, monkeyp
     monkeypatch.chdir(tmp_path)
     Image.open(shared / "data/RealSR_x4/val/LR/Canon_031.png").crop((0, 0, 24, 20)).save(
         "photo.png")
+    Image.open(shared / "data/RealSR_x4/val/HR/Canon_031.png").crop((0, 0, 96, 80)).save(
+        "clean.png")
     exec(compile(snippet, "model card", "exec"), {})
-    assert Image.open("photo_sr.png").size == (96, 80)
+    out, size = ("clean_lr.png", (24, 20)) if "sdflow.downscale" in snippet else \
+        ("photo_sr.png", (96, 80))
+    assert Image.open(out).size == size
 
 
 def test_changed_weights_give_one_clear_error(exported, tmp_path, capsys):

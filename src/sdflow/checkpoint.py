@@ -230,6 +230,9 @@ def compute_summary(extra: dict[str, Any]) -> str:
     if not compute:
         its = extra.get("iterations")
         return f"{its} iterations (no compute record)" if its is not None else "not recorded"
+    if compute.get("kind") == "fit":  # a parametric model fitted by statistics (gaussian-fit)
+        return (f"fitted by statistics in {compute.get('seconds')} s "
+                f"({compute.get('total_cpu_hours')} CPU-hours), no training iterations")
     legs = compute.get("legs", [])
     text = f"{len(legs)} leg(s), {compute.get('total_iterations')} iterations"
     if compute.get("total_cpu_hours") is not None:

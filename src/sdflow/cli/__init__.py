@@ -13,6 +13,7 @@ from sdflow.cli import (
     downscale,
     evaluate,
     export,
+    fit_degradation,
     info,
     make_pairs,
     selfcheck,
@@ -21,7 +22,8 @@ from sdflow.cli import (
 )
 from sdflow.version import __version__
 
-COMMANDS = (sr, downscale, make_pairs, train, evaluate, selfcheck, convert, export, info)
+COMMANDS = (sr, downscale, make_pairs, train, fit_degradation, evaluate, selfcheck, convert,
+            export, info)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -18,7 +18,8 @@ from sdflow.inference.tiling import model_device
 from sdflow.models import ARCHITECTURES
 from sdflow.models.base import Downscaler, StochasticSR
 from sdflow.models.prepare import prepare
-from sdflow.models.sdflow import DS_DEFAULT_TAU, SR_DEFAULT_TAU
+from sdflow.models.sampling import DS_DEFAULT_TAU
+from sdflow.models.sdflow import SR_DEFAULT_TAU
 from sdflow.options import add_flags, from_args
 
 
@@ -86,7 +87,7 @@ def run(args: argparse.Namespace, task: str) -> int:
     elif tau is None:
         tau = SR_DEFAULT_TAU if task == "sr" else DS_DEFAULT_TAU
     options = dataclasses.replace(options, tau=tau)
-    k = int(info.config.get("mixture_components", 16))
+    k = int(info.config.get("mixture_components", 1))  # 1: no mixture (gaussian-fit)
     if options.component is not None and not 0 <= options.component < k:
         return fail(f"--component must be in 0..{k - 1}")
     outdir = Path(args.out)

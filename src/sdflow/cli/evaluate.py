@@ -27,7 +27,7 @@ from sdflow.evaluation import (
     write_json,
 )
 from sdflow.metrics.lpips import NETS
-from sdflow.registry import default_model, load
+from sdflow.registry import DEFAULT_DS_BASELINE, default_model, load
 
 CSV_NAME = "metrics.csv"
 JSON_NAME = "metrics.json"
@@ -114,6 +114,11 @@ def register(sub) -> None:
 
     ds = modes.add_parser("ds", help="a model's downscaling of HR versus the real LR")
     _sampling(ds)
+    ds.add_argument("--baseline", action="append", metavar="MODEL",
+                    help="another downscaler scored alongside bicubic at tau 0 (repeatable; "
+                         "default: the registered gaussian-fit-realsr-x4, fitted to RealSR's "
+                         "training folders; fit your own with sdflow fit-degradation; "
+                         "'none' for bicubic only)")
     _data(ds)
     _common(ds, "ds")
 
@@ -167,7 +172,10 @@ def _evaluate(args: argparse.Namespace, options: EvalOptions) -> EvalResult:
         options = replace(options, taus=default_taus(model))
     if args.mode == "sr":
         return evaluate_sr(model, lr_dir, hr_dir, options)
-    return evaluate_ds(model, hr_dir, lr_dir, options)
+    names = args.baseline or [DEFAULT_DS_BASELINE]
+    baselines = [load(name, device=args.device, task="ds") for name in names
+                 if name.lower() != "none"]
+    return evaluate_ds(model, hr_dir, lr_dir, options, baselines)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     if arch is None or not issubclass(arch.model_cls, Downscaler):
         return fail(f"{resolved.name} ({info.architecture}) cannot downscale; use an SDFlow "
                     "model", 1)
-    k = int(info.config.get("mixture_components", 16))
+    k = int(info.config.get("mixture_components", 1))  # 1: no mixture (gaussian-fit)
     if options.component is not None and not 0 <= options.component < k:
         return fail(f"--component must be in 0..{k - 1}")
     outdir = Path(args.out)

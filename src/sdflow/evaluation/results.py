@@ -30,6 +30,7 @@ COLUMNS: dict[str, tuple[str, str]] = {
     "noise_real": ("noise real", "{:.2f}"),
     "blur_gen": ("blur gen", "{:.3f}"),
     "blur_real": ("blur real", "{:.3f}"),
+    "band_ratio": ("band ratio", "{:.2f}"),
     "nonfinite": ("non-finite", "{:.0f}"),
 }
 KEY_COLUMNS = ("image", "method", "tau", "samples")

@@ -26,7 +26,7 @@ from sdflow.imageio import image_to_tensor, tensor_to_image, write_image
 from sdflow.metrics import lpips as lpips_module
 from sdflow.metrics.artefacts import block_ratio, gradient_magnitude, spearman
 from sdflow.metrics.consistency import lr_psnr, pairwise_lpips, pixel_std
-from sdflow.metrics.degradation import blur_index, noise_sigma
+from sdflow.metrics.degradation import blur_index, high_band_energy, noise_sigma
 from sdflow.metrics.lpips import LPIPS
 from sdflow.metrics.psnr_ssim import COLOR_SPACES, psnr, ssim
 from sdflow.metrics.resize import imresize_uint8
@@ -418,14 +418,31 @@ def evaluate_sr(model: nn.Module, lr_dir: str | os.PathLike, hr_dir: str | os.Pa
     return EvalResult("sr", rows, info, figures)
 
 
+def _ds_stats(images: Sequence[np.ndarray], real: np.ndarray,
+              real_band: float) -> dict[str, float]:
+    """Noise, blur and the high-band energy ratio (generated / real LR) of some outputs."""
+    if not images:
+        return {"noise_gen": float("nan"), "blur_gen": float("nan"), "band_ratio": float("nan")}
+    return {"noise_gen": float(np.mean([noise_sigma(im) for im in images])),
+            "blur_gen": float(np.mean([blur_index(im) for im in images])),
+            "band_ratio": float(np.mean([high_band_energy(im) for im in images]))
+            / max(real_band, 1e-12)}
+
+
 def evaluate_ds(model: nn.Module, hr_dir: str | os.PathLike, lr_dir: str | os.PathLike,
-                options: EvalOptions) -> EvalResult:
+                options: EvalOptions, baselines: Sequence[nn.Module] = ()) -> EvalResult:
     """A model's downscaling of each HR versus the real LR at every tau, with degradation
-    statistics of generated and real LR (the bicubic x1/scale baseline alongside)."""
+    statistics of generated and real LR, alongside the bicubic x1/scale baseline and each
+    downscaler of ``baselines`` (e.g. a ``gaussian-fit`` model) at tau 0."""
     check_can_downscale(model)
     check_taus(model, options.taus)
+    for other in baselines:
+        check_can_downscale(other)
     model = _prepared(model)
+    baselines = [_prepared(other) for other in baselines]
     scale = int(model.scale)
+    if any(int(other.scale) != scale for other in baselines):
+        raise ValueError(f"every baseline must downscale by {scale}, like the model")
     pairs = pair_folders(lr_dir, hr_dir, options.limit)
     scorer = _Scorer(options)
     shave = 0 if options.shave is None else options.shave
@@ -435,12 +452,22 @@ def evaluate_ds(model: nn.Module, hr_dir: str | os.PathLike, lr_dir: str | os.Pa
         start = time.perf_counter()
         real, hr = read_rgb8(pair.first), read_rgb8(pair.second)
         _check_ds_sizes(pair, real, hr, scale)
+        real_band = high_band_energy(real)
         stats_real = {"noise_real": noise_sigma(real), "blur_real": blur_index(real)}
         bicubic = imresize_uint8(hr, scale=1.0 / scale)
         rows.append({"image": pair.name, "method": "bicubic", "tau": None, "samples": 1,
-                     **scorer.fidelity(bicubic, real, shave), "noise_gen": noise_sigma(bicubic),
-                     "blur_gen": blur_index(bicubic), **stats_real})
+                     **scorer.fidelity(bicubic, real, shave),
+                     **_ds_stats([bicubic], real, real_band), **stats_real})
         x = image_to_tensor(hr).to(options.device)
+        baseline_images = []
+        for other in baselines:
+            gen = torch.Generator().manual_seed(image_seed(options.seed, pair.name))
+            images, bad = _generate(other.downscale, x, 0.0, 1, gen)
+            rows.append({"image": pair.name, "method": _method_name(other), "tau": 0.0,
+                         "samples": 1, **scorer.samples(images, real, shave, best_of=False),
+                         **_ds_stats(images, real, real_band), **stats_real,
+                         "nonfinite": bad})
+            baseline_images.append((_method_name(other), images))
         outputs: dict[float, list[np.ndarray]] = {}
         for tau in options.taus:
             n = options.samples  # the mixture component is drawn even at tau = 0
@@ -448,17 +475,17 @@ def evaluate_ds(model: nn.Module, hr_dir: str | os.PathLike, lr_dir: str | os.Pa
             images, bad = _generate(model.downscale, x, tau, n, gen)
             if images:
                 _save(options, f"{method}_{_tau_label(tau)}", pair.name, images[0])
-            stats = {"noise_gen": float(np.mean([noise_sigma(im) for im in images])),
-                     "blur_gen": float(np.mean([blur_index(im) for im in images]))} \
-                if images else {"noise_gen": float("nan"), "blur_gen": float("nan")}
             rows.append({"image": pair.name, "method": method, "tau": float(tau), "samples": n,
-                         **scorer.samples(images, real, shave, best_of=n > 1), **stats,
-                         **stats_real, "nonfinite": bad})
+                         **scorer.samples(images, real, shave, best_of=n > 1),
+                         **_ds_stats(images, real, real_band), **stats_real,
+                         "nonfinite": bad})
             outputs[tau] = images
         if options.crop:
             box = pick_crop(hr, options.crop, scale)
             panels = [Panel("HR", _crop(hr, box)),
                       Panel(f"bicubic ×1/{scale}", _nearest(_crop(bicubic, box, scale), scale))]
+            panels += [Panel(name, _nearest(_crop(images[0], box, scale), scale))
+                       for name, images in baseline_images if images]
             panels += _sample_panels(outputs, box, scale, scale)
             panels.append(Panel("real LR", _nearest(_crop(real, box, scale), scale)))
             figures.append(Figure(pair.name, panels))
@@ -470,9 +497,13 @@ def evaluate_ds(model: nn.Module, hr_dir: str | os.PathLike, lr_dir: str | os.Pa
         "noise": "Immerkaer 1996 noise sigma of the Laplacian-type high-pass residual of Y, "
                  "grey levels",
         "blur": "Crete-Roffet et al. 2007 no-reference blur of Y (1x9 box re-blur), "
-                "0 sharp .. 1 blurred"}
+                "0 sharp .. 1 blurred",
+        "band_ratio": "energy of Y (Hann window, mean removed) at 0.25-0.5 cycles/pixel as a "
+                      "fraction of all, generated over real LR; 1 = the real LR's fine "
+                      "detail"}
     info.update(_sampling_info(options, sr=False))
     info["model"] = _model_info(model)
+    info["baselines"] = [_model_info(other) for other in baselines]
     info["dataset"] = _dataset_info(lr_dir, hr_dir, pairs)
     return EvalResult("ds", rows, info, figures)
 

@@ -29,7 +29,7 @@ from sdflow.model_folder import (
     is_model_folder,
     verify_folder,
 )
-from sdflow.models.base import Downscaler, StochasticSR
+from sdflow.models.base import Downscaler, StochasticSR, SuperResolver
 from sdflow.version import __version__
 
 
@@ -83,7 +83,8 @@ def _config_record(model: nn.Module, info: CheckpointInfo, sha256: str, size: in
     from sdflow.models import ARCHITECTURES
 
     arch = ARCHITECTURES[info.architecture]
-    tasks = ["sr"] + (["ds"] if issubclass(arch.model_cls, Downscaler) else [])
+    tasks = (["sr"] if issubclass(arch.model_cls, SuperResolver) else []) + \
+        (["ds"] if issubclass(arch.model_cls, Downscaler) else [])
     return {
         "format": FOLDER_FORMAT,
         "format_version": FOLDER_FORMAT_VERSION,
@@ -237,12 +238,15 @@ def model_card(record: dict[str, Any]) -> str:
     meta = record.get("metadata") or {}
     extra = meta.get("extra") or {}
     name, scale = record["name"], record["scale"]
-    does = [f"x{scale} super-resolution of real photos"
-            + (" (stochastic: samples at a temperature tau; tau 0 is deterministic)"
-               if record.get("stochastic") else " (deterministic)")]
+    does = []
+    if "sr" in record.get("tasks", []):
+        does.append(f"x{scale} super-resolution of real photos"
+                    + (" (stochastic: samples at a temperature tau; tau 0 is deterministic)"
+                       if record.get("stochastic") else " (deterministic)"))
     if "ds" in record.get("tasks", []):
-        does.append(f"realistic /{scale} downscaling (HR to LR with the learned camera "
-                    "degradation)")
+        does.append(f"realistic /{scale} downscaling (HR to LR with the "
+                    + ("learned camera degradation)" if "sr" in record.get("tasks", [])
+                       else "fitted camera degradation)"))
     license = record.get("license") or "not stated by whoever exported the model"
     lines = [
         f"# {name}", "",
@@ -273,20 +277,27 @@ def model_card(record: dict[str, Any]) -> str:
 
 
 def _how_to_load(record: dict[str, Any]) -> list[str]:
+    tasks = record.get("tasks", [])
     sr_call = ("sdflow.super_resolve(model, Image.open(\"photo.png\"), tau=0.0)"
                if record.get("stochastic") else
                "sdflow.super_resolve(model, Image.open(\"photo.png\"))")
+    if "sr" in tasks:
+        python = [f"sr = {sr_call}  # a PIL image, x{record['scale']}",
+                  "sr.save(\"photo_sr.png\")"]
+    else:
+        python = ["lr = sdflow.downscale(model, Image.open(\"clean.png\"))  # a PIL image, "
+                  f"/{record['scale']}", "lr.save(\"clean_lr.png\")"]
     lines = [
         "## How to load", "",
         "With sdflow installed (or a checkout's `src/` on `PYTHONPATH`); each of these checks "
         f"the sha256 recorded in `{CONFIG_NAME}` first:", "",
         "```python", "import sdflow", "from PIL import Image", "",
-        "model = sdflow.load(\"path/to/this/folder\")  # eval mode",
-        f"sr = {sr_call}  # a PIL image, x{record['scale']}",
-        "sr.save(\"photo_sr.png\")", "```", "",
-        "```bash", "sdflow sr photo.png -o out/ --model path/to/this/folder",
+        "model = sdflow.load(\"path/to/this/folder\")  # eval mode", *python, "```", "",
+        "```bash",
     ]
-    if "ds" in record.get("tasks", []):
+    if "sr" in tasks:
+        lines.append("sdflow sr photo.png -o out/ --model path/to/this/folder")
+    if "ds" in tasks:
         lines.append("sdflow downscale hr_photo.png -o out/ --model path/to/this/folder")
     lines += ["sdflow info path/to/this/folder", "```", ""]
     registered = record.get("registered_name")

@@ -8,6 +8,7 @@ from typing import Any
 from torch import nn
 
 from sdflow.models.da_iccv21 import DA_PRESETS, DAICCV21, DAICCV21Config
+from sdflow.models.gaussian_fit import GaussianDownscaler, GaussianFitConfig
 from sdflow.models.sdflow import SDFLOW_PRESETS, SDFlow, SDFlowConfig, bits_per_dim
 
 
@@ -34,6 +35,9 @@ ARCHITECTURES: dict[str, Architecture] = {
                            buffers=("initialized", "perm", "sign_diag")),
     "da-iccv21": Architecture("da-iccv21", DAICCV21Config, DAICCV21, DA_PRESETS,
                               DAICCV21.label),
+    "gaussian-fit": Architecture("gaussian-fit", GaussianFitConfig, GaussianDownscaler,
+                                 GaussianFitConfig._presets, GaussianDownscaler.label,
+                                 buffers=()),
 }
 
 
@@ -51,6 +55,8 @@ __all__ = [
     "DAICCV21Config",
     "SDFLOW_PRESETS",
     "Architecture",
+    "GaussianDownscaler",
+    "GaussianFitConfig",
     "SDFlow",
     "SDFlowConfig",
     "architecture_of",

@@ -1,0 +1,177 @@
+"""Fit a Gaussian camera blur (and white noise) to a real LR domain from *unpaired* images.
+
+The real LR of a camera is blurrier than the bicubic x1/s of a sharp photo. Without pairs
+the blur can still be measured: blur each HR image with a Gaussian of standard deviation
+sigma (HR pixels), downscale it by MATLAB's antialiased bicubic, add white noise, and
+choose the sigma and noise at which the results have the real LR images' mean blur index
+(:func:`~sdflow.metrics.degradation.blur_index`) and noise floor
+(:func:`~sdflow.metrics.degradation.noise_floor`: Immerkaer's estimate in the flattest
+blocks, which fine texture does not fool). The HR and LR images may show different
+scenes: only the statistics of the degradation are compared.
+
+:func:`degrade` is the degradation itself (blur, bicubic, optional noise), shared by the
+``gaussian-fit`` downscaler and by the SDFlow objective's HR-side anchor
+(``loss.degradation_blur``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from sdflow.metrics.degradation import blur_index, noise_floor
+from sdflow.metrics.resize import imresize
+
+#: Standard deviation of Y (BT.601, 8-bit scale) for unit white noise in each RGB channel.
+Y_NOISE_GAIN = math.sqrt(0.256788**2 + 0.504129**2 + 0.097906**2)
+
+#: Sigmas (HR pixels) tried by :func:`fit_gaussian_degradation`; the fit interpolates.
+SIGMA_GRID = tuple(round(0.25 * i, 2) for i in range(0, 17))  # 0 .. 4
+
+
+def gaussian_blur_sigma(x: Tensor, sigma: float) -> Tensor:
+    """Separable Gaussian blur of ``x`` ``[B, C, H, W]`` with standard deviation ``sigma``
+    pixels (a 6-sigma support, reflect-padded where the image allows); 0 returns ``x``."""
+    if sigma <= 0:
+        return x
+    radius = max(1, int(math.ceil(3.0 * sigma)))
+    offsets = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    k = torch.exp(-0.5 * (offsets / sigma) ** 2)
+    k = (k / k.sum()).to(x)
+    c, size = x.shape[1], 2 * radius + 1
+    mode = "reflect" if min(x.shape[2:]) > radius else "replicate"
+    y = F.pad(x, (radius,) * 4, mode=mode)
+    y = F.conv2d(y, k.view(1, 1, 1, size).expand(c, 1, 1, size), groups=c)
+    return F.conv2d(y, k.view(1, 1, size, 1).expand(c, 1, size, 1), groups=c)
+
+
+def degrade(x: Tensor, scale: int, sigma: float, noise: Tensor | None = None,
+            noise_std: float = 0.0) -> Tensor:
+    """``bicubic_down(G_sigma * x) + noise_std * noise`` for images in [-1, 1]; ``noise``
+    (standard normal, the LR shape) and ``noise_std`` (grey levels) are optional."""
+    low = imresize(gaussian_blur_sigma(x, sigma), scale=1.0 / scale)
+    if noise is not None and noise_std > 0:
+        low = low + noise.to(low) * (2.0 * noise_std / 255.0)
+    return low
+
+
+@dataclass(frozen=True)
+class GaussianFit:
+    """The fitted degradation and the statistics it was fitted on."""
+
+    sigma: float  # Gaussian blur, HR pixels
+    noise: float  # white noise std, grey levels (8-bit scale)
+    real_blur: float  # mean blur index of the real LR images
+    real_noise: float  # mean noise floor of the real LR images (noise_floor, grey levels)
+    bicubic_blur: float  # the same for plain bicubic x1/s of the HR images
+    fitted_blur: float  # ... and for the fitted degradation (blur and noise)
+    fitted_noise: float
+    lr_images: int
+    hr_images: int
+
+    def to_dict(self) -> dict[str, float | int]:
+        return dict(self.__dict__)
+
+
+def _centre(img: np.ndarray, side: int, multiple: int) -> np.ndarray:
+    h, w = img.shape[:2]
+    side_h = min(side, h) // multiple * multiple
+    side_w = min(side, w) // multiple * multiple
+    top, left = (h - side_h) // 2, (w - side_w) // 2
+    return np.ascontiguousarray(img[top:top + side_h, left:left + side_w, :3])
+
+
+def _to_tensor(img: np.ndarray) -> Tensor:
+    return torch.from_numpy(img).permute(2, 0, 1)[None].double() / 127.5 - 1.0
+
+
+def _to_uint8(x: Tensor) -> np.ndarray:
+    return ((x[0].clamp(-1, 1) + 1.0) * 127.5).round().byte().permute(1, 2, 0).numpy()
+
+
+def _stats(images: Sequence[np.ndarray]) -> tuple[float, float]:
+    return (float(np.mean([blur_index(i) for i in images])),
+            float(np.mean([noise_floor(i) for i in images])))
+
+
+def fit_gaussian_degradation(lr_images: Sequence[np.ndarray], hr_images: Sequence[np.ndarray],
+                             scale: int = 4, lr_crop: int = 128,
+                             sigmas: Sequence[float] = SIGMA_GRID, fit_noise: bool = True,
+                             seed: int = 0) -> GaussianFit:
+    """Fit sigma and noise so that degraded HR images match the real LR's statistics.
+
+    ``lr_images`` and ``hr_images`` are 8-bit RGB arrays ``[H, W, 3]`` of *different*
+    scenes; their centre crops (``lr_crop`` LR pixels, ``scale * lr_crop`` HR pixels, or the
+    whole image if smaller) are measured. Blur and noise are fitted jointly, because noise
+    lowers the blur index (it adds fine detail): for every sigma of the grid, the white
+    noise that brings the noise floor up to the real LR's is added (quadrature, from the
+    blurred images' own floor), and the blur index is measured *with* that noise; sigma
+    is where it crosses the real LR's (linear interpolation; the grid's ends clamp, so a
+    domain sharper than bicubic gets sigma 0). The noise is then refined by two secant
+    steps on the measured noise floor. The noise draws come from ``seed``.
+    """
+    if not lr_images or not hr_images:
+        raise ValueError("the Gaussian fit needs at least one LR and one HR image")
+    lr = [_centre(i, lr_crop, 1) for i in lr_images]
+    hr = [_to_tensor(_centre(i, scale * lr_crop, scale)) for i in hr_images]
+    if min(min(i.shape[:2]) for i in lr) < 16 or min(min(t.shape[2:]) for t in hr) < 16 * scale:
+        raise ValueError(f"the Gaussian fit needs LR images of at least 16x16 pixels and HR "
+                         f"images of at least {16 * scale}x{16 * scale}")
+    real_blur, real_noise = _stats(lr)
+
+    def lows(sigma: float) -> list[Tensor]:
+        with torch.no_grad():
+            return [degrade(t, scale, sigma) for t in hr]
+
+    def measured(images: list[Tensor], noise: float) -> tuple[float, float]:
+        g = torch.Generator().manual_seed(seed)
+        out = []
+        for low in images:
+            eps = torch.randn(low.shape, generator=g, dtype=low.dtype)
+            out.append(_to_uint8(low + eps * (2.0 * noise / 255.0) if noise > 0 else low))
+        return _stats(out)
+
+    def noise_for(clean_noise: float) -> float:
+        """Per-channel RGB noise std that adds the missing floor in quadrature (the floor is
+        measured on Y, where independent RGB noise shrinks by :data:`Y_NOISE_GAIN`)."""
+        missing = math.sqrt(max(real_noise**2 - clean_noise**2, 0.0)) if fit_noise else 0.0
+        return missing / Y_NOISE_GAIN
+
+    grid = sorted(set(float(s) for s in sigmas))
+    table = []  # (sigma, added noise, blur with it)
+    bicubic_blur = None
+    for sigma in grid:
+        images = lows(sigma)
+        blur0, noise0 = measured(images, 0.0)
+        if sigma == 0.0:
+            bicubic_blur = blur0
+        added = noise_for(noise0)
+        table.append((sigma, added, measured(images, added)[0] if added > 0 else blur0))
+    if bicubic_blur is None:
+        bicubic_blur = measured(lows(0.0), 0.0)[0]
+    blurs = [b for _, _, b in table]
+    if real_blur <= blurs[0]:
+        sigma, added = table[0][:2]
+    elif real_blur >= max(blurs):
+        sigma, added = max(table, key=lambda row: row[2])[:2]
+    else:
+        i = next(i for i in range(1, len(grid)) if blurs[i] >= real_blur)
+        t = (real_blur - blurs[i - 1]) / max(blurs[i] - blurs[i - 1], 1e-12)
+        sigma = round(grid[i - 1] + t * (grid[i] - grid[i - 1]), 3)
+        added = table[i - 1][1] + t * (table[i][1] - table[i - 1][1])
+    images = lows(sigma)
+    blur, noise = measured(images, added)
+    for _ in range(2):  # secant-like refinement of the noise on the measured estimate
+        if not fit_noise or added <= 0 or abs(noise - real_noise) < 0.02:
+            break
+        added = max(0.0, added * real_noise / max(noise, 1e-6)) if noise > 0 else added
+        blur, noise = measured(images, added)
+    return GaussianFit(sigma=float(sigma), noise=round(float(added), 3), real_blur=real_blur,
+                       real_noise=real_noise, bicubic_blur=bicubic_blur, fitted_blur=blur,
+                       fitted_noise=noise, lr_images=len(lr), hr_images=len(hr))
