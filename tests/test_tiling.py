@@ -189,3 +189,39 @@ def test_tiled_tensor_functions_handle_batches(shared):
     assert (out - ref).abs().max().item() <= LEVEL / 2
     assert dout.shape == dref.shape == (2, 3, 20, 18)
     assert (dout - dref).abs().max().item() <= LEVEL / 2
+
+
+def test_every_sampling_path_draws_the_same_samples(lite, shared):
+    """One draw plan: for N = 3 samples with components drawn (not fixed), model.downscale,
+    tiled_downscale and sdflow.downscale give the same samples for one seed, sample 0
+    included (they used to draw in two orders); and so do model.sr, tiled_sr and
+    sdflow.super_resolve."""
+    import sdflow
+
+    arr = real_pixels(shared, 40, 36)
+    hr_arr = np.repeat(np.repeat(arr, 4, axis=0), 4, axis=1)
+    hr = image_to_tensor(hr_arr)
+    with torch.no_grad():
+        ref = lite.downscale(hr, 0.8, num_samples=3, seed=11)
+        tiled = tiling.tiled_downscale(lite, hr, 0.8, num_samples=3, tile=64,
+                                       generator=torch.Generator().manual_seed(11))
+    pil = sdflow.downscale(lite, hr_arr, tau=0.8, num_samples=3, seed=11)
+    assert ref.shape == tiled.shape == (1, 3, 3, 40, 36)
+    for i in range(3):
+        assert (tiled[:, i] - ref[:, i]).abs().max().item() <= LEVEL / 2
+        ours = np.asarray(pil[i], np.int16)
+        expected = ((ref[0, i].clamp(-1, 1) + 1) * 127.5).round().permute(1, 2, 0).numpy()
+        assert np.abs(ours - expected).max() <= 1
+    comps, _ = lite.draw_ds_latents((160, 144), 1, 0.8, 3, None,
+                                    torch.Generator().manual_seed(11))
+    assert len({int(c) for c in comps}) > 1, "the test needs samples of other components"
+    y = image_to_tensor(arr[:24, :20])
+    with torch.no_grad():
+        ref = lite.sr(y, 0.8, num_samples=3, generator=torch.Generator().manual_seed(4))
+        tiled = tiling.tiled_sr(lite, y, 0.8, num_samples=3, tile=16,
+                                generator=torch.Generator().manual_seed(4))
+    pil = sdflow.super_resolve(lite, arr[:24, :20], tau=0.8, num_samples=3, seed=4)
+    for i in range(3):
+        assert (tiled[:, i] - ref[:, i]).abs().max().item() <= LEVEL / 2
+        expected = ((ref[0, i].clamp(-1, 1) + 1) * 127.5).round().permute(1, 2, 0).numpy()
+        assert np.abs(np.asarray(pil[i], np.int16) - expected).max() <= 1

@@ -301,3 +301,64 @@ def test_the_sr_and_ds_perceptual_pairs_have_their_own_weights(shared):
     assert obj.weighted_total(weights) == 0.5 * 2.0
     assert SDFlowLossConfig(content_perceptual=0.0, perceptual=0.0,
                             perceptual_ds=0.1).needs_perceptual
+
+
+def test_degradation_blur_sets_the_hr_anchor_of_content_and_stage_two(shared):
+    """loss.degradation_blur = sigma: the content term's HR target and the stage-2 DS
+    low-frequency target are B(G_sigma x), and SR samples are compared with y after
+    B(G_sigma .); sigma 0 is plain bicubic. Values recomputed here independently."""
+    from sdflow.metrics.degradation_fit import gaussian_blur_sigma
+
+    torch.manual_seed(0)
+    model = tiny_model(shared).eval()
+    hr, _ = real_crops(shared, 64, "Nikon_031.png")
+    _, lr = real_crops(shared, 64, "Canon_033.png")
+    out = {}
+    for sigma in (0.0, 1.8):
+        cfg = SDFlowLossConfig(n_pre=0, content_perceptual=0.0, perceptual=0.0,
+                               perceptual_ds=0.0, disc_base=8, degradation_blur=sigma)
+        obj = SDFlowObjective(model, SDFlowDiscriminators(cfg), cfg)
+        with torch.no_grad():
+            terms, _, cache = obj.generator_terms(hr, lr, 0, torch.Generator().manual_seed(2))
+            target = imresize(gaussian_blur_sigma(hr, sigma), scale=0.25)
+            content_x = model.lr_flow.inverse(model.content_from_hr(hr))[0]
+            content_y = model.lr_flow.inverse(model.content_from_lr(lr))[0]
+            expected = (gaussian_blur(content_x) - gaussian_blur(target)).abs().mean() + \
+                (gaussian_blur(content_y) - gaussian_blur(lr)).abs().mean()
+            low = (gaussian_blur(imresize(gaussian_blur_sigma(cache["sr"], sigma), scale=0.25))
+                   - gaussian_blur(lr)).abs().mean() + \
+                (gaussian_blur(cache["ds"]) - gaussian_blur(target)).abs().mean()
+        torch.testing.assert_close(terms["content"], expected, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(terms["low_frequency"], low, rtol=1e-5, atol=1e-6)
+        out[sigma] = terms["content"]
+    assert out[0.0] != out[1.8]
+
+
+def test_degradation_blur_auto_is_fitted_to_the_training_images(shared):
+    """'auto' refuses to run unfitted; SDFlowTask.fit_to_data writes the fitted sigma into
+    the config (so the run's config.json records it) and into the objective."""
+    from sdflow.config import FieldError
+    from sdflow.imageio import read_image
+    from sdflow.training.config import load_config
+    from sdflow.training.tasks import build_task
+
+    cfg = SDFlowLossConfig(degradation_blur="auto", content_perceptual=0.0, perceptual=0.0,
+                           perceptual_ds=0.0)
+    obj = SDFlowObjective(tiny_model(shared), SDFlowDiscriminators(cfg), cfg)
+    hr, _ = real_crops(shared, 32)
+    with pytest.raises(RuntimeError, match="not fitted"):
+        obj._degrade(hr)
+    with pytest.raises(FieldError, match="degradation_blur"):
+        SDFlowLossConfig(degradation_blur=-1.0)
+
+    data = shared / "data/RealSR_x4/train"
+    train = load_config("smoke", None, ["loss.degradation_blur=auto",
+                                        "loss.content_perceptual=0", "loss.perceptual=0",
+                                        "loss.perceptual_ds=0"])
+    task = build_task(train, torch.device("cpu"))
+    lr = [read_image(p).rgb for p in sorted((data / "LR").glob("*.png"))[:6]]
+    hr_images = [read_image(p).rgb for p in sorted((data / "HR").glob("*.png"))[:6]]
+    fitted = task.fit_to_data(lr, hr_images)
+    assert 1.0 < fitted["sigma"] < 2.5  # RealSR's real LR is blurrier than bicubic
+    assert train.loss.degradation_blur == fitted["sigma"]
+    assert task.objective.degradation_sigma == fitted["sigma"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 
 from sdflow.cli import _inference
-from sdflow.models.sdflow import DS_DEFAULT_TAU
+from sdflow.models.sampling import DS_DEFAULT_TAU
 
 
 def register(sub) -> None:

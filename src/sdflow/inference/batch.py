@@ -313,19 +313,17 @@ def uncertainty_names(rel: Path, task: str, tau: float, suffix: str | None = Non
 
 def planned_components(model, task: str, samples: int, seed: int, component: int | None
                        ) -> list[int | None]:
-    """The DS mixture component of each sample as the pipeline will draw it from a
-    generator seeded with ``seed`` (the image's seed: the components are the first draws
-    of the image's generator), for the output names."""
+    """The DS mixture component of each sample, read from the model's draw plan for a
+    generator seeded with ``seed`` (the image's seed; the components are its first draws),
+    for the output names."""
     if task == "sr":
         return [None] * samples
     if model.deg_prior.mode == "element" and component is None:
         return [None] * samples
-    if component is not None:
-        return [int(component)] * samples
-    g = torch.Generator().manual_seed(seed)
-    shape = (1, 4 * model.config.image_channels, 1, 1)
-    return [int(model.deg_prior.draw_components(shape, None, g, "cpu").flatten()[0])
-            for _ in range(samples)]
+    m = model.ds_multiple
+    comps, _ = model.draw_ds_latents((m, m), 1, 0.0, samples, component,
+                                     torch.Generator().manual_seed(seed))
+    return [int(c.flatten()[0]) for c in comps]
 
 
 # ---------------------------------------------------------------------------- metadata

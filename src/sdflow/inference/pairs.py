@@ -32,7 +32,7 @@ from sdflow.inference.pipeline import process
 from sdflow.inference.progress import Progress
 from sdflow.inference.tiling import parse_memory
 from sdflow.models.prepare import prepare
-from sdflow.models.sdflow import DS_DEFAULT_TAU
+from sdflow.models.sampling import DS_DEFAULT_TAU
 from sdflow.options import flag
 from sdflow.seeding import image_generator, image_key, image_seed
 

@@ -28,7 +28,8 @@ from sdflow.imageio import LoadedImage, compose, from_array, from_pil, image_to_
 from sdflow.imageio import to_gray as _to_gray
 from sdflow.inference import tiling, uncertainty
 from sdflow.models.base import Downscaler, StochasticSR, SuperResolver
-from sdflow.models.sdflow import DS_DEFAULT_TAU, SR_DEFAULT_TAU, pad_to_multiple
+from sdflow.models.sampling import DS_DEFAULT_TAU, pad_to_multiple
+from sdflow.models.sdflow import SR_DEFAULT_TAU
 from sdflow.seeding import generator_from
 
 #: Non-finite samples are retried at 0.9 tau this many times, then once at tau = 0.

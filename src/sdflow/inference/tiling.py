@@ -354,9 +354,9 @@ def tiled_downscale(model, x: Tensor, tau: float = 0.8, num_samples: int = 1, co
                     *, tile: int | None = None, tile_overlap: int | None = None,
                     max_memory: str | int | None = None) -> Tensor:
     """:meth:`SDFlow.downscale` for tensors, tiled (HR pixels, aligned to
-    ``model.ds_multiple``). All mixture components are drawn first, then the noise
-    fields, so for ``num_samples = 1`` the draws equal the untiled method's."""
-    from sdflow.models.sdflow import pad_to_multiple
+    ``model.ds_multiple``). The randomness follows the model's draw plan, so the samples
+    equal the untiled method's for the same generator."""
+    from sdflow.models.sampling import pad_to_multiple
 
     b, _, h, w = x.shape
     s = model.scale
@@ -382,12 +382,7 @@ def tiled_downscale(model, x: Tensor, tau: float = 0.8, num_samples: int = 1, co
 def draw_ds_randomness(model, padded_size: tuple[int, int], batch: int, tau: float,
                        num_samples: int, component, generator, truncate
                        ) -> tuple[list[Tensor], list[Tensor | None]]:
-    """The mixture components of all samples (drawn first), then their noise fields
-    (``[B, 12, H'/8, W'/8]``, None at tau <= 0)."""
-    shape = model.ds_latent_shape(*padded_size, batch=batch)
-    source = generator.device if generator is not None else torch.device("cpu")
-    comps = [model.deg_prior.draw_components(shape, component, generator, source).cpu()
-             for _ in range(num_samples)]
-    eps = [_draw_noise(shape, tau, generator, truncate) for _ in range(num_samples)]
-    return comps, eps
-
+    """The model's draw plan (``model.draw_ds_latents``, :mod:`sdflow.models.sampling`):
+    the components of all samples first, then their noise fields."""
+    return model.draw_ds_latents(padded_size, batch, tau, num_samples, component, generator,
+                                 truncate)

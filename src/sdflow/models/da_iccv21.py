@@ -27,12 +27,10 @@ from torch import Tensor, nn
 
 from sdflow.config import FieldError, check_ranges
 from sdflow.models.base import PresetConfig
-from sdflow.models.sdflow import (
-    SUPPORTED_SCALES,
-    _check_image,
-    _finite_or_raise,
-    _tensor_or_raise,
-)
+from sdflow.models.sampling import check_image as _check_image
+from sdflow.models.sampling import finite_or_raise as _finite_or_raise
+from sdflow.models.sampling import tensor_or_raise as _tensor_or_raise
+from sdflow.models.sdflow import SUPPORTED_SCALES
 from sdflow.nets.rrdb import RRDB, scaled_xavier_
 
 #: How the architecture is named everywhere users see it.

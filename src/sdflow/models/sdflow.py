@@ -16,15 +16,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sdflow.config import FieldError, check_ranges
 from sdflow.distributions import MIXTURE_MODES, GaussianMixturePrior, StandardNormal
-from sdflow.errors import NonFiniteOutputError
 from sdflow.flows import (
     Bijection,
     ConditionalFlow,
@@ -34,6 +32,18 @@ from sdflow.flows import (
     data_init,
 )
 from sdflow.models.base import PresetConfig
+from sdflow.models.sampling import (
+    MixtureDownscaling,
+)
+from sdflow.models.sampling import (
+    check_image as _check_image,
+)
+from sdflow.models.sampling import (
+    finite_or_raise as _finite_or_raise,
+)
+from sdflow.models.sampling import (
+    tensor_or_raise as _tensor_or_raise,
+)
 from sdflow.nets import ConditionNet, ContentExtractor
 from sdflow.seeding import generator_from
 
@@ -44,7 +54,6 @@ BIN_WIDTH = 2.0 / 255.0
 #: the authors' downscaling script (their DS figure does not state it); with a random
 #: mixture component per image. See docs/inference.md.
 SR_DEFAULT_TAU = 0.8
-DS_DEFAULT_TAU = 0.8
 
 
 #: Scales the architecture supports (log2(scale) squeeze levels of the HR flow).
@@ -238,40 +247,13 @@ class LREncoding(NamedTuple):
         return self.logdet + self.log_prior
 
 
-def _check_image(t: Tensor, name: str) -> None:
-    if t.ndim != 4:
-        raise ValueError(f"{name} must be a [B, C, H, W] tensor, got shape {tuple(t.shape)}")
-
-
-def _tensor_or_raise(x: Any, method: str, image_api: str) -> None:
-    if not isinstance(x, Tensor):
-        raise TypeError(f"model.{method} takes tensors [B, 3, H, W] in [-1, 1], not "
-                        f"{type(x).__name__}; for images use sdflow.{image_api}(model, image)")
-
-
-def _finite_or_raise(out: Tensor, what: str) -> Tensor:
-    """``out`` is ``[B, N, ...]`` (N samples per image). Returns it, or raises
-    :class:`NonFiniteOutputError` if any sample holds NaN/Inf; the error's ``finite_mask``
-    and ``output`` have the shape the caller returns: ``[B]`` / ``[B, ...]`` for one sample,
-    ``[B, N]`` / ``[B, N, ...]`` for several."""
-    finite = torch.isfinite(out.flatten(2)).all(dim=2)
-    if not bool(finite.all()):
-        single = out.shape[1] == 1
-        bad = [(b if single else (b, n)) for b, n in (~finite).nonzero().tolist()]
-        raise NonFiniteOutputError(
-            f"{what} produced non-finite values for sample(s) {bad}; retry them at a lower "
-            "temperature or check the input for NaN/Inf",
-            finite[:, 0] if single else finite, out[:, 0] if single else out)
-    return out
-
-
 def bits_per_dim(log_prob: Tensor, num_dims: int) -> Tensor:
     """Bits per dimension of 8-bit data from the continuous log-density of dequantised
     images in [-1, 1]: ``-(log p + D log(2/255)) / (D ln 2)``."""
     return -(log_prob + num_dims * math.log(BIN_WIDTH)) / (num_dims * math.log(2.0))
 
 
-class SDFlow(nn.Module):
+class SDFlow(MixtureDownscaling, nn.Module):
     """The SDFlow model. Inputs and outputs are images in [-1, 1], ``[B, 3, H, W]``."""
 
     label = "SDFlow (Sun & Chen, TPAMI 2024)"
@@ -473,44 +455,6 @@ class SDFlow(nn.Module):
         _finite_or_raise(out, "super-resolution")
         return out[:, 0] if num_samples == 1 else out
 
-    def downscale(self, x: Tensor, tau: float = DS_DEFAULT_TAU, num_samples: int = 1,
-                  component=None, generator: torch.Generator | None = None,
-                  noise: Tensor | None = None, truncate: float | None = None, *,
-                  seed: int | None = None) -> Tensor:
-        """Downscale HR images ``x`` ``[B, 3, H, W]`` of any size to realistic LR images
-        ``[B, 3, ceil(H/s), ceil(W/s)]`` (``[B, N, ...]`` for N > 1 samples).
-
-        The HR image is reflect-padded to a multiple of ``2 s`` and the result cropped back.
-        ``component`` fixes the mixture component (an int or one per image); otherwise it is
-        drawn as the mixture mode says. With ``noise`` (``[B, 4*3, H'/(2s), W'/(2s)]`` of the
-        padded size, or with a sample dim) eps is given instead of drawn; ``seed`` gives a
-        CPU generator seeded with it. For PIL images and numpy arrays use
-        :func:`sdflow.downscale`.
-        """
-        generator = generator_from(seed, generator)
-        _tensor_or_raise(x, "downscale", "downscale")
-        _check_image(x, "HR image")
-        if num_samples < 1:
-            raise ValueError(f"num_samples must be >= 1, got {num_samples}")
-        s = self.scale
-        h, w = x.shape[2:]
-        out_h, out_w = -(-h // s), -(-w // s)
-        xp = pad_to_multiple(x, self.ds_multiple, minimum=2 * self.ds_multiple)
-        z_c, features = self.ds_condition(xp)
-        shape = self.ds_latent_shape(*xp.shape[2:], batch=x.shape[0])
-        if noise is not None and noise.ndim == 4:
-            noise = noise.unsqueeze(1)
-        outs = []
-        for i in range(num_samples):
-            z_deg = self.deg_prior.sample(
-                shape, tau, component=component, generator=generator, device=z_c.device,
-                dtype=z_c.dtype, truncate=truncate,
-                eps=None if noise is None else noise[:, i].to(z_c))
-            outs.append(self.ds_decode(z_c, features, z_deg)[:, :, :out_h, :out_w])
-        out = torch.stack(outs, dim=1)
-        _finite_or_raise(out, "downscaling")
-        return out[:, 0] if num_samples == 1 else out
-
     # ------------------------------------------------------------------ initialisation
     @torch.no_grad()
     def initialize_actnorm(self, hr: Tensor, lr: Tensor) -> None:
@@ -522,16 +466,3 @@ class SDFlow(nn.Module):
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
-
-
-def pad_to_multiple(x: Tensor, multiple: int, minimum: int = 0) -> Tensor:
-    """Pad the bottom/right of ``x`` to sizes that are multiples of ``multiple`` (and at
-    least ``minimum``), reflecting where the image is large enough, else replicating."""
-    h, w = x.shape[2:]
-    th = max(minimum, -(-h // multiple) * multiple)
-    tw = max(minimum, -(-w // multiple) * multiple)
-    ph, pw = th - h, tw - w
-    if ph == 0 and pw == 0:
-        return x
-    mode = "reflect" if ph < h and pw < w else "replicate"
-    return F.pad(x, (0, pw, 0, ph), mode=mode)

@@ -31,6 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from sdflow.config import FieldError, check_ranges
+from sdflow.metrics.degradation_fit import degrade
 from sdflow.metrics.resize import imresize
 from sdflow.models import SDFlow
 from sdflow.nets.discriminators import PatchDiscriminator
@@ -88,6 +89,15 @@ class SDFlowLossConfig:
     tau_train: float = 0.8  # temperature of the stage-2 samples
     blur_size: int = 5
     blur_sigma: float = 1.1
+    # Our addition: the camera blur of the HR-side anchors. Every term that compares with
+    # the downscaled HR image B(x) (content, stage-2 low-frequency and DS perceptual) or
+    # downscales an SR sample (stage-2 SR consistency) uses B(G_sigma x) instead: a Gaussian
+    # of this sigma (HR pixels) before the bicubic x1/s. 0 = plain bicubic (the design
+    # notes). "auto" fits sigma at start-up to the training folders' real LR by unpaired
+    # statistics (sdflow.metrics.degradation_fit; the run's config.json records the value).
+    # With plain bicubic the HR content is sharper than the real LR's content, so the
+    # downscaling comes out bicubic and SR blurry (docs/training.md).
+    degradation_blur: float | Literal["auto"] = 0.0
     quantize_samples: bool = True
     lr_disc_input: Literal["image", "highpass"] = "image"
     disc_base: int = 64
@@ -102,6 +112,8 @@ class SDFlowLossConfig:
         check_ranges(self, {"synthetic_blur_max": (0.0, 20.0), "synthetic_noise_max": (0.0, 255.0),
                             "tau_train": (0.0, 2.0), "blur_size": (0, 31),
                             "blur_sigma": (0.0, 20.0)})
+        if self.degradation_blur != "auto":
+            check_ranges(self, {"degradation_blur": (0.0, 8.0)})
         if self.blur_size > 1 and self.blur_size % 2 == 0:
             raise FieldError("blur_size", f"must be odd (or 0/1: no blur), got {self.blur_size}")
 
@@ -157,6 +169,10 @@ class SDFlowObjective(nn.Module):
         # Not registered as submodules: the generator step must not own their parameters.
         object.__setattr__(self, "discriminators", discriminators)
         object.__setattr__(self, "perceptual", perceptual)
+        #: sigma of the HR-side anchor's blur (loss.degradation_blur); None until an "auto"
+        #: value is fitted to the data (SDFlowTask.fit_to_data)
+        self.degradation_sigma: float | None = \
+            None if cfg.degradation_blur == "auto" else float(cfg.degradation_blur)
         if cfg.needs_perceptual and perceptual is None:
             raise ValueError("the perceptual weights are > 0 but no PerceptualLoss was given; "
                              "set loss.content_perceptual=0, loss.perceptual=0 and "
@@ -169,6 +185,13 @@ class SDFlowObjective(nn.Module):
 
     def _blur(self, x: Tensor) -> Tensor:
         return gaussian_blur(x, self.cfg.blur_size, self.cfg.blur_sigma)
+
+    def _degrade(self, x: Tensor) -> Tensor:
+        """B(G_sigma x): the anchor's degradation of an HR image (or SR sample)."""
+        if self.degradation_sigma is None:
+            raise RuntimeError("loss.degradation_blur is 'auto' but was not fitted to the "
+                               "data; call SDFlowTask.fit_to_data first")
+        return degrade(x, self.model.scale, self.degradation_sigma)
 
     def _lowpass_l1(self, a: Tensor, target: Tensor, targets: TargetCache) -> Tensor:
         return (self._blur(a) - targets.get("blur", target, self._blur)).abs().mean()
@@ -243,7 +266,7 @@ class SDFlowObjective(nn.Module):
         terms["nll_hr"] = -logp_hr.mean() / hr[0].numel()
         terms["nll_lr"] = -enc.log_prob.mean() / lr[0].numel()
 
-        down_hr = imresize(hr, scale=1 / m.scale)
+        down_hr = self._degrade(hr)
         targets = TargetCache(self.share_targets)
         perceptual_pairs: dict[str, list[tuple[Tensor, Tensor]]] = {}
         content_x, content_y = self._content_decodes(z_c_x, z_c_y)
@@ -298,7 +321,7 @@ class SDFlowObjective(nn.Module):
             with frozen(d):
                 terms["adversarial"] = 0.5 * lsgan(d.hr(sr), 1.0) + \
                     0.5 * lsgan(d.lr(self._lr_disc_input(ds)), 1.0)
-            down_sr = imresize(sr, scale=1 / m.scale)
+            down_sr = self._degrade(sr)
             terms["low_frequency"] = self._lowpass_l1(down_sr, lr, targets) + \
                 self._lowpass_l1(ds, down_hr, targets)
             if cfg.perceptual > 0:

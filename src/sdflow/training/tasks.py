@@ -38,6 +38,9 @@ class TrainingTask(Protocol):
                  ) -> tuple[dict[str, float], Any]:
         """(metrics, sample grid as HxWx3 uint8 or None) with ``model`` in eval mode."""
 
+    def fit_to_data(self, lr_images: list, hr_images: list) -> dict[str, Any] | None:
+        """Fit data-dependent objective settings to the training images (before step 0)."""
+
     def inference_model(self, generator: nn.Module) -> nn.Module:
         """The part of ``generator`` (or of its EMA copy) that is exported with
         :func:`sdflow.save`: a registered architecture."""
@@ -83,6 +86,11 @@ class ObjectiveTask:
     def after_generator_step(self) -> None:
         """No constraints to project."""
 
+    def fit_to_data(self, lr_images: list, hr_images: list) -> dict[str, Any] | None:
+        """Settings of the objective fitted to the training images before step 0 (the
+        fitted values are written into the config); None when there are none."""
+        return None
+
     def inference_model(self, generator: nn.Module) -> nn.Module:
         return generator
 
@@ -114,6 +122,7 @@ class SDFlowTask(ObjectiveTask):
         from sdflow.models.init import apply_init
         from sdflow.training.sdflow_objective import SDFlowDiscriminators, SDFlowObjective
 
+        self.cfg = cfg
         model_cfg = _model_config(SDFlowConfig, cfg)
         self.model = apply_init(SDFlow(model_cfg, seed=cfg.run.seed), cfg.model.init).to(device)
         self.generator = self.model
@@ -134,6 +143,18 @@ class SDFlowTask(ObjectiveTask):
 
     def after_generator_step(self) -> None:
         self.objective.after_generator_step()
+
+    def fit_to_data(self, lr_images, hr_images):
+        """``loss.degradation_blur: auto``: the Gaussian blur that makes degraded HR images
+        as blurred as the real LR (unpaired statistics), written into ``cfg.loss``."""
+        from sdflow.metrics.degradation_fit import fit_gaussian_degradation
+
+        if self.cfg.loss.degradation_blur != "auto":
+            return None
+        fit = fit_gaussian_degradation(lr_images, hr_images, scale=self.model.scale)
+        self.cfg.loss.degradation_blur = fit.sigma
+        self.objective.degradation_sigma = fit.sigma
+        return fit.to_dict()
 
     def validate(self, model, pairs, samples, seed):
         from sdflow.training.validation import validate_sdflow

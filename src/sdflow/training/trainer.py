@@ -173,6 +173,9 @@ class Trainer:
             cfg.data.lr_dirs, cfg.data.hr_dirs, cfg.data.lr_crop, self._scale(),
             flips=cfg.data.flips, rot90=cfg.data.rot90, dequantize=cfg.data.dequantize,
             seed=cfg.run.seed)
+        fitted = self.task.fit_to_data(self.dataset.lr.images, self.dataset.hr.images)
+        #: what was fitted to the training images (logged by fit)
+        self.fitted = fitted
         self.val_pairs = load_pairs(cfg.data.val_dir, self._scale(), cfg.data.val_lr_crop,
                                     cfg.data.val_limit) if cfg.data.val_dir else []
         self._g_call = _Call(self.generator, self.task.generator_loss)
@@ -455,6 +458,9 @@ class Trainer:
             (self.run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
             for line in self.dataset.report_lines():
                 self._say(line)
+            if self.fitted:
+                self._say("fitted to the training images: " + json.dumps(self.fitted))
+                self._log_record({"iteration": 0, "fitted": self.fitted})
             if self.val_pairs:
                 self._say(f"validation: {len(self.val_pairs)} pairs from {cfg.data.val_dir}")
         D.barrier(self.ctx)
