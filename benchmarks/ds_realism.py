@@ -9,7 +9,8 @@ by each model (per image seed, components drawn); their blur index and noise sig
 (``sdflow.metrics.degradation``) are compared with those of the real LR images of
 ``train/LR`` (centre crops of ``--crop / 4``), which show other scenes: what is compared is
 the degradation's statistics, not pixels, so no pairing and no validation image is used.
-The printed gap is the generated mean minus the real mean (0 = the real domain's value).
+The printed gap is the generated mean minus the real mean (0 = the real domain's value);
+`band_ratio` is the mean high-band energy (0.25-0.5 cycles/pixel) over the real LR's (1 = the same).
 This is the recipe-selection signal for downscaling (docs/training.md): it needs no
 ``val/`` data, so choosing on it does not tune on the validation set. For each model it also
 prints where the degradation is (:func:`where_the_degradation_is`).
@@ -27,7 +28,8 @@ import torch
 import sdflow
 from sdflow.imageio import image_to_tensor, read_image, tensor_to_image
 from sdflow.metrics import blur_index, imresize_uint8
-from sdflow.metrics.degradation import noise_sigma
+from sdflow.metrics.degradation import high_band_energy, noise_sigma
+from sdflow.models.base import LatentModel
 from sdflow.training.data import list_images
 
 
@@ -39,7 +41,8 @@ def centre(img: np.ndarray, side: int) -> np.ndarray:
 
 def stats(images: list[np.ndarray]) -> dict[str, float]:
     return {"blur": round(float(np.mean([blur_index(i) for i in images])), 4),
-            "noise": round(float(np.mean([noise_sigma(i) for i in images])), 3)}
+            "noise": round(float(np.mean([noise_sigma(i) for i in images])), 3),
+            "band": round(float(np.mean([high_band_energy(i) for i in images])), 5)}
 
 
 def main() -> None:
@@ -57,7 +60,8 @@ def main() -> None:
     def row(name: str, images: list[np.ndarray]) -> None:
         s = stats(images)
         print(json.dumps({"what": name, **s, "blur_gap": round(s["blur"] - real["blur"], 4),
-                          "noise_gap": round(s["noise"] - real["noise"], 3)}), flush=True)
+                          "noise_gap": round(s["noise"] - real["noise"], 3),
+                          "band_ratio": round(s["band"] / real["band"], 3)}), flush=True)
 
     row("bicubic x1/4", [imresize_uint8(h, scale=0.25) for h in hr])
     for name in args.models:
@@ -69,7 +73,8 @@ def main() -> None:
                     y = model.downscale(image_to_tensor(h), tau, seed=i)
                     out.append(tensor_to_image(y))
             row(f"{name} tau {tau}", out)
-        where_the_degradation_is(name, model, hr, lr, row)
+        if isinstance(model, LatentModel):  # a flow: where does the degradation sit?
+            where_the_degradation_is(name, model, hr, lr, row)
 
 
 @torch.no_grad()

@@ -1,7 +1,10 @@
-"""Side-by-side SR crops: LR (nearest) | bicubic | each model at tau 0 | ground truth.
+"""Side-by-side crops. SR: LR (nearest) | bicubic | each model at tau 0 | ground truth.
+Downscaling (``--task ds``): HR | bicubic x1/4 | each model at each ``--taus`` | real LR.
 
     python scripts/compare_crops.py --models sdflow-lite-realsr-x4 da-iccv21-realsr-x4 \
         --images Canon_033 Nikon_035 --crop 96 --out docs/figures/sr_comparison.png
+    python scripts/compare_crops.py --task ds --models gaussian-fit-realsr-x4 \
+        sdflow-lite-realsr-x4 --taus 0 0.8 --crop 128 --out docs/figures/ds_comparison.png
 
 Each crop is the most textured ``--crop`` x ``--crop`` HR square of the image (the rule
 ``sdflow eval --crop`` uses), shown at ``--zoom`` with nearest-neighbour enlargement so the
@@ -38,6 +41,43 @@ def _sr_crop(model, lr: np.ndarray, top: int, left: int, size: int) -> np.ndarra
     return out[y:y + size, x:x + size]
 
 
+def _ds_crop(model, hr: np.ndarray, top: int, left: int, size: int, tau: float) -> np.ndarray:
+    """Downscaling (seed 0) of the HR region around the crop box plus 64 HR pixels of
+    context (aligned to 8), cut to the LR box."""
+    s, c = model.scale, 4 * CONTEXT
+    t0, l0 = max(0, (top - c) // 8 * 8), max(0, (left - c) // 8 * 8)
+    t1, l1 = min(hr.shape[0], top + size + c), min(hr.shape[1], left + size + c)
+    with torch.no_grad():
+        out = tensor_to_image(model.downscale(image_to_tensor(hr[t0:t1, l0:l1]), tau, seed=0))
+    y, x = (top - t0) // s, (left - l0) // s
+    return out[y:y + size // s, x:x + size // s]
+
+
+def _ds_panels(models, taus, lr: np.ndarray, hr: np.ndarray, top: int, left: int,
+               size: int, stem: str) -> list[tuple[str, np.ndarray]]:
+    """HR | bicubic | models | real LR, every panel at the HR crop's size (LR panels
+    enlarged 4x, nearest)."""
+    def up(img: np.ndarray) -> np.ndarray:
+        return img.repeat(4, axis=0).repeat(4, axis=1)
+
+    real = lr[top // 4:(top + size) // 4, left // 4:(left + size) // 4]
+    bicubic = imresize_uint8(hr[top:top + size, left:left + size], scale=0.25)
+    panels = [("HR", hr[top:top + size, left:left + size]),
+              (f"bicubic {psnr(bicubic, real, shave=0):.2f} dB", up(bicubic))]
+    for name, model in models:
+        for tau in taus if is_stochastic_ds(model) else [0.0]:
+            out = _ds_crop(model, hr, top, left, size, tau)
+            tag = f" t{tau:g}" if is_stochastic_ds(model) else ""
+            panels.append((f"{name}{tag} {psnr(out, real, shave=0):.2f} dB", up(out)))
+    panels.append((f"real LR ({stem})", up(real)))
+    return panels
+
+
+def is_stochastic_ds(model) -> bool:
+    """Whether a downscaler's outputs depend on tau (a learned degradation, or noise)."""
+    return float(getattr(model.config, "noise", 1.0)) > 0
+
+
 def _label(draw: ImageDraw.ImageDraw, xy: tuple[int, int], text: str, font) -> None:
     x, y = xy
     box = draw.textbbox((x, y), text, font=font)
@@ -47,6 +87,9 @@ def _label(draw: ImageDraw.ImageDraw, xy: tuple[int, int], text: str, font) -> N
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--task", choices=("sr", "ds"), default="sr")
+    ap.add_argument("--taus", nargs="+", type=float, default=[0.0],
+                    help="ds: temperatures of the stochastic downscalers (seed 0)")
     ap.add_argument("--models", nargs="+", default=registry.available(),
                     help="registered names or checkpoint paths")
     ap.add_argument("--labels", nargs="+", default=None,
@@ -72,6 +115,9 @@ def main() -> None:
         lr = read_image(Path(args.data) / "LR" / f"{stem}.png").rgb
         hr = read_image(Path(args.data) / "HR" / f"{stem}.png").rgb
         top, left, size = pick_crop(hr, args.crop, 4)
+        if args.task == "ds":
+            rows.append(_ds_panels(models, args.taus, lr, hr, top, left, size, stem))
+            continue
         box = (slice(top, top + size), slice(left, left + size))
         bicubic = imresize_uint8(lr, scale=4)[box]
         lr_near = lr[top // 4:(top + size) // 4, left // 4:(left + size) // 4]

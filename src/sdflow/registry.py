@@ -41,14 +41,18 @@ MODELS: dict[str, RegisteredModel] = {
     "sdflow-lite-realsr-x4": RegisteredModel(
         name="sdflow-lite-realsr-x4",
         filename="sdflow_lite_realsr_x4.safetensors",
-        sha256="d634de387f622feb98b01e677ed71146019b5ea71403ed3b922c9c5c4d586812",
+        sha256="9b3059e1665efc1bdbbec78fe28ca88695bd33ca8b838906772bd69f8b0eccc4",
         trained_on="RealSR V3 x4, unpaired: train/LR + train/LR_full (LR) and train/HR (HR) "
                    "of ../shared/data/RealSR_x4",
-        description="SDFlow, lite preset with the lifting predict step (1.43 M parameters), "
-                    "x4; sdflow train --preset cpu_x4, 3686 iterations, 1.76 CPU-hours "
-                    "(2026-12-01, docs/training.md). RealSR x4 val: tau 0 27.23 dB / SSIM "
-                    "0.7833 / LPIPS 0.416, tau 0.8 LPIPS 0.391 (bicubic 27.00 / 0.7772 / "
-                    "0.455). Replaces the blocky 2026-11-29 weights of the same name.",
+        description="SDFlow, lite preset with the lifting predict step (1.43 M parameters) "
+                    "and the degradation anchor (loss.degradation_blur auto: a Gaussian camera "
+                    "blur of 1.775 HR pixels fitted to the training folders by unpaired "
+                    "statistics), x4; sdflow train --preset cpu_x4, 4000 iterations, 3.03 "
+                    "CPU-hours (2026-12-06, docs/training.md). RealSR x4 val: DS tau 0 32.21 "
+                    "dB vs the real LR (bicubic 30.69, gaussian-fit 32.22); SR tau 0 26.91 dB "
+                    "/ SSIM 0.7708 / LPIPS 0.357, tau 0.8 LPIPS 0.354 (bicubic 27.00 / 0.7772 "
+                    "/ 0.455). Replaces the 2026-12-01 weights of the same name, whose "
+                    "downscaling was bicubic in effect.",
         license="MIT (weights); trained on RealSR images, which are for research use only",
     ),
     "da-iccv21-realsr-x4": RegisteredModel(
@@ -67,14 +71,14 @@ MODELS: dict[str, RegisteredModel] = {
     "gaussian-fit-realsr-x4": RegisteredModel(
         name="gaussian-fit-realsr-x4",
         filename="gaussian_fit_realsr_x4.safetensors",
-        sha256="08fa4f4f57c5e3decca1f932fb37566581df96563027df79880b90ad5b870260",
+        sha256="5159fb22ca688922ba26e726940c6143a50ff5a979571c64668fa9ce00e41ee9",
         trained_on="RealSR V3 x4, unpaired: train/LR + train/LR_full (real LR, 60 images) "
                    "and train/HR (30 other scenes)",
         description="gaussian-fit, the parametric baseline downscaler: Gaussian blur sigma "
-                    "1.775 HR pixels before MATLAB bicubic x1/4, no added noise (the blurred "
-                    "images already have the real LR's noise sigma); fitted by sdflow "
-                    "fit-degradation from unpaired statistics in 50 s on a CPU. RealSR x4 val "
-                    "DS vs real LR: 32.22 dB (bicubic 30.69).",
+                    "1.773 HR pixels before MATLAB bicubic x1/4 and 0.02 grey levels of white "
+                    "noise (the blurred images already have the real LR's noise floor); "
+                    "fitted by sdflow fit-degradation from unpaired statistics in 13.5 s on 2 "
+                    "CPU cores. RealSR x4 val DS vs the real LR: 32.22 dB (bicubic 30.69).",
         license="MIT; fitted to statistics of RealSR images (research use only)",
     ),
 }
