@@ -46,9 +46,9 @@ def _load(name: str, device: str):
 
 
 def sdflow_lite_realsr_x4(device: str = "cpu"):
-    """SDFlow (Sun & Chen, TPAMI 2024), lite preset with the predict step, 1.43 M
-    parameters: x4 SR (stochastic, ``model.sr(y, tau=...)``) and realistic /4 downscaling
-    (``model.downscale``), trained unpaired on RealSR x4 (registered
+    """SDFlow (Sun & Chen, TPAMI 2024), lite preset with the predict step and the
+    degradation anchor, 1.43 M parameters: x4 SR (stochastic, ``model.sr(y, tau=...)``) and
+    realistic /4 downscaling (``model.downscale``), trained unpaired on RealSR x4 (registered
     ``sdflow-lite-realsr-x4``). ``device``: where to put it."""
     return _load("sdflow-lite-realsr-x4", device)
 
@@ -61,7 +61,7 @@ def da_iccv21_realsr_x4(device: str = "cpu"):
 
 
 def gaussian_fit_realsr_x4(device: str = "cpu"):
-    """gaussian-fit, the parametric baseline downscaler: Gaussian blur (sigma 1.775 HR
+    """gaussian-fit, the parametric baseline downscaler: Gaussian blur (sigma 1.773 HR
     pixels) before bicubic x1/4, fitted to RealSR x4's real LR by unpaired statistics
     (registered ``gaussian-fit-realsr-x4``; ``model.downscale(x)``). ``device``: where to
     put it."""

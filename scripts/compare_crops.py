@@ -25,6 +25,7 @@ from sdflow.errors import SDFlowError
 from sdflow.evaluation.runner import pick_crop
 from sdflow.imageio import image_to_tensor, read_image, tensor_to_image
 from sdflow.metrics import imresize_uint8, psnr
+from sdflow.models.base import LatentModel
 
 CONTEXT = 16  # LR pixels of context around the crop
 
@@ -74,8 +75,9 @@ def _ds_panels(models, taus, lr: np.ndarray, hr: np.ndarray, top: int, left: int
 
 
 def is_stochastic_ds(model) -> bool:
-    """Whether a downscaler's outputs depend on tau (a learned degradation, or noise)."""
-    return float(getattr(model.config, "noise", 1.0)) > 0
+    """Whether to show a downscaler at every ``--taus``: a learned flow (gaussian-fit's tau
+    only scales its fitted white noise, which is shown at tau 0)."""
+    return isinstance(model, LatentModel)
 
 
 def _label(draw: ImageDraw.ImageDraw, xy: tuple[int, int], text: str, font) -> None:
