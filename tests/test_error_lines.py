@@ -385,3 +385,20 @@ def test_convert_refuses_a_pickle_with_code_in_one_line(tmp_path, capsys):
     code = main(["convert", "--official", str(tmp_path), "--out", str(tmp_path / "o.st")])
     line = one_line(capsys, code, "lrencoder.pth", "refused")
     assert "weights_only" not in line and not (tmp_path / "pwned").exists()
+
+
+@pytest.mark.parametrize("argv", [
+    ["sr", "photo.png", "-o", "out"],
+    ["downscale", "photo.png", "-o", "out"],
+    ["make-pairs", "photo.png", "-o", "out"],
+    ["eval", "sr", "--data", "d"],
+    ["eval", "ds", "--data", "d"],
+])
+@pytest.mark.parametrize("threads", ["-1", "0", "two"])
+def test_a_bad_thread_count_is_a_usage_line(argv, threads, capsys):
+    """--threads -1 reached torch.set_num_threads and ended in a RuntimeError traceback."""
+    with pytest.raises(SystemExit) as exc:
+        main([*argv, "--threads", threads])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --threads: expected an integer >= 1" in err and "Traceback" not in err

@@ -87,3 +87,15 @@ def from_args(cls: type[T], args: argparse.Namespace, command: str, **fixed: Any
     values = {f.name: getattr(args, f.name) for f, _ in flag_fields(cls, command)}
     values.update(fixed)
     return cls(**values)
+
+
+def positive_int(text: str) -> int:
+    """argparse type of counts such as ``--threads``: an integer >= 1, else the usage
+    error names the value (never a traceback from the library it is passed to)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text}")
+    return value

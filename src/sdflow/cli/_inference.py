@@ -20,7 +20,7 @@ from sdflow.models.base import Downscaler, StochasticSR
 from sdflow.models.prepare import prepare
 from sdflow.models.sampling import DS_DEFAULT_TAU
 from sdflow.models.sdflow import SR_DEFAULT_TAU
-from sdflow.options import add_flags, from_args
+from sdflow.options import add_flags, from_args, positive_int
 
 
 def add_arguments(p: argparse.ArgumentParser, task: str, default_tau: float) -> None:
@@ -38,7 +38,7 @@ def add_arguments(p: argparse.ArgumentParser, task: str, default_tau: float) -> 
                    f"default: {registry.default_model(task) or 'none, --model is required'})")
     p.add_argument("--device", default="auto", metavar="DEVICE",
                    help="auto (default: cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
-    p.add_argument("--threads", type=int, default=None,
+    p.add_argument("--threads", type=positive_int, default=None,
                    help="CPU threads for PyTorch (default: PyTorch's choice)")
     if task == "sr":
         p.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch",

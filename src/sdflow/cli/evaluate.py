@@ -27,6 +27,7 @@ from sdflow.evaluation import (
     write_json,
 )
 from sdflow.metrics.lpips import NETS
+from sdflow.options import positive_int
 from sdflow.registry import DEFAULT_DS_BASELINE, default_model, load
 
 CSV_NAME = "metrics.csv"
@@ -44,19 +45,12 @@ def _taus(text: str) -> list[float]:
     return taus
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text}")
-    return value
-
-
 def _common(p: argparse.ArgumentParser, mode: str) -> None:
     p.add_argument("-o", "--out", default=f"runs/eval/{mode}",
                    help=f"folder for {CSV_NAME} and {JSON_NAME} (default: runs/eval/{mode})")
     p.add_argument("--report", metavar="DIR",
                    help="also write an HTML report (DIR/index.html); needs matplotlib")
-    p.add_argument("--crop", type=_positive, default=128,
+    p.add_argument("--crop", type=positive_int, default=128,
                    help="size of the report crops in HR pixels (default 128)")
     p.add_argument("--color", choices=("y", "rgb"), default="y",
                    help="PSNR/SSIM on BT.601 Y (default) or on RGB")
@@ -69,10 +63,10 @@ def _common(p: argparse.ArgumentParser, mode: str) -> None:
                    help="folder of the LPIPS weight files (else $SDFLOW_WEIGHTS, else "
                    "~/.cache/sdflow/weights)")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
-    p.add_argument("--threads", type=_positive,
+    p.add_argument("--threads", type=positive_int,
                    help="torch CPU threads (default: torch's choice; 1 helps on a machine "
                    "whose cores are busy)")
-    p.add_argument("--limit", type=_positive, help="evaluate only the first N pairs by name")
+    p.add_argument("--limit", type=positive_int, help="evaluate only the first N pairs by name")
     p.add_argument("--quiet", action="store_true", help="no per-image progress on stderr")
 
 
@@ -90,7 +84,7 @@ def _sampling(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tau", type=_taus, default=None,
                    help="comma-separated temperatures (default 0,0.8; a deterministic "
                    "model such as da-iccv21 takes 0 only, and that is its default)")
-    p.add_argument("--samples", type=_positive, default=1,
+    p.add_argument("--samples", type=positive_int, default=1,
                    help="samples per image and tau (SR at tau 0 is deterministic: one); "
                    "metrics are their mean, *_best the best of them (default 1)")
     p.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
@@ -126,13 +120,13 @@ def register(sub) -> None:
     folders.add_argument("--pred", required=True, metavar="DIR", help="predictions")
     folders.add_argument("--gt", required=True, metavar="DIR", help="ground truth")
     folders.add_argument("--lr", metavar="DIR", help="LR inputs, for LR-consistency")
-    folders.add_argument("--scale", type=_positive, default=4, help="SR scale (default 4)")
+    folders.add_argument("--scale", type=positive_int, default=4, help="SR scale (default 4)")
     folders.add_argument("--name", default="pred", help="method name in the outputs")
     _common(folders, "folders")
 
     bicubic = modes.add_parser("bicubic", help="the MATLAB-bicubic baseline")
     _data(bicubic)
-    bicubic.add_argument("--scale", type=_positive, default=4, help="SR scale (default 4)")
+    bicubic.add_argument("--scale", type=positive_int, default=4, help="SR scale (default 4)")
     bicubic.add_argument("--save", metavar="DIR",
                          help="write the bicubic images as DIR/bicubic/NAME.png")
     _common(bicubic, "bicubic")

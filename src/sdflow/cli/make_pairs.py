@@ -15,7 +15,7 @@ from sdflow.inference import batch
 from sdflow.inference.pairs import PairOptions, Shard, make_pairs
 from sdflow.models import ARCHITECTURES
 from sdflow.models.base import Downscaler
-from sdflow.options import add_flags, from_args
+from sdflow.options import add_flags, from_args, positive_int
 
 
 def register(sub) -> None:
@@ -37,7 +37,7 @@ def register(sub) -> None:
                    "torchrun RANK/WORLD_SIZE are used when this is not given")
     p.add_argument("--device", default="auto", metavar="DEVICE",
                    help="auto (default), cpu, cuda, cuda:N or mps")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch")
+    p.add_argument("--threads", type=positive_int, default=None, help="CPU threads for PyTorch")
     add_flags(p, PairOptions, "make-pairs")
     p.set_defaults(run=run)
 
