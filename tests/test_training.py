@@ -189,3 +189,27 @@ def test_two_process_gloo_matches_one_process_with_the_same_global_batch(shared,
     worst = max(float((wa[k].double() - wb[k].double()).abs().max()) for k in wa
                 if wa[k].is_floating_point())
     assert worst < 1e-3, worst
+
+
+def test_degradation_blur_auto_is_fitted_before_step_zero_and_recorded(shared, tmp_path):
+    """loss.degradation_blur: auto — the trainer fits sigma to the training folders before
+    step 0, trains with it, and records it (config.json, a 'fitted' metrics record, the
+    exported model's training config); a resume fits the same value."""
+    run = tmp_path / "run"
+    cfg = load_config("smoke", None, _overrides(shared, run, **{
+        "run.iterations": 2, "loss.degradation_blur": "auto"}))
+    out = Trainer(cfg).fit()
+    sigma = json.loads((run / "config.json").read_text())["loss"]["degradation_blur"]
+    assert isinstance(sigma, float) and 1.0 < sigma < 2.5  # RealSR's LR is blurrier
+    fitted = _records(run, "fitted")
+    assert len(fitted) == 1 and fitted[0]["sigma"] == sigma
+    assert fitted[0]["real_blur"] > fitted[0]["bicubic_blur"]
+    assert len(_records(run)) == 2
+    recorded = sdflow.load(out).checkpoint_info.extra["train_config"]["loss"]
+    assert recorded["degradation_blur"] == sigma
+    again = load_config("smoke", None, _overrides(shared, run, **{
+        "run.iterations": 3, "loss.degradation_blur": "auto"}))
+    trainer = Trainer(again)
+    assert again.loss.degradation_blur == sigma
+    trainer.fit(resume="auto")
+    assert len(_records(run)) == 3 and len(_records(run, "fitted")) == 1

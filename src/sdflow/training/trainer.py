@@ -460,7 +460,8 @@ class Trainer:
                 self._say(line)
             if self.fitted:
                 self._say("fitted to the training images: " + json.dumps(self.fitted))
-                self._log_record({"iteration": 0, "fitted": self.fitted})
+                if state is None:  # a resumed run has the record from its start
+                    self._log_record({"type": "fitted", "iteration": 0, **self.fitted})
             if self.val_pairs:
                 self._say(f"validation: {len(self.val_pairs)} pairs from {cfg.data.val_dir}")
         D.barrier(self.ctx)
