@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from sdflow.imageio import image_to_tensor, tensor_to_image
 from sdflow.metrics.degradation import blur_index, noise_floor
 from sdflow.metrics.resize import imresize
 
@@ -87,14 +88,6 @@ def _centre(img: np.ndarray, side: int, multiple: int) -> np.ndarray:
     return np.ascontiguousarray(img[top:top + side_h, left:left + side_w, :3])
 
 
-def _to_tensor(img: np.ndarray) -> Tensor:
-    return torch.from_numpy(img).permute(2, 0, 1)[None].double() / 127.5 - 1.0
-
-
-def _to_uint8(x: Tensor) -> np.ndarray:
-    return ((x[0].clamp(-1, 1) + 1.0) * 127.5).round().byte().permute(1, 2, 0).numpy()
-
-
 def _stats(images: Sequence[np.ndarray]) -> tuple[float, float]:
     return (float(np.mean([blur_index(i) for i in images])),
             float(np.mean([noise_floor(i) for i in images])))
@@ -119,7 +112,7 @@ def fit_gaussian_degradation(lr_images: Sequence[np.ndarray], hr_images: Sequenc
     if not lr_images or not hr_images:
         raise ValueError("the Gaussian fit needs at least one LR and one HR image")
     lr = [_centre(i, lr_crop, 1) for i in lr_images]
-    hr = [_to_tensor(_centre(i, scale * lr_crop, scale)) for i in hr_images]
+    hr = [image_to_tensor(_centre(i, scale * lr_crop, scale)).double() for i in hr_images]
     if min(min(i.shape[:2]) for i in lr) < 16 or min(min(t.shape[2:]) for t in hr) < 16 * scale:
         raise ValueError(f"the Gaussian fit needs LR images of at least 16x16 pixels and HR "
                          f"images of at least {16 * scale}x{16 * scale}")
@@ -134,7 +127,7 @@ def fit_gaussian_degradation(lr_images: Sequence[np.ndarray], hr_images: Sequenc
         out = []
         for low in images:
             eps = torch.randn(low.shape, generator=g, dtype=low.dtype)
-            out.append(_to_uint8(low + eps * (2.0 * noise / 255.0) if noise > 0 else low))
+            out.append(tensor_to_image(low + eps * (2.0 * noise / 255.0) if noise > 0 else low))
         return _stats(out)
 
     def noise_for(clean_noise: float) -> float:
