@@ -29,3 +29,16 @@ def tiny_model(shared: Path, preset: str = "lite", dtype=torch.float32, seed: in
     model.initialize_actnorm(hr.to(dtype), lr.to(dtype))
     perturb_parameters_(model, std=std, generator=torch.Generator().manual_seed(seed))
     return model.eval()
+
+
+def without_g_t(src: Path, dst: Path) -> Path:
+    """A copy of da-iccv21 file ``src`` without its G_t (``lr_decoder.*``) weights, as
+    sdflow 0.1 exported them."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    with safe_open(str(src), framework="pt") as f:
+        metadata = f.metadata()
+    save_file({k: v for k, v in load_file(str(src)).items()
+               if not k.startswith("lr_decoder.")}, str(dst), metadata=metadata)
+    return dst

@@ -26,8 +26,11 @@ from sdflow.models.base import (
     DensityModel,
     Downscaler,
     LatentModel,
+    StochasticDS,
     StochasticSR,
     SuperResolver,
+    downscales,
+    is_stochastic,
 )
 
 from inference_helpers import FAST, real_pixels
@@ -117,14 +120,19 @@ def test_the_cycle_finder_finds_a_cycle():
 
 def test_capabilities_are_protocols_of_each_architecture():
     sd, da = SDFlow(SDFlowConfig.preset("lite", **FAST)), DAICCV21(DAICCV21Config.preset("tiny"))
-    for proto in (SuperResolver, StochasticSR, Downscaler, LatentModel, DensityModel):
+    for proto in (SuperResolver, StochasticSR, Downscaler, StochasticDS, LatentModel,
+                  DensityModel):
         assert isinstance(sd, proto)
-    assert isinstance(da, SuperResolver)
-    assert not any(isinstance(da, p) for p in (StochasticSR, Downscaler, LatentModel,
+    assert isinstance(da, SuperResolver) and isinstance(da, Downscaler)  # deterministic
+    assert not any(isinstance(da, p) for p in (StochasticSR, StochasticDS, LatentModel,
                                                 DensityModel))
     gf = GaussianDownscaler(GaussianFitConfig(sigma=1.5))
-    assert isinstance(gf, Downscaler)
+    assert isinstance(gf, Downscaler) and isinstance(gf, StochasticDS)
     assert not any(isinstance(gf, p) for p in (SuperResolver, LatentModel, DensityModel))
+    for model, sr, ds in ((sd, True, True), (da, False, False), (gf, False, True)):
+        assert is_stochastic(model, "ds") is ds and downscales(model)
+        if isinstance(model, SuperResolver):
+            assert is_stochastic(model, "sr") is sr
     for arch in ARCHITECTURES.values():  # checkable on the class, before building
         assert issubclass(arch.model_cls, (SuperResolver, Downscaler))
 

@@ -16,8 +16,7 @@ import sdflow
 from sdflow.cli import main
 from sdflow.config import ConfigError
 from sdflow.models import ARCHITECTURES, DAICCV21, DAICCV21Config, SDFlow
-from sdflow.models.base import Downscaler, StochasticSR, SuperResolver
-from sdflow.models.da_iccv21 import DAICCV21Generator
+from sdflow.models.base import Downscaler, StochasticDS, StochasticSR, SuperResolver, downscales
 from sdflow.training.config import load_config
 from sdflow.training.da_objective import (
     DADiscriminators,
@@ -31,7 +30,7 @@ from sdflow.training.da_objective import (
 from sdflow.training.losses import PerceptualLoss
 from sdflow.training.trainer import Trainer
 
-from helpers import real_crops
+from helpers import real_crops, without_g_t
 
 TINY = DAICCV21Config.preset("tiny")
 
@@ -61,26 +60,72 @@ def test_sr_shapes_for_any_size_and_determinism(size):
         assert torch.equal(out, model(y))  # forward: the same function, no checks
 
 
-def test_the_contract_says_deterministic_sr_only():
+def test_the_contract_says_deterministic_sr_and_ds():
     model = DAICCV21(TINY)
     assert isinstance(model, SuperResolver) and issubclass(DAICCV21, SuperResolver)
-    assert not isinstance(model, StochasticSR) and not isinstance(model, Downscaler)
-    assert issubclass(SDFlow, StochasticSR) and issubclass(SDFlow, Downscaler)
+    assert isinstance(model, Downscaler) and downscales(model)
+    assert not isinstance(model, StochasticSR) and not isinstance(model, StochasticDS)
+    assert issubclass(SDFlow, StochasticSR) and issubclass(SDFlow, StochasticDS)
     with pytest.raises(TypeError):  # no sampling arguments to ignore
         model.sr(torch.zeros(1, 3, 4, 4), 0.8)
     # through the image API a deterministic model takes no temperature
     with pytest.raises(ValueError, match="deterministic"):
         sdflow.super_resolve(model, np.zeros((4, 4, 3), np.uint8), tau=0.8)
+    with pytest.raises(ValueError, match="deterministic"):
+        sdflow.downscale(model, np.zeros((16, 16, 3), np.uint8), tau=0.8)
+    with pytest.raises(ValueError, match="deterministic"):
+        model.downscale(torch.zeros(1, 3, 16, 16), num_samples=2)
     with pytest.raises(TypeError, match="sdflow.super_resolve"):
         model.sr(np.zeros((4, 4, 3), np.uint8))
 
 
-def test_same_seed_same_weights_and_generator_holds_the_inference_model():
-    a, b = DAICCV21Generator(TINY, seed=1), DAICCV21Generator(TINY, seed=1)
+@pytest.mark.parametrize("size", [(16, 16), (37, 22), (9, 5)])
+def test_downscale_is_g_t_of_e_of_bicubic_for_any_size(size):
+    """DS = G_t(E(bicubic x1/4 of the HR)) with the output ceil(H/4) x ceil(W/4); the tiled
+    image path gives the same image as the tensor method."""
+    from sdflow.inference.tiling import tiled_downscale
+    from sdflow.metrics.resize import imresize
+
+    model = DAICCV21(TINY).eval()
+    x = torch.rand(1, 3, *size) * 2 - 1
+    with torch.no_grad():
+        out = model.downscale(x)
+        assert out.shape == (1, 3, -(-size[0] // 4), -(-size[1] // 4))
+        if size[0] % 4 == 0 and size[1] % 4 == 0 and min(size) >= 8:
+            want = model.lr_decoder(model.encoder(imresize(x, scale=0.25)))
+            torch.testing.assert_close(out, want)
+        torch.testing.assert_close(tiled_downscale(model, x, tile=8), out,
+                                   atol=1e-5, rtol=0)
+        assert torch.equal(model.downscale(x), out)  # deterministic
+
+
+def test_a_file_without_g_t_loads_for_sr_and_refuses_ds_in_one_line(tmp_path, capsys):
+    """Files exported by sdflow 0.1 hold E and G_SR only: they still super-resolve."""
+    model = DAICCV21(TINY)
+    full = tmp_path / "full.safetensors"
+    sdflow.save(model, full)
+    old = without_g_t(full, tmp_path / "old.safetensors")
+    loaded = sdflow.load(old)
+    assert loaded.lr_decoder is None and not downscales(loaded)
+    y = torch.rand(1, 3, 6, 7) * 2 - 1
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.sr(y), model.sr(y))
+    with pytest.raises(ValueError, match="no G_t"):
+        loaded.downscale(torch.zeros(1, 3, 16, 16))
+    from PIL import Image
+
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(tmp_path / "a.png")
+    assert main(["downscale", str(tmp_path / "a.png"), "-o", str(tmp_path / "o"),
+                 "--model", str(old)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no downscaling part" in err[0]
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+
+
+def test_same_seed_same_weights():
+    a, b = DAICCV21(TINY, seed=1), DAICCV21(TINY, seed=1)
     assert all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters(), strict=True))
-    assert isinstance(a.sr_model, DAICCV21)
-    assert set(a.sr_model.state_dict()) == {k[len("sr_model."):] for k in a.state_dict()
-                                            if k.startswith("sr_model.")}
+    assert {k.split(".")[0] for k in a.state_dict()} == {"encoder", "sr_decoder", "lr_decoder"}
 
 
 # ---------------------------------------------------------------------- losses
@@ -103,7 +148,7 @@ def test_identity_loss_stop_gradient_flag():
 
 def _setup(shared, **loss):
     torch.manual_seed(0)
-    gen = DAICCV21Generator(TINY, seed=0).train()
+    gen = DAICCV21(TINY, seed=0).train()
     cfg = DALossConfig(disc_base=8, **loss)
     discs = DADiscriminators(cfg, TINY.channels)
     perceptual = PerceptualLoss(cfg.perceptual_layers, str(shared / "weights")) \
@@ -238,7 +283,7 @@ def test_warm_up_has_no_adversarial_terms_and_no_discriminator_step(shared, odd)
 
 
 def test_perceptual_weight_requires_vgg():
-    gen = DAICCV21Generator(TINY)
+    gen = DAICCV21(TINY)
     cfg = DALossConfig(perceptual=1.0)
     with pytest.raises(ValueError, match="perceptual"):
         DAObjective(gen, DADiscriminators(cfg, TINY.channels), cfg, None)
@@ -336,14 +381,16 @@ def test_smoke_training_lowers_the_loss_and_validates(trained):
     assert (trained / "samples" / "val_00000030.png").is_file()
 
 
-def test_export_holds_only_e_and_g_sr_and_runs_sr(trained):
+def test_export_holds_e_g_sr_and_g_t_and_runs_both_directions(trained):
     model = sdflow.load(trained / "model_ema.safetensors")
     assert isinstance(model, DAICCV21)
     assert model.checkpoint_info.architecture == "da-iccv21"
     assert "re-implementation" in model.checkpoint_info.notes
-    assert {k.split(".")[0] for k in model.state_dict()} == {"encoder", "sr_decoder"}
+    assert {k.split(".")[0] for k in model.state_dict()} == {"encoder", "sr_decoder",
+                                                            "lr_decoder"}
     with torch.no_grad():
         assert model.sr(torch.rand(1, 3, 11, 6) * 2 - 1).shape == (1, 3, 44, 24)
+        assert model.downscale(torch.rand(1, 3, 44, 24) * 2 - 1).shape == (1, 3, 11, 6)
 
 
 def test_eval_sr_with_the_exported_model(trained, shared, tmp_path, capsys):
@@ -360,8 +407,12 @@ def test_eval_sr_with_the_exported_model(trained, shared, tmp_path, capsys):
                  str(tmp_path / "b"), *common]) == 1
     err = capsys.readouterr().err
     assert "deterministic" in err and "--tau 0" in err
-    assert main(["eval", "ds", "--model", ckpt, "--out", str(tmp_path / "c"), *common]) == 1
-    assert "cannot downscale" in capsys.readouterr().err
+    assert main(["eval", "ds", "--model", ckpt, "--out", str(tmp_path / "c"), "--baseline",
+                 "none", "--samples", "3", *common]) == 0
+    result = json.loads((tmp_path / "c" / "metrics.json").read_text())
+    assert result["taus"] == [0.0]  # deterministic: tau 0 alone, one sample
+    ours = [m for m in result["means"] if m["method"] != "bicubic"]
+    assert len(ours) == 1 and ours[0]["tau"] == 0.0 and ours[0]["psnr"] > 0
 
 
 def test_resume_continues_exactly(shared, tmp_path):
@@ -387,8 +438,9 @@ def test_resume_continues_exactly(shared, tmp_path):
 
 
 def test_da_model_through_the_sr_command_and_image_api(tmp_path):
-    """The deterministic model runs through `sdflow sr` (tiled = untiled) and the image
-    API; temperature, several samples and downscaling are refused with a clear message."""
+    """The deterministic model runs through `sdflow sr` (tiled = untiled), `sdflow
+    downscale` and the image API; a temperature or several samples are refused with a clear
+    message."""
     from PIL import Image
 
     torch.manual_seed(0)
@@ -401,12 +453,18 @@ def test_da_model_through_the_sr_command_and_image_api(tmp_path):
     assert main(["sr", src, "-o", str(tmp_path / "o1"), "--model", str(ckpt)]) == 0
     assert main(["sr", src, "-o", str(tmp_path / "o2"), "--model", str(ckpt),
                  "--tile", "8"]) == 0
-    one = np.array(Image.open(tmp_path / "o1/a_sr_t0.00_s0.png")).astype(int)
-    two = np.array(Image.open(tmp_path / "o2/a_sr_t0.00_s0.png")).astype(int)
+    one = np.array(Image.open(tmp_path / "o1/a_sr.png")).astype(int)
+    two = np.array(Image.open(tmp_path / "o2/a_sr.png")).astype(int)
     assert one.shape == (80, 120, 3) and np.abs(one - two).max() <= 1
     assert main(["sr", src, "-o", str(tmp_path / "o3"), "--model", str(ckpt),
                  "--tau", "0.8"]) == 2
-    assert main(["downscale", src, "-o", str(tmp_path / "o4"), "--model", str(ckpt)]) == 1
+    assert main(["downscale", src, "-o", str(tmp_path / "o4"), "--model", str(ckpt),
+                 "--tau", "0.5"]) == 2
+    assert main(["downscale", src, "-o", str(tmp_path / "o4"), "--model", str(ckpt)]) == 0
+    names = sorted(p.name for p in (tmp_path / "o4").iterdir() if p.suffix == ".png")
+    assert names == ["a_ds.png"]
+    lr = np.array(Image.open(tmp_path / "o4" / names[0]))
+    assert lr.shape == (5, 8, 3)
     loaded = sdflow.load(ckpt)
     out = sdflow.super_resolve(loaded, Image.open(src))
     assert out.size == (120, 80)

@@ -14,6 +14,7 @@ from sdflow.export.onnx import ExportError, export_onnx
 from sdflow.imageio import read_image
 from sdflow.models import DAICCV21, DAICCV21Config
 
+from helpers import without_g_t
 from inference_helpers import fast_model, one_thread, real_pixels
 
 ort = pytest.importorskip("onnxruntime")
@@ -70,26 +71,36 @@ def test_onnx_sr_equals_sdflow_sr_at_tau_0_on_a_real_image(shared, checkpoints, 
         assert np.abs(_to_uint8(out).astype(int) - cli).max() <= 1  # within 1 grey level
 
 
+@pytest.mark.parametrize("which", ["sdflow", "da"])
 def test_onnx_ds_equals_sdflow_downscale_with_the_same_component(shared, checkpoints,
-                                                                 tmp_path):
+                                                                 tmp_path, which):
+    """SDFlow's DS graph takes image, noise and component; da-iccv21's (deterministic:
+    bicubic x1/4, E, G_t) takes the image alone, as single-input runners call it."""
     onnx_path = tmp_path / "ds.onnx"
-    assert main(["export", str(checkpoints["sdflow"]), "--format", "onnx", "--task", "ds",
+    assert main(["export", str(checkpoints[which]), "--format", "onnx", "--task", "ds",
                  "-o", str(onnx_path)]) == 0
     hr = real_pixels(shared, 48, 64)
     src = tmp_path / "hr.png"
     Image.fromarray(hr).save(src)
+    sampling = ["--tau", "0", "--component", "3"] if which == "sdflow" else []
     assert main(["downscale", str(src), "-o", str(tmp_path / "cli"), "-n",
-                 str(checkpoints["sdflow"]), "--tau", "0", "--component", "3", "-t", "0",
-                 "--suffix", ""]) == 0
+                 str(checkpoints[which]), *sampling, "-t", "0", "--suffix", ""]) == 0
     cli = read_image(tmp_path / "cli" / "hr.png").rgb.astype(int)
-    out = _run(onnx_path, image=_to_input(hr), noise=np.zeros((1, 12, 6, 8), np.float32),
-               component=np.array([3], np.int64))
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    if which == "sdflow":
+        out = _run(onnx_path, image=_to_input(hr), noise=np.zeros((1, 12, 6, 8), np.float32),
+                   component=np.array([3], np.int64))
+    else:  # exactly the call a single-input runner (chaiNNer) makes
+        assert len(session.get_inputs()) == 1
+        out = session.run(None, {session.get_inputs()[0].name: _to_input(hr)})[0]
     assert out.shape == (1, 3, 12, 16)
     assert np.abs(_to_uint8(out).astype(int) - cli).max() <= 1
 
 
 def test_onnx_export_refusals_are_one_line(checkpoints, tmp_path, capsys):
-    assert main(["export", str(checkpoints["da"]), "--format", "onnx", "--task", "ds",
+    # a da-iccv21 file from sdflow 0.1 has no G_t: it cannot downscale
+    old = without_g_t(checkpoints["da"], tmp_path / "old_da.safetensors")
+    assert main(["export", str(old), "--format", "onnx", "--task", "ds",
                  "-o", str(tmp_path / "x.onnx")]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "cannot downscale" in err[0]

@@ -187,10 +187,26 @@ def test_sixteen_bit_input_gives_sixteen_bit_pairs(ckpt, hr_dir, tmp_path, capsy
     np.testing.assert_array_equal(read_image(out / "HR" / "deep.png").rgb, src[:36, :36])
 
 
-def test_a_model_without_downscaling_is_refused(shared, tmp_path, capsys):
+def test_da_iccv21_makes_deterministic_pairs_and_a_file_without_g_t_is_refused(
+        shared, tmp_path, capsys):
     from sdflow.models.da_iccv21 import DAICCV21, DAICCV21Config
+
+    from helpers import without_g_t
 
     path = tmp_path / "da.safetensors"
     save(DAICCV21(DAICCV21Config.preset("tiny")), path)
-    code, err = _run([str(tmp_path), "-o", str(tmp_path / "o"), "--model", str(path)], capsys)
-    assert code == 1 and "cannot downscale" in err
+    d = tmp_path / "in"
+    d.mkdir()
+    Image.fromarray((np.random.default_rng(0).random((40, 44, 3)) * 255).astype(np.uint8)
+                    ).save(d / "a.png")
+    code, err = _run([str(d), "-o", str(tmp_path / "o"), "--model", str(path), "--tau",
+                      "0.8"], capsys)
+    assert code == 2 and "deterministically" in err
+    code, err = _run([str(d), "-o", str(tmp_path / "o"), "--model", str(path)], capsys)
+    assert code == 0, err
+    rows = _manifest(tmp_path / "o" / "manifest.tsv")
+    assert len(rows) == 1 and rows[0]["tau"] == "0" and rows[0]["component"] == ""
+    assert read_image(tmp_path / "o" / "LR" / "a.png").rgb.shape == (10, 11, 3)
+    old = without_g_t(path, tmp_path / "old.safetensors")
+    code, err = _run([str(d), "-o", str(tmp_path / "o2"), "--model", str(old)], capsys)
+    assert code == 1 and "no downscaling part" in err and len(err.strip().splitlines()) == 1

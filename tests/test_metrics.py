@@ -318,3 +318,19 @@ def test_blur_index_grows_with_blur(shared):
                                                  count_include_pad=False)[0]
         values.append(blur_index(blurred.round().byte()))
     assert values[0] < values[1] < values[2] <= 1.0
+
+
+@pytest.mark.parametrize("k", [2, 4, 8])
+@pytest.mark.parametrize("blocks", [(2, 2), (3, 5), (16, 7)])
+def test_downscale_by_equals_imresize_by_one_over_k(k, blocks):
+    """The exportable strided-convolution form of MATLAB's antialiased x1/k (used by the
+    DS graphs) is imresize itself, borders included, in float64."""
+    from sdflow.metrics.resize import downscale_by, imresize_down
+
+    g = torch.Generator().manual_seed(k)
+    x = torch.rand(2, 3, blocks[0] * k, blocks[1] * k, generator=g, dtype=torch.float64)
+    want = imresize(x, scale=1 / k)
+    torch.testing.assert_close(downscale_by(x, k), want, atol=1e-13, rtol=0)
+    torch.testing.assert_close(imresize_down(x, k), want, atol=1e-13, rtol=0)
+    odd = x[..., 1:, :]  # not a multiple of k: imresize_down falls back to imresize
+    torch.testing.assert_close(imresize_down(odd, k), imresize(odd, scale=1 / k))

@@ -282,6 +282,9 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu",
     except Exception as exc:  # safetensors raises several types for corrupt data
         raise CheckpointError(f"{path}: its weights cannot be read ({first_line(exc)}); "
                               "the file is corrupt: export or convert the model again") from exc
+    for name in arch.optional_modules:  # e.g. a da-iccv21 file from before G_t was kept
+        if not any(key.startswith(f"{name}.") for key in state):
+            setattr(model, name, None)
     problem = state_mismatch(model, state)
     if problem:
         raise CheckpointError(f"{path}: weights do not match the {info.architecture} "

@@ -16,12 +16,35 @@ from sdflow.errors import SDFlowError
 from sdflow.inference import batch, tiling
 from sdflow.inference.tiling import model_device
 from sdflow.models import ARCHITECTURES
-from sdflow.models.base import Downscaler, StochasticSR
+from sdflow.models.base import Downscaler, StochasticDS, StochasticSR, downscales
 from sdflow.models.prepare import prepare
 from sdflow.models.sampling import DS_DEFAULT_TAU
 from sdflow.models.sdflow import SR_DEFAULT_TAU
 from sdflow.options import add_flags, from_args, positive_int
 
+#: What to tell a user whose model cannot downscale.
+DOWNSCALERS_HINT = "use a model with a downscaling direction (sdflow, gaussian-fit, da-iccv21)"
+NO_DOWNSCALING_PART = ("the file has no downscaling part (a da-iccv21 model exported by sdflow "
+                       "0.1, before G_t was kept): it super-resolves only; export it again "
+                       "from a run of this version, or " + DOWNSCALERS_HINT)
+
+
+def sampling_tau(arch, label: str, task: str, tau: float | None, samples: int, *,
+                 uncertainty: bool = False, component: int | None = None) -> float:
+    """The temperature a batch command runs at: the one given, else the default of a
+    stochastic model (SR 0.8, DS 0.8), and 0 for a deterministic direction (da-iccv21),
+    which takes no --tau, --samples, --uncertainty or --component. Raises ValueError
+    with the line to print."""
+    stochastic = StochasticSR if task == "sr" else StochasticDS
+    if arch is not None and not issubclass(arch.model_cls, stochastic):
+        if tau not in (None, 0.0) or samples != 1 or uncertainty or component is not None:
+            raise ValueError(f"{label} {'super-resolves' if task == 'sr' else 'downscales'} "
+                             "deterministically: leave out --tau, --samples, --uncertainty "
+                             "and --component (one output per image)")
+        return 0.0
+    if tau is None:
+        return SR_DEFAULT_TAU if task == "sr" else DS_DEFAULT_TAU
+    return tau
 
 def add_arguments(p: argparse.ArgumentParser, task: str, default_tau: float) -> None:
     command = batch.TASK_NAMES[task]
@@ -75,17 +98,14 @@ def run(args: argparse.Namespace, task: str) -> int:
     except SDFlowError as exc:
         return fail(str(exc))
     arch = ARCHITECTURES.get(info.architecture)
-    label = info.architecture
-    tau = options.tau
     if arch is not None and task == "ds" and not issubclass(arch.model_cls, Downscaler):
-        return fail(f"{label} cannot downscale; use an SDFlow model", 1)
-    if arch is not None and task == "sr" and not issubclass(arch.model_cls, StochasticSR):
-        if options.tau not in (None, 0.0) or options.samples != 1 or options.uncertainty:
-            return fail(f"{label} is deterministic: leave out --tau, --samples and "
-                        "--uncertainty (one output per image)")
-        tau = 0.0
-    elif tau is None:
-        tau = SR_DEFAULT_TAU if task == "sr" else DS_DEFAULT_TAU
+        return fail(f"{info.architecture} cannot downscale; {DOWNSCALERS_HINT}", 1)
+    try:
+        tau = sampling_tau(arch, info.architecture, task, options.tau, options.samples,
+                           uncertainty=options.uncertainty,
+                           component=getattr(options, "component", None))
+    except ValueError as exc:
+        return fail(str(exc))
     options = dataclasses.replace(options, tau=tau)
     k = int(info.config.get("mixture_components", 1))  # 1: no mixture (gaussian-fit)
     if options.component is not None and not 0 <= options.component < k:
@@ -103,6 +123,8 @@ def run(args: argparse.Namespace, task: str) -> int:
     backend = args.backend
     try:
         model, model_id = batch.open_model(resolved, args.device)
+        if task == "ds" and not downscales(model):
+            return fail(f"{resolved.name}: {NO_DOWNSCALING_PART}", 1)
         if backend == "onnxruntime":
             if options.precision != "fp32" or model_device(model).type != "cpu":
                 return fail("--backend onnxruntime runs fp32 on the CPU: leave out "

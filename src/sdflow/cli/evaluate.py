@@ -163,7 +163,7 @@ def _evaluate(args: argparse.Namespace, options: EvalOptions) -> EvalResult:
         return evaluate_bicubic(lr_dir, hr_dir, options, scale=args.scale)
     model = load(args.model, device=args.device, task="sr" if args.mode == "sr" else "ds")
     if args.tau is None:  # the model's own default: deterministic models have tau 0 only
-        options = replace(options, taus=default_taus(model))
+        options = replace(options, taus=default_taus(model, args.mode))
     if args.mode == "sr":
         return evaluate_sr(model, lr_dir, hr_dir, options)
     names = args.baseline or [DEFAULT_DS_BASELINE]

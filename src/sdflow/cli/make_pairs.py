@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -10,11 +11,12 @@ import torch
 
 from sdflow import registry
 from sdflow.checkpoint import read_info
+from sdflow.cli._inference import DOWNSCALERS_HINT, NO_DOWNSCALING_PART, sampling_tau
 from sdflow.errors import SDFlowError
 from sdflow.inference import batch
 from sdflow.inference.pairs import PairOptions, Shard, make_pairs
 from sdflow.models import ARCHITECTURES
-from sdflow.models.base import Downscaler
+from sdflow.models.base import Downscaler, downscales
 from sdflow.options import add_flags, from_args, positive_int
 
 
@@ -59,8 +61,14 @@ def run(args: argparse.Namespace) -> int:
         return fail(str(exc))
     arch = ARCHITECTURES.get(info.architecture)
     if arch is None or not issubclass(arch.model_cls, Downscaler):
-        return fail(f"{resolved.name} ({info.architecture}) cannot downscale; use an SDFlow "
-                    "model", 1)
+        return fail(f"{resolved.name} ({info.architecture}) cannot downscale; "
+                    f"{DOWNSCALERS_HINT}", 1)
+    try:
+        tau = sampling_tau(arch, info.architecture, "ds", options.tau, options.samples,
+                           component=options.component)
+    except ValueError as exc:
+        return fail(str(exc))
+    options = dataclasses.replace(options, tau=tau)
     k = int(info.config.get("mixture_components", 1))  # 1: no mixture (gaussian-fit)
     if options.component is not None and not 0 <= options.component < k:
         return fail(f"--component must be in 0..{k - 1}")
@@ -77,5 +85,7 @@ def run(args: argparse.Namespace) -> int:
         model, model_id = batch.open_model(resolved, args.device)
     except SDFlowError as exc:
         return fail(str(exc))
+    if not downscales(model):
+        return fail(f"{resolved.name}: {NO_DOWNSCALING_PART}", 1)
     summary = make_pairs(model, model_id, jobs, options, outdir)
     return 1 if summary.failed or errors else 0

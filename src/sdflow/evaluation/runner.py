@@ -30,7 +30,7 @@ from sdflow.metrics.degradation import blur_index, high_band_energy, noise_sigma
 from sdflow.metrics.lpips import LPIPS
 from sdflow.metrics.psnr_ssim import COLOR_SPACES, psnr, ssim
 from sdflow.metrics.resize import imresize_uint8
-from sdflow.models.base import Downscaler, StochasticSR
+from sdflow.models.base import StochasticSR, downscales, is_stochastic
 from sdflow.models.prepare import prepare
 from sdflow.seeding import image_seed
 from sdflow.version import __version__
@@ -164,6 +164,7 @@ def _model_info(model: nn.Module) -> dict[str, Any]:
             "architecture": info.architecture if info else type(model).__name__,
             "label": getattr(model, "label", None),
             "stochastic": is_stochastic(model),
+            "stochastic_ds": is_stochastic(model, "ds"),
             "trained_on": info.trained_on if info else None,
             "parameters": sum(p.numel() for p in model.parameters())}
 
@@ -231,30 +232,25 @@ def _sample_panels(outputs: dict[float, list[np.ndarray]], box: tuple[int, int, 
 
 
 # ------------------------------------------------------------------ model capabilities
-def is_stochastic(model: nn.Module) -> bool:
-    """Whether the model samples SR at a temperature (SDFlow) or is deterministic
-    (e.g. da-iccv21)."""
-    return isinstance(model, StochasticSR)
-
-
-def default_taus(model: nn.Module) -> list[float]:
+def default_taus(model: nn.Module, task: str = "sr") -> list[float]:
     """The temperatures evaluated when none are given: 0 and 0.8, or 0 alone for a
     deterministic model."""
-    return [0.0, 0.8] if is_stochastic(model) else [0.0]
+    return [0.0, 0.8] if is_stochastic(model, task) else [0.0]
 
 
-def check_taus(model: nn.Module, taus: Sequence[float]) -> None:
+def check_taus(model: nn.Module, taus: Sequence[float], task: str = "sr") -> None:
     """A deterministic model has no temperature: any tau other than 0 is an error."""
-    if not is_stochastic(model) and any(float(t) != 0.0 for t in taus):
+    if not is_stochastic(model, task) and any(float(t) != 0.0 for t in taus):
         raise ValueError(f"{_method_name(model)} is deterministic (one output per image, no "
                          f"temperature): tau {', '.join(f'{t:g}' for t in taus)} does not "
                          "apply; leave --tau out or give --tau 0")
 
 
 def check_can_downscale(model: nn.Module) -> None:
-    if not isinstance(model, Downscaler):
+    if not downscales(model):
         raise ValueError(f"this model ({_method_name(model)}) cannot downscale: it has SR "
-                         "only; ds mode needs a model with a downscaling direction (SDFlow)")
+                         "only; ds mode needs a model with a downscaling direction (sdflow, "
+                         "gaussian-fit, or a da-iccv21 file that holds G_t)")
 
 
 # ------------------------------------------------------------------ generation helpers
@@ -435,7 +431,7 @@ def evaluate_ds(model: nn.Module, hr_dir: str | os.PathLike, lr_dir: str | os.Pa
     statistics of generated and real LR, alongside the bicubic x1/scale baseline and each
     downscaler of ``baselines`` (e.g. a ``gaussian-fit`` model) at tau 0."""
     check_can_downscale(model)
-    check_taus(model, options.taus)
+    check_taus(model, options.taus, "ds")
     for other in baselines:
         check_can_downscale(other)
     model = _prepared(model)
@@ -470,7 +466,8 @@ def evaluate_ds(model: nn.Module, hr_dir: str | os.PathLike, lr_dir: str | os.Pa
             baseline_images.append((_method_name(other), images))
         outputs: dict[float, list[np.ndarray]] = {}
         for tau in options.taus:
-            n = options.samples  # the mixture component is drawn even at tau = 0
+            # the mixture component is drawn even at tau = 0; a deterministic one: 1
+            n = options.samples if is_stochastic(model, "ds") else 1
             gen = torch.Generator().manual_seed(image_seed(options.seed, pair.name))
             images, bad = _generate(model.downscale, x, tau, n, gen)
             if images:

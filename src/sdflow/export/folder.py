@@ -29,7 +29,7 @@ from sdflow.model_folder import (
     is_model_folder,
     verify_folder,
 )
-from sdflow.models.base import Downscaler, StochasticSR, SuperResolver
+from sdflow.models.base import StochasticSR, SuperResolver, downscales
 from sdflow.version import __version__
 
 
@@ -84,7 +84,7 @@ def _config_record(model: nn.Module, info: CheckpointInfo, sha256: str, size: in
 
     arch = ARCHITECTURES[info.architecture]
     tasks = (["sr"] if issubclass(arch.model_cls, SuperResolver) else []) + \
-        (["ds"] if issubclass(arch.model_cls, Downscaler) else [])
+        (["ds"] if downscales(model) else [])
     return {
         "format": FOLDER_FORMAT,
         "format_version": FOLDER_FORMAT_VERSION,

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from sdflow.atomic import write_atomic
 from sdflow.errors import SDFlowError, first_line
-from sdflow.models.base import Downscaler, StochasticSR, SuperResolver
+from sdflow.models.base import StochasticDS, StochasticSR, SuperResolver, downscales
 from sdflow.models.prepare import prepare
 
 #: largest |ONNX Runtime - PyTorch| accepted by the verification, in [0, 1] units (a tenth
@@ -53,21 +53,25 @@ class SRGraph(nn.Module):
 
 
 class DSGraph(nn.Module):
-    """``image`` in [0, 1] (sides multiples of ``2 s``), ``noise``, ``component`` -> LR."""
+    """``image`` in [0, 1] (sides multiples of ``ds_multiple``) -> LR in [0, 1]; a
+    stochastic downscaler also takes ``noise`` (already scaled by tau) and ``component``."""
 
     def __init__(self, model: nn.Module):
         super().__init__()
-        if model.deg_prior.mode == "element":
+        self.stochastic = isinstance(model, StochasticDS)
+        if self.stochastic and model.deg_prior.mode == "element":
             raise ExportError("the DS graph takes one mixture component per image; this "
                               "model draws one per latent element (mixture_mode element)")
         self.model = model
 
-    def forward(self, image: Tensor, noise: Tensor, component: Tensor) -> Tensor:
+    def forward(self, image: Tensor, noise: Tensor | None = None,
+                component: Tensor | None = None) -> Tensor:
         x = image * 2.0 - 1.0
         z_c, features = self.model.ds_condition(x)
-        # the mixture latent mu_k + sigma_k * noise, noise already scaled by tau
-        z_deg = self.model.deg_prior.latent(component.reshape(-1, 1, 1, 1),
-                                            tuple(noise.shape), 1.0, noise)
+        z_deg = None
+        if self.stochastic:  # the mixture latent mu_k + sigma_k * noise
+            z_deg = self.model.deg_prior.latent(component.reshape(-1, 1, 1, 1),
+                                                tuple(noise.shape), 1.0, noise)
         out = self.model.ds_decode(z_c, features, z_deg)
         return ((out + 1.0) * 0.5).clamp(0.0, 1.0)
 
@@ -179,8 +183,9 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, task: str = "sr", *,
         dynamic = ({0: n, 2: h, 3: w},) * len(names)
         output = "sr"
     elif task == "ds":
-        if not isinstance(prepared, Downscaler):
-            raise ExportError(f"{type(model).__name__} cannot downscale; use an SDFlow model")
+        if not downscales(prepared):
+            raise ExportError(f"{type(model).__name__} cannot downscale; use a model with a "
+                              "downscaling direction")
         graph = DSGraph(prepared).eval()
         m = prepared.ds_multiple
         image, name = _sample_image(check_image, m)
@@ -188,13 +193,19 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, task: str = "sr", *,
             torch.export.Dim("w_blocks", min=2, max=1024)
 
         def inputs(x: Tensor) -> tuple[Tensor, ...]:
+            if not graph.stochastic:
+                return (x,)
             shape = prepared.ds_latent_shape(x.shape[2], x.shape[3], x.shape[0])
             k = prepared.config.mixture_components
             return (x, 0.8 * torch.randn(shape, generator=generator),
                     torch.arange(x.shape[0], dtype=torch.long) % k)
 
-        names = ["image", "noise", "component"]
-        dynamic = ({0: n, 2: m * hh, 3: m * ww}, {0: n, 2: hh, 3: ww}, {0: n})
+        if graph.stochastic:
+            names = ["image", "noise", "component"]
+            dynamic = ({0: n, 2: m * hh, 3: m * ww}, {0: n, 2: hh, 3: ww}, {0: n})
+        else:
+            names = ["image"]
+            dynamic = ({0: n, 2: m * hh, 3: m * ww},)
         output = "lr"
     else:
         raise ValueError(f"task must be sr or ds, not {task!r}")

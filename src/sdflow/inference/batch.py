@@ -37,6 +37,7 @@ from sdflow.inference import uncertainty
 from sdflow.inference.pipeline import process
 from sdflow.inference.progress import Progress
 from sdflow.inference.tiling import model_device, parse_memory
+from sdflow.models.base import StochasticDS, is_stochastic
 from sdflow.models.prepare import PRECISIONS, prepare
 from sdflow.options import flag
 from sdflow.seeding import image_generator, image_key, image_seed
@@ -279,12 +280,13 @@ def _tau_tag(tau: float) -> str:
 
 
 def output_names(rel: Path, task: str, tau: float, components: list, fmt: str,
-                 suffix: str | None = None) -> list[Path]:
+                 suffix: str | None = None, deterministic: bool = False) -> list[Path]:
     """Relative output paths of one image's samples: ``photo_sr_t0.80_s0.png`` (one per
     sample) or ``photo_ds_t0.80_k5.png`` (``..._k5_s1.png`` with several samples;
-    ``kmix`` when the component varies per element). With ``suffix``:
-    ``photo_<suffix>.png`` (``photo.png`` for an empty one), ``_s<i>`` added per sample
-    when there are several."""
+    ``kmix`` when the component varies per element); ``photo_sr.png`` / ``photo_ds.png``
+    for a model that is deterministic in ``task`` (no temperature, no samples). With
+    ``suffix``: ``photo_<suffix>.png`` (``photo.png`` for an empty one), ``_s<i>`` added
+    per sample when there are several."""
     ext = OUTPUT_FORMATS[fmt]
     stem = rel.with_suffix("").name
     n = len(components)
@@ -292,6 +294,8 @@ def output_names(rel: Path, task: str, tau: float, components: list, fmt: str,
     for i, k in enumerate(components):
         if suffix is not None:
             name = stem + (f"_{suffix}" if suffix else "") + (f"_s{i}" if n > 1 else "") + ext
+        elif deterministic:
+            name = f"{stem}_{task}{ext}"
         elif task == "sr":
             name = f"{stem}_sr_{_tau_tag(tau)}_s{i}{ext}"
         else:
@@ -316,7 +320,7 @@ def planned_components(model, task: str, samples: int, seed: int, component: int
     """The DS mixture component of each sample, read from the model's draw plan for a
     generator seeded with ``seed`` (the image's seed; the components are its first draws),
     for the output names."""
-    if task == "sr":
+    if task == "sr" or not isinstance(model, StochasticDS):
         return [None] * samples
     if model.deg_prior.mode == "element" and component is None:
         return [None] * samples
@@ -434,7 +438,8 @@ def _planned_names(model, job: Job, options: Options, fmt: str, seed: int, outdi
     comps = planned_components(model, options.task, options.samples,
                                image_seed(seed, image_key(job.rel)), options.component)
     names = [outdir / n for n in output_names(job.rel, options.task, options.tau, comps, fmt,
-                                              options.suffix)]
+                                              options.suffix, not is_stochastic(model,
+                                                                                options.task))]
     extra = [outdir / n for n in uncertainty_names(job.rel, options.task, options.tau,
                                                    options.suffix)] \
         if options.uncertainty else []
@@ -604,11 +609,12 @@ def _run_batch(model, model_id: ModelIdentity, jobs: list[Job], options: Options
     bar.image(len(jobs), "")
     bar.close()
     summary.seconds = time.monotonic() - start
+    seed_text = f"; seed {seed}" if is_stochastic(model, options.task) else ""
     if options.dry_run:
-        print(f"sdflow {verb}: dry run, {len(jobs)} image(s) planned, nothing written; "
-              f"seed {seed}", file=stream)
+        print(f"sdflow {verb}: dry run, {len(jobs)} image(s) planned, nothing written"
+              + seed_text, file=stream)
     else:
-        print(summary.line(verb) + f"; seed {seed}", file=stream)
+        print(summary.line(verb) + seed_text, file=stream)
     return summary
 
 

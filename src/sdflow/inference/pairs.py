@@ -15,6 +15,7 @@ wrote, and a rerun skips pairs whose files and manifest row exist.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
 import os
 import sys
@@ -31,6 +32,7 @@ from sdflow.inference.batch import FILE_ERRORS, Job, ModelIdentity, failure_line
 from sdflow.inference.pipeline import process
 from sdflow.inference.progress import Progress
 from sdflow.inference.tiling import parse_memory
+from sdflow.models.base import StochasticDS
 from sdflow.models.prepare import prepare
 from sdflow.models.sampling import DS_DEFAULT_TAU
 from sdflow.options import flag
@@ -82,8 +84,9 @@ class Shard:
 class PairOptions:
     """What ``sdflow make-pairs`` does; each flagged field is also the command's option."""
 
-    tau: float = flag("--tau", default=DS_DEFAULT_TAU, metavar="T",
-                      help=f"sampling temperature (default {DS_DEFAULT_TAU})")
+    tau: float | None = flag("--tau", default=None, metavar="T",
+                             help=f"sampling temperature (default {DS_DEFAULT_TAU}; a "
+                             "deterministic downscaler such as da-iccv21 takes none)")
     samples: int = flag("--samples", default=1, metavar="K",
                         help="LR samples per HR image, one pair each (default 1)")
     seed: int = flag("--seed", default=0,
@@ -111,7 +114,7 @@ class PairOptions:
     def __post_init__(self) -> None:
         if self.samples < 1:
             raise ValueError("--samples must be >= 1")
-        if not (math.isfinite(self.tau) and self.tau >= 0):
+        if self.tau is not None and not (math.isfinite(self.tau) and self.tau >= 0):
             raise ValueError(f"--tau must be a finite number >= 0, got {self.tau}")
         if self.lr_crop is not None and self.lr_crop < 1:
             raise ValueError("--lr-crop must be >= 1")
@@ -212,6 +215,9 @@ def make_pairs(model, model_id: ModelIdentity, jobs: list[Job], options: PairOpt
     stream = stream if stream is not None else sys.stderr
     if model.preparation is None:
         model = prepare(model)
+    if options.tau is None:  # the model's default: 0.8, or 0 for a deterministic one
+        options = dataclasses.replace(
+            options, tau=DS_DEFAULT_TAU if isinstance(model, StochasticDS) else 0.0)
     summary = PairSummary()
     start = time.monotonic()
     scale = int(model.scale)

@@ -27,7 +27,7 @@ from sdflow.errors import NonFiniteOutputError, SDFlowError
 from sdflow.imageio import LoadedImage, compose, from_array, from_pil, image_to_tensor, to_pil
 from sdflow.imageio import to_gray as _to_gray
 from sdflow.inference import tiling, uncertainty
-from sdflow.models.base import Downscaler, StochasticSR, SuperResolver
+from sdflow.models.base import StochasticDS, StochasticSR, SuperResolver, downscales
 from sdflow.models.sampling import DS_DEFAULT_TAU, pad_to_multiple
 from sdflow.models.sdflow import SR_DEFAULT_TAU
 from sdflow.seeding import generator_from
@@ -132,17 +132,27 @@ def process(model, image: LoadedImage, task: str, *, tau: float, num_samples: in
             return tiling.sr_latent(eps[i], t, channels)
         align, minimum = 1, tiling.MIN_SR_TILE
     else:
-        if not isinstance(model, Downscaler):
-            raise ValueError(f"{type(model).__name__} cannot downscale; use an SDFlow model")
+        if not downscales(model):
+            raise ValueError(f"{type(model).__name__} cannot downscale; use a model with a "
+                             "downscaling direction (sdflow, gaussian-fit, da-iccv21)")
         m = model.ds_multiple
         overlap = tiling.DEFAULT_DS_OVERLAP if tile_overlap is None else int(tile_overlap)
         source = pad_to_multiple(x, m, minimum=2 * m)
         out_size = (-(-h // s), -(-w // s))
-        comps, eps = tiling.draw_ds_randomness(model, source.shape[2:], 1, tau, num_samples,
+        if isinstance(model, StochasticDS):
+            comps, eps = model.draw_ds_latents(source.shape[2:], 1, tau, num_samples,
                                                component, generator, truncate)
 
-        def latent(i: int, t: float):
-            return tiling.ds_latent(model.deg_prior, comps[i], eps[i], t, m)
+            def latent(i: int, t: float):
+                return tiling.ds_latent(model.deg_prior, comps[i], eps[i], t, m)
+        elif tau > 0 or num_samples > 1 or component is not None:
+            raise ValueError(f"{type(model).__name__} downscales deterministically: it has "
+                             "no temperature or component and gives one output per image")
+        else:
+            comps = [None]
+
+            def latent(i: int, t: float):
+                return tiling.no_latent
         align, minimum = m, tiling.MIN_DS_TILE
     sh, sw = source.shape[2:]
     tile = tiling._resolve_tile(model, task, tile, overlap, max_memory, sh, sw, align)
@@ -243,14 +253,17 @@ def super_resolve(model, image, tau: float | None = None, num_samples: int = 1,
 
 
 @torch.no_grad()
-def downscale(model, image, tau: float = DS_DEFAULT_TAU, num_samples: int = 1,
+def downscale(model, image, tau: float | None = None, num_samples: int = 1,
               component=None, generator: torch.Generator | None = None,
               truncate: float | None = None, *, seed: int | None = None,
               tile: int | None = None, tile_overlap: int | None = None,
               max_memory: str | int | None = None):
     """Downscale a PIL image or uint8/uint16 array with a :class:`Downscaler` to a
     realistic LR image of the same kind (``ceil(H/4) x ceil(W/4)``; a list for
-    ``num_samples > 1``)."""
+    ``num_samples > 1``). ``tau`` defaults to 0.8 for a stochastic downscaler and is 0 for
+    a deterministic one (da-iccv21)."""
+    if tau is None:
+        tau = DS_DEFAULT_TAU if isinstance(model, StochasticDS) else 0.0
     return _api(model, image, "ds", tau=tau, num_samples=num_samples,
                 generator=generator_from(seed, generator), component=component,
                 truncate=truncate, tile=tile, tile_overlap=tile_overlap,

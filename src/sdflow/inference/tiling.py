@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from sdflow.errors import NonFiniteOutputError, SDFlowError
-from sdflow.models.base import KnowsItsMemory
+from sdflow.models.base import KnowsItsMemory, StochasticDS
 
 #: Context (overlap) per side in input pixels. Chosen from measurements of tiled vs untiled
 #: output at tau = 0 (docs/inference.md, tests/test_tiling.py): SR in LR pixels, DS in HR
@@ -235,7 +235,8 @@ def run_tiles(model, task: str, image: Tensor, latents: Sequence[Callable], *, t
         else:
             z_c, feats = model.ds_condition(x)
         for i, latent in enumerate(latents):
-            z = latent(y0, y1, x0, x1).to(device=device, dtype=dtype)
+            z = latent(y0, y1, x0, x1)
+            z = None if z is None else z.to(device=device, dtype=dtype)
             y = model.sr_decode(z_c, feats, z) if task == "sr" else \
                 model.ds_decode(z_c, feats, z)
             oy0, ox0 = to_out(c0 - y0), to_out(d0 - x0)
@@ -300,6 +301,11 @@ def sr_latent(eps: Tensor | None, tau: float, channels: int, batch: int = 1) -> 
     return cut
 
 
+def no_latent(y0: int, y1: int, x0: int, x1: int) -> None:
+    """The latent of a deterministic model's only sample: none."""
+    return None
+
+
 def ds_latent(prior, comp: Tensor, eps: Tensor | None, tau: float, multiple: int) -> Callable:
     """Sample latent ``mu_k + sigma_k tau eps`` cut to a tile region (HR pixels, aligned
     to ``multiple``); ``comp`` is per image ``[B, 1, 1, 1]`` or a per-element field."""
@@ -349,24 +355,34 @@ def tiled_sr(model, y: Tensor, tau: float = 0.8, num_samples: int = 1,
 
 
 @torch.no_grad()
-def tiled_downscale(model, x: Tensor, tau: float = 0.8, num_samples: int = 1, component=None,
+def tiled_downscale(model, x: Tensor, tau: float | None = None, num_samples: int = 1,
+                    component=None,
                     generator: torch.Generator | None = None, truncate: float | None = None,
                     *, tile: int | None = None, tile_overlap: int | None = None,
                     max_memory: str | int | None = None) -> Tensor:
     """:meth:`SDFlow.downscale` for tensors, tiled (HR pixels, aligned to
     ``model.ds_multiple``). The randomness follows the model's draw plan, so the samples
-    equal the untiled method's for the same generator."""
-    from sdflow.models.sampling import pad_to_multiple
+    equal the untiled method's for the same generator. ``tau`` defaults to 0.8 for a
+    stochastic downscaler, 0 for a deterministic one."""
+    from sdflow.models.sampling import DS_DEFAULT_TAU, pad_to_multiple
 
+    if tau is None:
+        tau = DS_DEFAULT_TAU if isinstance(model, StochasticDS) else 0.0
     b, _, h, w = x.shape
     s = model.scale
     m = model.ds_multiple
     overlap = DEFAULT_DS_OVERLAP if tile_overlap is None else int(tile_overlap)
     xp = pad_to_multiple(x, m, minimum=2 * m)
-    comps, eps = draw_ds_randomness(model, xp.shape[2:], b, tau, num_samples, component,
-                                    generator, truncate)
-    latents = [ds_latent(model.deg_prior, c, e, tau, m) for c, e in zip(comps, eps,
-                                                                         strict=True)]
+    if isinstance(model, StochasticDS):
+        comps, eps = model.draw_ds_latents(xp.shape[2:], b, tau, num_samples, component,
+                                           generator, truncate)
+        latents = [ds_latent(model.deg_prior, c, e, tau, m)
+                   for c, e in zip(comps, eps, strict=True)]
+    elif tau > 0 or num_samples > 1 or component is not None:
+        raise ValueError(f"{type(model).__name__} downscales deterministically: tau 0, one "
+                         "sample, no component")
+    else:
+        latents = [no_latent]
     hp, wp = xp.shape[2:]
     tile = _resolve_tile(model, "ds", tile, overlap, max_memory, hp, wp, m)
     res = run_with_fallback(
@@ -377,12 +393,3 @@ def tiled_downscale(model, x: Tensor, tau: float = 0.8, num_samples: int = 1, co
         raise NonFiniteOutputError("tiled downscaling produced non-finite values",
                                    res.finite.all(dim=1), out)
     return out[:, 0] if num_samples == 1 else out
-
-
-def draw_ds_randomness(model, padded_size: tuple[int, int], batch: int, tau: float,
-                       num_samples: int, component, generator, truncate
-                       ) -> tuple[list[Tensor], list[Tensor | None]]:
-    """The model's draw plan (``model.draw_ds_latents``, :mod:`sdflow.models.sampling`):
-    the components of all samples first, then their noise fields."""
-    return model.draw_ds_latents(padded_size, batch, tau, num_samples, component, generator,
-                                 truncate)

@@ -27,7 +27,7 @@ from torch import Tensor
 
 from sdflow.imageio import image_to_tensor, tensor_to_image
 from sdflow.metrics.degradation import blur_index, noise_floor
-from sdflow.metrics.resize import imresize
+from sdflow.metrics.resize import imresize_down
 
 #: Standard deviation of Y (BT.601, 8-bit scale) for unit white noise in each RGB channel.
 Y_NOISE_GAIN = math.sqrt(0.256788**2 + 0.504129**2 + 0.097906**2)
@@ -56,7 +56,7 @@ def degrade(x: Tensor, scale: int, sigma: float, noise: Tensor | None = None,
             noise_std: float = 0.0) -> Tensor:
     """``bicubic_down(G_sigma * x) + noise_std * noise`` for images in [-1, 1]; ``noise``
     (standard normal, the LR shape) and ``noise_std`` (grey levels) are optional."""
-    low = imresize(gaussian_blur_sigma(x, sigma), scale=1.0 / scale)
+    low = imresize_down(gaussian_blur_sigma(x, sigma), scale)
     if noise is not None and noise_std > 0:
         low = low + noise.to(low) * (2.0 * noise_std / 255.0)
     return low

@@ -219,6 +219,36 @@ def imresize(x: Tensor, scale: float | None = None, size: tuple[int, int] | None
     return _resize_general(x, scale, size, antialiasing)
 
 
+def downscale_by(x: Tensor, k: int) -> Tensor:
+    """MATLAB ``imresize(x, 1/k)`` (bicubic, antialiased) of float images ``[N, C, H, W]``
+    whose sides are multiples of ``k`` and at least ``2k``: equal to :func:`imresize`, but
+    written as a mirror pad and a strided convolution per axis, whose output size follows
+    the input's symbolically, so an exported (ONNX) graph works at every input size.
+
+    Output pixel i is centred at input ``k i + (k - 1) / 2`` and sees the 4k inputs within
+    2k of it (the cubic kernel stretched k times), mirrored at the edges as MATLAB does."""
+    if k == 1:
+        return x
+    d = torch.arange(4 * k, dtype=torch.float64) - (2 * k - 0.5)  # tap offsets from centre
+    w = cubic(d / k)
+    w = (w / w.sum()).to(x)
+    c = x.shape[1]
+    pad = 3 * k // 2  # taps reach 1.5k pixels past the first/last centre's block
+    x = _mirror_pad(x, 2, pad)
+    x = F.conv2d(x, w.view(1, 1, -1, 1).expand(c, 1, -1, 1), stride=(k, 1), groups=c)
+    x = _mirror_pad(x, 3, pad)
+    return F.conv2d(x, w.view(1, 1, 1, -1).expand(c, 1, 1, -1), stride=(1, k), groups=c)
+
+
+def imresize_down(x: Tensor, k: int) -> Tensor:
+    """``imresize(x, scale=1/k)`` of float images ``[N, C, H, W]``, through
+    :func:`downscale_by` (exportable at any size) when the sides are multiples of ``k``."""
+    h, w = x.shape[-2:]
+    if x.ndim == 4 and h % k == 0 and w % k == 0 and h >= 2 * k and w >= 2 * k:
+        return downscale_by(x, k)
+    return imresize(x, scale=1.0 / k)
+
+
 def _round_uint8(x: Tensor) -> Tensor:
     """MATLAB's float -> uint8 conversion: round half away from zero, saturate."""
     return torch.floor(x + 0.5).clamp(0, 255)

@@ -24,6 +24,9 @@ class Architecture:
     #: Leaf names of the persistent buffers in its state dict (everything else is a
     #: parameter): lets ``sdflow info`` count parameters from a checkpoint's header alone.
     buffers: tuple[str, ...] = ()
+    #: Submodules a file may lack because it was written before they were kept; such a
+    #: file loads with the attribute set to None (the model says what it then cannot do).
+    optional_modules: tuple[str, ...] = ()
 
     def build(self, config: Any) -> nn.Module:
         return self.model_cls(config)
@@ -34,7 +37,7 @@ ARCHITECTURES: dict[str, Architecture] = {
     "sdflow": Architecture("sdflow", SDFlowConfig, SDFlow, SDFLOW_PRESETS, SDFlow.label,
                            buffers=("initialized", "perm", "sign_diag")),
     "da-iccv21": Architecture("da-iccv21", DAICCV21Config, DAICCV21, DA_PRESETS,
-                              DAICCV21.label),
+                              DAICCV21.label, optional_modules=("lr_decoder",)),
     "gaussian-fit": Architecture("gaussian-fit", GaussianFitConfig, GaussianDownscaler,
                                  GaussianFitConfig._presets, GaussianDownscaler.label,
                                  buffers=()),

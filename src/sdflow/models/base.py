@@ -92,7 +92,10 @@ class StochasticSR(SuperResolver, Protocol):
 
 @runtime_checkable
 class Downscaler(Protocol):
-    """Realistic /``s`` downscaling, one-to-many at a temperature (mixture components)."""
+    """Realistic /``s`` downscaling of HR images padded to multiples of ``ds_multiple``, in
+    two steps the tiled pipeline can run per tile. Every downscaler also has the property
+    ``can_downscale`` (False for a file that lacks its downscaling part): use
+    :func:`downscales`."""
 
     def downscale(self, x: Tensor) -> Tensor:
         """``[B, 3, H, W] -> [B, 3, ceil(H/s), ceil(W/s)]``."""
@@ -101,12 +104,39 @@ class Downscaler(Protocol):
     def ds_condition(self, x: Tensor) -> tuple[Tensor, Tensor]:
         ...
 
+    def ds_decode(self, z_c: Tensor, features: Tensor, z_deg: Tensor | None) -> Tensor:
+        ...
+
+
+@runtime_checkable
+class StochasticDS(Downscaler, Protocol):
+    """Downscaling as one-to-many sampling: a degradation latent drawn by the model's draw
+    plan (mixture components, then noise fields at a temperature tau);
+    :class:`~sdflow.models.sampling.MixtureDownscaling` implements it."""
+
     def ds_latent_shape(self, hr_height: int, hr_width: int, batch: int = 1
                         ) -> tuple[int, int, int, int]:
         ...
 
-    def ds_decode(self, z_c: Tensor, features: Tensor, z_deg: Tensor) -> Tensor:
+    def draw_ds_latents(self, padded_size: tuple[int, int], batch: int, tau: float,
+                        num_samples: int, component=None, generator=None,
+                        truncate: float | None = None) -> tuple[list[Tensor], list]:
         ...
+
+
+def is_stochastic(model: object, task: str = "sr") -> bool:
+    """Whether ``model`` samples ``task`` ("sr" or "ds") at a temperature (SDFlow; for DS
+    also gaussian-fit) or is deterministic there (da-iccv21): one output per image, no
+    tau, no seed."""
+    if task not in ("sr", "ds"):
+        raise ValueError(f"task must be 'sr' or 'ds', got {task!r}")
+    return isinstance(model, StochasticSR if task == "sr" else StochasticDS)
+
+
+def downscales(model: object) -> bool:
+    """Whether ``model`` can downscale: a :class:`Downscaler` whose file holds its
+    downscaling part."""
+    return isinstance(model, Downscaler) and bool(model.can_downscale)
 
 
 @runtime_checkable

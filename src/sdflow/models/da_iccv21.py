@@ -12,8 +12,8 @@ All networks work at any input size (no crop-size-dependent layers). With LR ima
                                                   conv, LReLU, conv
     G_t  : f -> LR image [B, 3, h, w]            conv + residual blocks + conv (linear out)
 
-:class:`DAICCV21` (E + G_SR) is the inference model stored in checkpoints; training uses
-:class:`DAICCV21Generator`, which adds G_t.
+:class:`DAICCV21` holds all three; training trains them together and exports them together,
+so the model super-resolves (E, G_SR) and downscales (bicubic x1/s, E, G_t).
 """
 
 from __future__ import annotations
@@ -26,9 +26,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sdflow.config import FieldError, check_ranges
+from sdflow.metrics.resize import imresize_down
 from sdflow.models.base import PresetConfig
 from sdflow.models.sampling import check_image as _check_image
 from sdflow.models.sampling import finite_or_raise as _finite_or_raise
+from sdflow.models.sampling import pad_to_multiple as _pad_to_multiple
 from sdflow.models.sampling import tensor_or_raise as _tensor_or_raise
 from sdflow.models.sdflow import SUPPORTED_SCALES
 from sdflow.nets.rrdb import RRDB, scaled_xavier_
@@ -175,9 +177,15 @@ def _build(seed: int | None, fn):
 
 
 class DAICCV21(nn.Module):
-    """The inference model: ``sr(y) = G_SR(E(y))``. Deterministic: a
-    :class:`~sdflow.models.base.SuperResolver`, not a ``StochasticSR`` and not a
-    ``Downscaler`` (G_t is a training device and is not part of the model)."""
+    """The whole model: ``sr(y) = G_SR(E(y))`` and ``downscale(x) = G_t(E(bicubic_down(x)))``.
+
+    Both directions are deterministic: a :class:`~sdflow.models.base.SuperResolver` and a
+    :class:`~sdflow.models.base.Downscaler` (not ``StochasticSR``/``StochasticDS``). G_t
+    is what the method trains to give E's features of an image "the degradation of the
+    real LR" (the paper's x_{s->t}), so downscaling is: bicubic x1/s of the HR image (the
+    paper's source LR x_s), E, then G_t. A file written before G_t was kept (sdflow
+    0.1.0 exports) has no ``lr_decoder.*`` weights; it loads with ``lr_decoder = None``
+    and super-resolves only (:attr:`can_downscale`)."""
 
     label = LABEL
 
@@ -193,7 +201,16 @@ class DAICCV21(nn.Module):
                               cfg.sr_blocks, cfg.sr_growth, cfg.scale))
 
         self.encoder, self.sr_decoder = _build(seed, make)
+        self.lr_decoder: LRDecoder | None = _build(
+            None if seed is None else seed + 1,
+            lambda: LRDecoder(cfg.channels, cfg.image_channels, cfg.lr_channels,
+                              cfg.lr_blocks))
         self.preparation = None  # set on a prepared copy (sdflow.prepare)
+
+    @property
+    def can_downscale(self) -> bool:
+        """False for a file exported without G_t (SR only)."""
+        return self.lr_decoder is not None
 
     def forward(self, y: Tensor) -> Tensor:
         """``[B, 3, h, w] -> [B, 3, s*h, s*w]``, no checks (the exportable graph)."""
@@ -215,38 +232,64 @@ class DAICCV21(nn.Module):
     def sr_decode(self, features: Tensor, _unused: None, _latent: Tensor | None) -> Tensor:
         return self.sr_decoder(features)
 
+    # ------------------------------------------------------------------ downscaling
+    @property
+    def ds_multiple(self) -> int:
+        """HR sides are padded to multiples of this (bicubic x1/s needs whole LR pixels)."""
+        return self.scale
+
+    def _lr_decoder_or_raise(self) -> LRDecoder:
+        if self.lr_decoder is None:
+            raise ValueError("this da-iccv21 file has no G_t (it was exported before sdflow "
+                             "kept the target-LR decoder): it super-resolves only; train or "
+                             "export it again with this version to downscale")
+        return self.lr_decoder
+
+    def source_lr(self, x: Tensor) -> Tensor:
+        """The paper's source LR x_s: MATLAB bicubic x1/s of the HR image."""
+        return imresize_down(x, self.scale)
+
+    def ds_condition(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """HR ``x`` (sides multiples of :attr:`ds_multiple`) -> (E(x_s), no features)."""
+        return self.encoder(self.source_lr(x)), x.new_zeros(0)
+
+    def ds_decode(self, features: Tensor, _unused: Tensor, _latent: Tensor | None) -> Tensor:
+        return self._lr_decoder_or_raise()(features)
+
+    def downscale(self, x: Tensor, tau: float = 0.0, num_samples: int = 1, component=None,
+                  generator: torch.Generator | None = None, noise: Tensor | None = None,
+                  truncate: float | None = None, *, seed: int | None = None) -> Tensor:
+        """Downscale HR images ``x`` ``[B, 3, H, W]`` of any size to LR images in the real
+        LR's style ``[B, 3, ceil(H/s), ceil(W/s)]``. Deterministic: ``tau`` must be 0 and
+        ``num_samples`` 1 (the sampling arguments exist so every downscaler is called
+        alike); for PIL images and numpy arrays use :func:`sdflow.downscale`."""
+        _tensor_or_raise(x, "downscale", "downscale")
+        _check_image(x, "HR image")
+        if tau > 0 or num_samples != 1 or component is not None or noise is not None:
+            raise ValueError("da-iccv21 downscales deterministically: tau 0, one sample, "
+                             "no component or noise")
+        decoder = self._lr_decoder_or_raise()
+        h, w = x.shape[2:]
+        s = self.scale
+        xp = _pad_to_multiple(x, self.ds_multiple, minimum=2 * self.ds_multiple)
+        out = decoder(self.ds_condition(xp)[0])[:, :, : -(-h // s), : -(-w // s)]
+        return _finite_or_raise(out.unsqueeze(1), "downscaling")[:, 0]
+
     def bytes_per_pixel(self, task: str) -> float:
-        """Estimated peak float32 activation memory per LR pixel of a tile (SR only): the
-        widest of E, an RRDB's dense concatenation, and the two upsampling stages (at 4 and
-        16 positions per LR pixel), with a 1.5 margin."""
-        if task != "sr":
-            raise ValueError("da-iccv21 only super-resolves")
+        """Estimated peak float32 activation memory per input pixel of a tile (LR pixels
+        for SR, HR pixels for downscaling), with a 1.5 margin. SR: the widest of E, an
+        RRDB's dense concatenation, and the two upsampling stages (at 4 and 16 positions
+        per LR pixel); downscaling: the HR image and its resampling, plus E and G_t at
+        1/s^2 of the positions."""
         c = self.config
+        if task == "ds":
+            per_lr = 4 * max(c.channels, c.lr_channels) + 2 * c.image_channels
+            return 4.0 * (3 * c.image_channels + per_lr / c.scale**2) * 1.5
+        if task != "sr":
+            raise ValueError(f"task must be 'sr' or 'ds', got {task!r}")
         widest = max(4 * c.channels, 3 * (c.sr_channels + 4 * c.sr_growth) + 3 * c.sr_channels,
                      4 * 2 * c.sr_channels, c.scale**2 * (2 * c.sr_channels + 2 * 3))
         return 4.0 * widest * 1.5
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
-
-
-class DAICCV21Generator(nn.Module):
-    """Everything the generator step trains: ``sr_model`` (E + G_SR, exported) and
-    ``lr_decoder`` (G_t, used only in training)."""
-
-    def __init__(self, config: DAICCV21Config | None = None, *, seed: int | None = 0):
-        super().__init__()
-        cfg = config or DAICCV21Config()
-        self.config = cfg
-        self.scale = cfg.scale
-        self.sr_model = DAICCV21(cfg, seed=seed)
-        self.lr_decoder = _build(None if seed is None else seed + 1, lambda: LRDecoder(
-            cfg.channels, cfg.image_channels, cfg.lr_channels, cfg.lr_blocks))
-
-    @property
-    def encoder(self) -> Encoder:
-        return self.sr_model.encoder
-
-    @property
-    def sr_decoder(self) -> SRDecoder:
-        return self.sr_model.sr_decoder

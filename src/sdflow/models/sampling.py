@@ -71,6 +71,8 @@ class MixtureDownscaling:
     by ``ds_condition`` / ``ds_decode`` (the :class:`~sdflow.models.base.Downscaler`
     contract, with ``ds_multiple`` and ``scale``). SDFlow and gaussian-fit use it."""
 
+    can_downscale = True
+
     def draw_ds_latents(self, padded_size: tuple[int, int], batch: int, tau: float,
                         num_samples: int, component=None,
                         generator: torch.Generator | None = None,

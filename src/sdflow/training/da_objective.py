@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sdflow.metrics.resize import imresize
-from sdflow.models.da_iccv21 import DAICCV21Generator
+from sdflow.models.da_iccv21 import DAICCV21
 from sdflow.nets.discriminators import PatchDiscriminator
 from sdflow.training.losses import (
     PerceptualLoss,
@@ -81,7 +81,7 @@ class DALossConfig:
         return {k: float(getattr(self, k)) for k in TERMS}
 
 
-def parameter_groups(generator: DAICCV21Generator,
+def parameter_groups(generator: DAICCV21,
                      discriminators: DADiscriminators | None = None
                      ) -> dict[str, list[nn.Parameter]]:
     """The parameter groups a gradient can reach, for the gradient-flow tests."""
@@ -129,7 +129,7 @@ class DAObjective(nn.Module):
     the lambdas. The discriminators are frozen in the generator pass.
     """
 
-    def __init__(self, generator: DAICCV21Generator, discriminators: DADiscriminators,
+    def __init__(self, generator: DAICCV21, discriminators: DADiscriminators,
                  cfg: DALossConfig, perceptual: PerceptualLoss | None = None):
         super().__init__()
         self.generator = generator

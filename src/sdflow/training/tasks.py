@@ -16,7 +16,7 @@ class TrainingTask(Protocol):
     """A model family's training logic. The trainer owns optimisers, EMA, checkpoints,
     logging and distribution; the task owns the networks and the losses."""
 
-    generator: nn.Module  # the model that is exported (EMA'd)
+    generator: nn.Module  # the model, a registered architecture: exported (EMA'd) whole
     discriminators: nn.Module | None
 
     def initialize(self, batch: dict[str, Tensor]) -> None:
@@ -40,10 +40,6 @@ class TrainingTask(Protocol):
 
     def fit_to_data(self, lr_images: list, hr_images: list) -> dict[str, Any] | None:
         """Fit data-dependent objective settings to the training images (before step 0)."""
-
-    def inference_model(self, generator: nn.Module) -> nn.Module:
-        """The part of ``generator`` (or of its EMA copy) that is exported with
-        :func:`sdflow.save`: a registered architecture."""
 
     #: Log keys the trainer prints in its progress line (when present).
     progress_keys: tuple[str, ...]
@@ -90,9 +86,6 @@ class ObjectiveTask:
         """Settings of the objective fitted to the training images before step 0 (the
         fitted values are written into the config); None when there are none."""
         return None
-
-    def inference_model(self, generator: nn.Module) -> nn.Module:
-        return generator
 
 
 def _perceptual(cfg: TrainConfig, device: torch.device):
@@ -166,19 +159,20 @@ class SDFlowTask(ObjectiveTask):
 
 class DATask(ObjectiveTask):
     """da-iccv21 (our re-implementation of Wang et al., ICCV 2021): E + G_SR + G_t trained
-    together; D_f/D_t/D_HR; optional VGG16 perceptual loss. Only E + G_SR are exported."""
+    together; D_f/D_t/D_HR; optional VGG16 perceptual loss. All three are exported (G_t is
+    the model's downscaling direction)."""
 
     progress_keys = ("loss", "align", "rec", "res", "sty", "idt", "cyc", "d_f", "d_t", "d_hr")
 
     def __init__(self, cfg: TrainConfig, device: torch.device):
-        from sdflow.models.da_iccv21 import DAICCV21Config, DAICCV21Generator
+        from sdflow.models.da_iccv21 import DAICCV21, DAICCV21Config
         from sdflow.training.da_objective import DADiscriminators, DAObjective
 
         if cfg.model.init != "random":
             raise ValueError(f"model.init: da-iccv21 has only the 'random' initialisation, "
                              f"got {cfg.model.init!r}")
         model_cfg = _model_config(DAICCV21Config, cfg)
-        self.generator = DAICCV21Generator(model_cfg, seed=cfg.run.seed).to(device)
+        self.generator = DAICCV21(model_cfg, seed=cfg.run.seed).to(device)
         self.discriminators = DADiscriminators(cfg.loss, model_cfg.channels,
                                                model_cfg.image_channels).to(device)
         self.objective = DAObjective(self.generator, self.discriminators, cfg.loss,
@@ -198,9 +192,6 @@ class DATask(ObjectiveTask):
 
         res = validate_da(model, pairs, lpips=self._lpips_or_none())
         return res.metrics, res.grid
-
-    def inference_model(self, generator: nn.Module) -> nn.Module:
-        return generator.sr_model
 
 
 #: The training task of each architecture (its loss section: training.config).

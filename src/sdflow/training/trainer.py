@@ -250,8 +250,9 @@ class Trainer:
 
     # ------------------------------------------------------------------ training legs
     def _init_from(self, name_or_path: str) -> None:
-        """Load an exported model's weights into the exported part of the generator (same
-        architecture and config required) and take over its compute record."""
+        """Load an exported model's weights into the generator (same architecture and config
+        required; parts the file lacks, such as the G_t of a da-iccv21 file exported before
+        G_t was kept, start fresh) and take over its compute record."""
         from sdflow.checkpoint import CheckpointError, file_sha256
         from sdflow.registry import load as load_model
 
@@ -259,7 +260,7 @@ class Trainer:
             source = load_model(name_or_path, device=self.device)
         except (CheckpointError, OSError) as exc:
             raise ValueError(f"run.init_from: {exc}") from exc
-        target = self.task.inference_model(self.generator)
+        target = self.generator
         ours, theirs = target.config.to_dict(), source.config.to_dict()
         if type(source) is not type(target) or ours != theirs:
             diff = sorted(k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k))
@@ -267,7 +268,7 @@ class Trainer:
                              f"with another architecture than this run's "
                              f"{type(target).__name__} (differs in: {', '.join(diff) or 'type'});"
                              " use the same model preset and overrides as the run it came from")
-        target.load_state_dict(source.state_dict(), strict=True)
+        missing = target.load_state_dict(source.state_dict(), strict=False).missing_keys
         extra = source.checkpoint_info.extra
         compute = extra.get("compute") or {}
         legs = list(compute.get("legs", []))
@@ -277,11 +278,10 @@ class Trainer:
         self.previous_legs = legs
         self.init_source = {"model": str(name_or_path),
                             "sha256": file_sha256(source.checkpoint_path, length=64)}
-        fresh = sum(1 for _ in self.generator.parameters()) - \
-            sum(1 for _ in target.parameters())
+        fresh = len(missing)
         self._say(f"initialised from {name_or_path} ({len(legs)} earlier leg(s), "
                   f"{sum(int(leg.get('iterations') or 0) for leg in legs)} iterations)"
-                  + (f"; {fresh} training-only parameter tensors start fresh" if fresh else ""))
+                  + (f"; {fresh} tensors the file lacks start fresh" if fresh else ""))
 
     def compute_record(self) -> dict[str, Any]:
         """Training compute of this run plus the legs it was initialised from."""
@@ -321,13 +321,12 @@ class Trainer:
         return path
 
     def export(self, name: str = "model_ema.safetensors") -> Path | None:
-        """The EMA model in sdflow's checkpoint format (usable by ``sdflow.load``); only the
-        part the task names with ``inference_model`` (e.g. E + G_SR of da-iccv21)."""
+        """The EMA model in sdflow's checkpoint format (usable by ``sdflow.load``)."""
         if not self.ctx.is_main or self.ema is None:
             return None
         path = self.run_dir / name
         data = ", ".join(self.cfg.data.lr_dirs) + " (LR) / " + ", ".join(self.cfg.data.hr_dirs)
-        model = self.task.inference_model(self.ema.shadow)
+        model = self.ema.shadow
         label = getattr(model, "label", "")
         save_model(model, path, trained_on=f"unpaired: {data} (HR)",
                    notes=(f"{label}; " if label else "") +

@@ -14,7 +14,6 @@ import torch
 from sdflow.imageio import image_to_tensor, tensor_to_image, write_image
 from sdflow.metrics import LPIPS, imresize_uint8, lr_psnr, pixel_std, psnr, ssim
 from sdflow.models import SDFlow, bits_per_dim
-from sdflow.models.da_iccv21 import DAICCV21Generator
 from sdflow.models.prepare import prepare
 from sdflow.training.data import PairedImage
 
@@ -145,16 +144,13 @@ def validate_da(model: torch.nn.Module, pairs: list[PairedImage], *,
     """da-iccv21 (our re-implementation): SR = G_SR(E(LR)) against HR next to bicubic x4
     (PSNR/SSIM on Y, ``scale`` px shaved; LPIPS-alex on RGB), and the SR's LR-consistency.
 
-    When ``model`` is the training generator (it has G_t): ``x_st_psnr`` compares
+    When the model has G_t (every model this version trains): ``x_st_psnr`` compares
     x_{s->t} = G_t(E(bicubic x1/4 of HR)) with the real LR of the same scene (no shave),
     next to ``ds_bicubic_psnr`` (the bicubic x1/4 itself), and ``x_tt_psnr`` how well
     G_t(E(LR)) restores the real LR. Grid rows: LR | bicubic | SR | GT and
     bicubic x1/4 | x_{s->t} | real LR | x_{t->t} (LR-size tiles shown nearest x scale).
     """
-    if isinstance(model, DAICCV21Generator):  # the training generator: E, G_SR and G_t
-        sr_model, lr_decoder = model.sr_model, model.lr_decoder
-    else:  # the exported model: E and G_SR
-        sr_model, lr_decoder = model, None
+    sr_model, lr_decoder = model, model.lr_decoder  # None: a file exported without G_t
     device = next(sr_model.parameters()).device
     s = sr_model.scale
     rows: list[dict[str, float]] = []
