@@ -456,25 +456,6 @@ def _recorded_seed(paths: list[Path]) -> int | None:
     return None
 
 
-def resize_to_outscale(arr, lr_size: tuple[int, int], outscale: float):
-    """An SR output resized to ``outscale`` x the input's ``(height, width)`` with MATLAB
-    bicubic (antialiased when shrinking), in the array's own integer type."""
-    import numpy as np
-
-    from sdflow.metrics.resize import imresize
-
-    height, width = lr_size
-    size = (max(1, round(height * outscale)), max(1, round(width * outscale)))
-    if arr.shape[:2] == size:
-        return arr
-    top = float(np.iinfo(arr.dtype).max)
-    x = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float64))
-    x = x.unsqueeze(-1) if x.ndim == 2 else x
-    y = imresize(x.permute(2, 0, 1).unsqueeze(0), size=size)[0].permute(1, 2, 0)
-    out = y.round().clamp(0, top).numpy().astype(arr.dtype)
-    return out[..., 0] if arr.ndim == 2 else out
-
-
 def run_batch(model, model_id: ModelIdentity, jobs: list[Job], options: Options,
               outdir: Path, stream: TextIO | None = None, progress_enabled: bool | None = None
               ) -> Summary:
@@ -568,6 +549,7 @@ def _run_batch(model, model_id: ModelIdentity, jobs: list[Job], options: Options
                 tile=options.tile, tile_overlap=options.tile_overlap,
                 max_memory=options.max_memory, bit_depth=depth,
                 want_uncertainty=options.uncertainty,
+                outscale=options.outscale if options.task == "sr" else None,
                 progress=lambda d, t: bar.tile(d, t), message=bar.message)
             notes = list(result.notes)
             if job_seed != seed:
@@ -580,8 +562,6 @@ def _run_batch(model, model_id: ModelIdentity, jobs: list[Job], options: Options
             for info, arr, path in zip(result.samples, result.outputs, names, strict=True):
                 if path.exists() and not options.overwrite:
                     continue
-                if options.outscale is not None and options.task == "sr":
-                    arr = resize_to_outscale(arr, image.size, options.outscale)
                 arr = _fit_to_format(arr, fmt, fmt in ALPHA_FORMATS, notes)
                 record = metadata_record(options, model_id, job, info, job_seed, result)
                 written += _write_output(path, arr, record, fmt, options, image.icc_profile)

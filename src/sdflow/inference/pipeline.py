@@ -27,6 +27,7 @@ from sdflow.errors import NonFiniteOutputError, SDFlowError
 from sdflow.imageio import LoadedImage, compose, from_array, from_pil, image_to_tensor, to_pil
 from sdflow.imageio import to_gray as _to_gray
 from sdflow.inference import tiling, uncertainty
+from sdflow.metrics.resize import imresize
 from sdflow.models.base import StochasticDS, StochasticSR, SuperResolver, downscales
 from sdflow.models.sampling import DS_DEFAULT_TAU, pad_to_multiple
 from sdflow.models.sdflow import SR_DEFAULT_TAU
@@ -75,9 +76,9 @@ class ImageResult:
 def _resize_alpha(alpha: np.ndarray, task: str, out_size: tuple[int, int]) -> Tensor:
     peak = 65535.0 if alpha.dtype == np.uint16 else 255.0
     a = torch.from_numpy(alpha.astype(np.float32) / peak)[None, None]
-    if task == "sr":
+    if task == "sr" and out_size[0] >= alpha.shape[0]:
         a = F.interpolate(a, size=out_size, mode="bicubic", align_corners=False)
-    else:
+    else:  # downscaling, or SR with an outscale below 1
         a = F.interpolate(a, size=out_size, mode="area")
     return a[0, 0].clamp(0, 1)
 
@@ -87,17 +88,23 @@ def process(model, image: LoadedImage, task: str, *, tau: float, num_samples: in
             truncate: float | None = None, tile: int | None = None,
             tile_overlap: int | None = None, max_memory: str | int | None = None,
             bit_depth: int | None = None, want_uncertainty: bool = False,
+            outscale: float | None = None,
             progress: Callable[[int, int], None] | None = None,
             message: Callable[[str], None] | None = None) -> ImageResult:
     """Run SR (``task="sr"``) or downscaling (``task="ds"``) on one image.
 
     ``tile``: input pixels per tile (LR for SR, HR for DS); 0 = untiled; None = chosen
     from ``max_memory`` (bytes or "2G"; default: half the available memory).
-    ``bit_depth``: of the outputs (default: the source's). ``message`` receives one-line
-    notes (retries, out-of-memory fallbacks).
+    ``bit_depth``: of the outputs (default: the source's). ``outscale`` (SR only): the
+    outputs, their alpha and the uncertainty map are ``round(outscale * input)`` in size
+    (Real-ESRGAN's --outscale): the float SR images are resized once (MATLAB bicubic,
+    antialiased when shrinking) before they are rounded, alpha once from the source's.
+    ``message`` receives one-line notes (retries, out-of-memory fallbacks).
     """
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+    if outscale is not None and (task != "sr" or not 0 < outscale <= 16):
+        raise ValueError(f"outscale is for SR only and must be in (0, 16], got {outscale}")
     if num_samples < 1:
         raise ValueError(f"num_samples must be >= 1, got {num_samples}")
     if want_uncertainty and num_samples < 2:
@@ -187,6 +194,11 @@ def process(model, image: LoadedImage, task: str, *, tau: float, num_samples: in
             taus[i] = new
         pending = failed
 
+    if outscale is not None:
+        size = (max(1, round(h * outscale)), max(1, round(w * outscale)))
+        if size != out_size:
+            images = imresize(images.double(), size=size).float()
+            out_size = size
     alpha = None if image.alpha is None else _resize_alpha(image.alpha, task, out_size)
     depth = bit_depth or image.bit_depth
     outputs = [compose(images[i], alpha, image, depth)
