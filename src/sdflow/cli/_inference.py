@@ -12,7 +12,7 @@ import torch
 
 from sdflow import registry
 from sdflow.checkpoint import model_config, read_info
-from sdflow.errors import SDFlowError
+from sdflow.errors import OutputIsInputError, SDFlowError
 from sdflow.inference import batch, tiling
 from sdflow.inference.tiling import model_device
 from sdflow.models import ARCHITECTURES
@@ -138,5 +138,8 @@ def run(args: argparse.Namespace, task: str) -> int:
             model = prepare(model, precision=options.precision)
     except (SDFlowError, ValueError) as exc:
         return fail(str(exc))
-    summary = batch.run_batch(model, model_id, jobs, options, outdir, stream=err)
+    try:
+        summary = batch.run_batch(model, model_id, jobs, options, outdir, stream=err)
+    except OutputIsInputError as exc:
+        return fail(str(exc))
     return 1 if summary.failed or errors else 0

@@ -12,7 +12,7 @@ import torch
 from sdflow import registry
 from sdflow.checkpoint import read_info
 from sdflow.cli._inference import DOWNSCALERS_HINT, NO_DOWNSCALING_PART, sampling_tau
-from sdflow.errors import SDFlowError
+from sdflow.errors import OutputIsInputError, SDFlowError
 from sdflow.inference import batch
 from sdflow.inference.pairs import PairOptions, Shard, make_pairs
 from sdflow.models import ARCHITECTURES
@@ -87,5 +87,8 @@ def run(args: argparse.Namespace) -> int:
         return fail(str(exc))
     if not downscales(model):
         return fail(f"{resolved.name}: {NO_DOWNSCALING_PART}", 1)
-    summary = make_pairs(model, model_id, jobs, options, outdir)
+    try:
+        summary = make_pairs(model, model_id, jobs, options, outdir)
+    except OutputIsInputError as exc:
+        return fail(str(exc))
     return 1 if summary.failed or errors else 0

@@ -19,7 +19,7 @@ from typing import TextIO
 
 import torch
 
-from sdflow.errors import SDFlowError, first_line
+from sdflow.errors import SDFlowError, first_line, refuse_outputs_over_inputs
 from sdflow.hardware import cpu_features
 from sdflow.imageio import (
     DEFAULT_MAX_PIXELS,
@@ -517,6 +517,9 @@ def _run_batch(model, model_id: ModelIdentity, jobs: list[Job], options: Options
             owners.setdefault(n, job.source)
         plans.append((job, fmt, job_seed, names, extra, clash))
 
+    refuse_outputs_over_inputs(
+        (p for plan in plans for p in plan[3] + plan[4]), (job.source for job in jobs),
+        "choose another output folder (-o) or --suffix")
     for index, (job, fmt, job_seed, names, extra, clash) in enumerate(plans):
         bar.image(index, str(job.rel))
         if clash is not None:

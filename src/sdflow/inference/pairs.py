@@ -27,6 +27,7 @@ from typing import TextIO
 
 import numpy as np
 
+from sdflow.errors import refuse_outputs_over_inputs
 from sdflow.imageio import DEFAULT_MAX_PIXELS, LoadedImage, read_image, write_image
 from sdflow.inference.batch import FILE_ERRORS, Job, ModelIdentity, failure_line
 from sdflow.inference.pipeline import process
@@ -222,6 +223,11 @@ def make_pairs(model, model_id: ModelIdentity, jobs: list[Job], options: PairOpt
     start = time.monotonic()
     scale = int(model.scale)
     mine = options.shard.take(jobs)
+    existing = [p for sub in ("HR", "LR") if (outdir / sub).is_dir()
+                for p in (outdir / sub).rglob("*") if p.is_file()]
+    refuse_outputs_over_inputs(existing + [outdir / options.shard.manifest_name],
+                               [job.source for job in mine],
+                               "make pairs into another folder (-o)")
     manifest = _Manifest(outdir / options.shard.manifest_name, options.overwrite)
     bar = Progress(len(mine), stream, enabled=progress_enabled)
     owners: dict[str, Path] = {}

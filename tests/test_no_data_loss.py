@@ -1,0 +1,86 @@
+"""Nothing the user already has is overwritten: a command never writes over one of its own
+inputs, however the file is named (issue 24)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import sdflow
+from sdflow.cli import main
+from sdflow.models import DAICCV21, DAICCV21Config
+
+
+@pytest.fixture(scope="module")
+def da_ckpt(tmp_path_factory):
+    path = tmp_path_factory.mktemp("model") / "da.safetensors"
+    torch.manual_seed(0)
+    sdflow.save(DAICCV21(DAICCV21Config.preset("tiny")), path)
+    return path
+
+
+def _photo(folder, name="photo.png", size=(16, 20)):
+    folder.mkdir(parents=True, exist_ok=True)
+    arr = (np.random.default_rng(0).random((*size, 3)) * 255).astype(np.uint8)
+    Image.fromarray(arr).save(folder / name)
+    return folder / name
+
+
+def _digest(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize("naming", ["relative", "absolute", "symlink", "hardlink"])
+def test_sr_into_the_photos_own_folder_with_its_own_name_is_refused(da_ckpt, tmp_path,
+                                                                     monkeypatch, capsys,
+                                                                     naming):
+    photo = _photo(tmp_path / "photos")
+    before = _digest(photo)
+    monkeypatch.chdir(tmp_path)
+    if naming == "relative":
+        source, out = "photos/photo.png", "photos"
+    elif naming == "absolute":
+        source, out = str(photo), str(tmp_path / "photos")
+    elif naming == "symlink":  # the input named through a link in another folder
+        (tmp_path / "links").mkdir()
+        os.symlink(photo, tmp_path / "links" / "photo.png")
+        source, out = str(tmp_path / "links" / "photo.png"), str(tmp_path / "photos")
+    else:  # a hard link of the photo sits where the output would go
+        (tmp_path / "elsewhere").mkdir()
+        os.link(photo, tmp_path / "elsewhere" / "photo.png")
+        source, out = str(photo), str(tmp_path / "elsewhere")
+    code = main(["sr", source, "-o", out, "--model", str(da_ckpt), "--suffix", "",
+                 "--overwrite"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert len(err) == 1 and "is the input" in err[0] and "-o" in err[0]
+    assert _digest(photo) == before
+
+
+def test_downscale_and_make_pairs_refuse_their_own_inputs(da_ckpt, tmp_path, capsys):
+    photo = _photo(tmp_path / "p", size=(32, 32))
+    before = _digest(photo)
+    assert main(["downscale", str(photo), "-o", str(tmp_path / "p"), "--model",
+                 str(da_ckpt), "--suffix", "", "--overwrite"]) == 2
+    assert "is the input" in capsys.readouterr().err
+    # an HR image that lives in the pair folder's own HR/ (e.g. made pairs used as input)
+    out = tmp_path / "pairs"
+    hr = _photo(out / "HR", "a.png", size=(32, 32))
+    hr_before = _digest(hr)
+    assert main(["make-pairs", str(hr), "-o", str(out), "--model", str(da_ckpt),
+                 "--overwrite"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is the input" in err[0]
+    assert _digest(hr) == hr_before and _digest(photo) == before
+
+
+def test_another_output_folder_is_fine(da_ckpt, tmp_path):
+    photo = _photo(tmp_path / "photos")
+    assert main(["sr", str(photo), "-o", str(tmp_path / "out"), "--model", str(da_ckpt),
+                 "--suffix", ""]) == 0
+    assert Image.open(tmp_path / "out" / "photo.png").size == (80, 64)
