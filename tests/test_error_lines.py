@@ -8,6 +8,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -402,3 +403,46 @@ def test_a_bad_thread_count_is_a_usage_line(argv, threads, capsys):
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert "argument --threads: expected an integer >= 1" in err and "Traceback" not in err
+
+
+# ---------------------------------------------------------------- run folders (issue 24)
+def _snapshot(run: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(run)): p.read_bytes() for p in sorted(run.rglob("*"))
+            if p.is_file()}
+
+
+def test_a_folder_holding_a_run_is_refused_without_resume_or_overwrite(small_run, capsys):
+    """Retyping the train command after a crash without --resume must not clobber the run
+    (config, metrics, checkpoints, model all kept byte for byte)."""
+    opts, run = small_run
+    before = _snapshot(run)
+    one_line(capsys, _train(opts), str(run), "holds a run", "--resume auto", "--overwrite")
+    assert _snapshot(run) == before
+    one_line(capsys, _train(opts, "--resume", "auto", "--overwrite"), "give one of them")
+    assert _snapshot(run) == before
+
+
+def test_a_bad_init_from_writes_nothing_into_a_new_run_folder(small_run, tmp_path, capsys):
+    opts, _ = small_run
+    empty = tmp_path / "empty.safetensors"
+    empty.write_bytes(b"")
+    fresh = tmp_path / "fresh"
+    code = _train(opts, "--set", f"run.out_dir={json.dumps(str(fresh))}", "--init-from",
+                  str(empty))
+    one_line(capsys, code, str(empty))
+    assert not fresh.exists()
+
+
+def test_overwrite_starts_a_clean_run(small_run, tmp_path, capsys):
+    opts, run = small_run
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    (copy / "checkpoints" / "step_00000999.pt").write_bytes(b"an old run's checkpoint")
+    (copy / "metrics.jsonl").write_text('{"type": "train", "iteration": 998}\n')
+    assert _train(opts, "--set", f"run.out_dir={json.dumps(str(copy))}", "--overwrite") == 0
+    capsys.readouterr()
+    assert sorted(p.name for p in (copy / "checkpoints").iterdir()) == \
+        ["step_00000000.pt", "step_00000001.pt"]
+    iterations = [json.loads(line)["iteration"] for line in
+                  (copy / "metrics.jsonl").read_text().splitlines()]
+    assert 998 not in iterations

@@ -45,6 +45,10 @@ def register(sub) -> None:
                    help="start from an exported model's weights (a .safetensors path or a "
                    "registered name) with a fresh optimiser and schedule: the next leg of a "
                    "run trained in several sessions (its compute adds up in the metadata)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start a new run in a folder that holds one, deleting its "
+                   "checkpoints, metrics and model (without it such a folder is refused "
+                   "unless --resume is given)")
     p.add_argument("--print-config", action="store_true",
                    help="print the resolved configuration and exit")
     p.set_defaults(run=run)
@@ -84,6 +88,10 @@ def run(args: argparse.Namespace) -> int:
     from sdflow.training import distributed
     from sdflow.training.trainer import Trainer
 
+    if args.resume and args.overwrite:
+        print("sdflow train: config error: --resume continues the run in the folder; "
+              "--overwrite deletes it and starts over: give one of them", file=sys.stderr)
+        return 2
     if args.resume and cfg.run.init_from:
         print("sdflow train: config error: --resume continues a run exactly; --init-from "
               "starts a new one from a model's weights: give one of them", file=sys.stderr)
@@ -104,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
         return 1
     try:
         trainer = Trainer(cfg, ctx)
-        out = trainer.fit(resume=args.resume)
+        out = trainer.fit(resume=args.resume, overwrite=args.overwrite)
     except (SDFlowError, ValueError, OSError) as exc:
         text = first_line(exc)
         if isinstance(exc, OSError) and exc.filename and exc.strerror:

@@ -17,6 +17,7 @@ import json
 import logging
 import math
 import pickle
+import shutil
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -31,7 +32,7 @@ from torch.utils.data import DataLoader
 from sdflow.atomic import write_atomic
 from sdflow.checkpoint import save as save_model
 from sdflow.checkpoint import state_mismatch
-from sdflow.errors import CheckpointError
+from sdflow.errors import CheckpointError, SDFlowError
 from sdflow.training import distributed as D
 from sdflow.training.config import TrainConfig
 from sdflow.training.data import IterationSampler, UnpairedDataset, load_pairs
@@ -143,6 +144,20 @@ def _flat(data: Any, prefix: str = "") -> dict[str, Any]:
     for key, value in data.items():
         out.update(_flat(value, f"{prefix}.{key}" if prefix else str(key)))
     return out
+
+
+#: What a run writes into its folder: a folder holding any of them holds a run.
+RUN_FILES = ("config.json", "metrics.jsonl", "checkpoints", "model_ema.safetensors",
+             "samples")
+
+
+class RunFolderError(SDFlowError):
+    """The run folder already holds a run and neither resume nor overwrite was asked for."""
+
+
+def run_files(run_dir: Path) -> list[Path]:
+    """The files and folders of a run in ``run_dir`` (empty: no run there)."""
+    return [run_dir / name for name in RUN_FILES if (run_dir / name).exists()]
 
 
 class Trainer:
@@ -448,10 +463,28 @@ class Trainer:
         D.barrier(self.ctx)
         return metrics
 
-    def fit(self, resume: str | None = None) -> Path | None:
+    def fit(self, resume: str | None = None, overwrite: bool = False) -> Path | None:
+        """Train to ``run.iterations``; returns the exported model's path (main process).
+
+        ``resume``: "auto" (the newest valid checkpoint of the run folder, or a fresh start
+        if it has none) or a checkpoint file. A folder that already holds a run is refused
+        unless it is resumed or ``overwrite`` is given (then that run's files are deleted
+        first). Every argument is checked before anything is written to the folder."""
         cfg = self.cfg
-        # before anything is written: a bad --resume must not overwrite the run's config.json
         state = self._resume_state(resume)
+        if state is None:
+            held = run_files(self.run_dir)
+            if held and not overwrite:
+                raise RunFolderError(
+                    f"{self.run_dir} holds a run ({', '.join(p.name for p in held[:3])}): "
+                    "continue it with --resume auto, or start over with --overwrite (its "
+                    "checkpoints, metrics and model are deleted), or choose another -o")
+            if cfg.run.init_from:  # a bad model must not leave a half-written folder
+                self._init_from(cfg.run.init_from)
+            D.barrier(self.ctx)
+            if held and self.ctx.is_main:
+                for path in held:
+                    shutil.rmtree(path) if path.is_dir() else path.unlink()
         if self.ctx.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             (self.run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
@@ -469,8 +502,6 @@ class Trainer:
             self._truncate_log(self.iteration)
             self._say(f"resumed at iteration {self.iteration}")
         else:
-            if cfg.run.init_from:
-                self._init_from(cfg.run.init_from)
             self.task.initialize(self._init_batch())  # only what init_from did not set
             self.ema = EMA(self.generator, cfg.optim.ema_decay, cfg.speed.foreach_updates)
             self.save_checkpoint()  # iteration 0: a rollback target from the start
