@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from _evaldata import make_pairs
@@ -446,3 +447,40 @@ def test_overwrite_starts_a_clean_run(small_run, tmp_path, capsys):
     iterations = [json.loads(line)["iteration"] for line in
                   (copy / "metrics.jsonl").read_text().splitlines()]
     assert 998 not in iterations
+
+
+# ---------------------------------------------------------------- divergence (issue 24)
+def test_a_diverging_run_ends_in_one_line_with_compounding_cuts(small_run, tmp_path, capsys):
+    """lr_g = 1 blows up at once: each rollback halves the learning rate again and replays
+    other batches; after run.max_rollbacks the run stops (exit 1, one line naming the
+    iteration, what was tried and what to change) and exports nothing."""
+    opts, _ = small_run
+    run = tmp_path / "div"
+    code = _train(opts, "--set", f"run.out_dir={json.dumps(str(run))}", "--set",
+                  "run.iterations=60", "--set", "optim.lr_g=1", "--set", "run.max_rollbacks=3",
+                  "--set", "run.log_every=1")
+    line = one_line(capsys, code, "diverged at iteration", "3 rollback(s)", "optim.lr_g",
+                    "last healthy checkpoint")
+    assert code == 1 and "step_00000000.pt" in line
+    records = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    rollbacks = [r for r in records if r["type"] == "rollback"]
+    assert [r["lr_scale"] for r in rollbacks] == [0.5, 0.25, 0.125]
+    assert records[-1]["type"] == "diverged"
+    # the replays saw other batches: the first replayed step's loss differs each time
+    first = [r["loss"] for r in records if r["type"] == "train" and r["iteration"] == 0]
+    assert len(first) == len(rollbacks) + 1 and len(set(first)) == len(first)
+    assert not (run / "model_ema.safetensors").exists()
+
+
+def test_health_rejects_a_loss_far_above_the_run_history():
+    from sdflow.training.trainer import losses_look_healthy
+
+    rng = np.random.default_rng(0)
+    steady = list(1.0 + 0.05 * rng.standard_normal(60))
+    assert losses_look_healthy(steady)
+    assert losses_look_healthy(steady[:4] + [1e13] * 3)  # too little history to judge
+    assert not losses_look_healthy(steady + [1e13] * 10)  # exploded but finite
+    assert losses_look_healthy(steady + [0.2] * 10)  # a falling loss is fine
+    assert losses_look_healthy(steady + [1.5] * 10)  # a GAN phase starting: a modest rise
+    negative = [-3.0 + 0.02 * v for v in rng.standard_normal(60)]  # NLL-type losses
+    assert losses_look_healthy(negative) and not losses_look_healthy(negative + [50.0] * 10)

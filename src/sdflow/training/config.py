@@ -88,8 +88,9 @@ class RunSection:
     val_every: int = 500  # 0 disables periodic validation
     checkpoint_every: int = 250
     keep_checkpoints: int = 3
-    max_consecutive_skips: int = 5  # then roll back to the last checkpoint
-    rollback_lr_factor: float = 0.5
+    max_consecutive_skips: int = 5  # then roll back to the last healthy checkpoint
+    rollback_lr_factor: float = 0.5  # compounds: x0.5, x0.25, ...
+    max_rollbacks: int = 4  # then the run stops (DivergenceError, exit 1)
     val_samples: int = 3  # SR/DS samples per validation image for diversity
     time_limit_minutes: float = 0.0  # stop (with a checkpoint) after this long; 0 = none
     # stop (with a checkpoint and the export) at this iteration, the schedule still planned
@@ -105,6 +106,7 @@ class RunSection:
             "iterations": (1, None), "seed": (0, 2**62), "threads": (0, 4096),
             "log_every": (1, None), "val_every": (0, None), "checkpoint_every": (1, None),
             "keep_checkpoints": (1, None), "max_consecutive_skips": (1, None),
+            "max_rollbacks": (0, 1000),
             "rollback_lr_factor": (0.0, 1.0), "val_samples": (1, 1024),
             "time_limit_minutes": (0.0, None), "stop_at": (1, None)})
         if self.rollback_lr_factor <= 0:

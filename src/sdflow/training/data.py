@@ -176,15 +176,17 @@ class IterationSampler(Sampler):
     for ``it = start, start + 1, ...``, where ``o = rank * B`` is this process's offset in
     the global batch."""
 
-    def __init__(self, batch_size: int, start_iteration: int = 0, rank: int = 0):
+    def __init__(self, batch_size: int, start_iteration: int = 0, rank: int = 0,
+                 replay: int = 0):
         self.batch_size = batch_size
         self.start = start_iteration
         self.offset = rank * batch_size
+        self.replay = replay  # added to the key's iteration: a rollback's replay differs
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
         it = self.start
         while True:
-            yield [(it, self.offset + i) for i in range(self.batch_size)]
+            yield [(it + self.replay, self.offset + i) for i in range(self.batch_size)]
             it += 1
 
 

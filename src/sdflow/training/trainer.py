@@ -20,7 +20,8 @@ import pickle
 import shutil
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -137,6 +138,20 @@ def newest_valid_checkpoint(run_dir: Path) -> tuple[Path, dict[str, Any]] | None
     return None
 
 
+def newest_healthy_checkpoint(run_dir: Path) -> tuple[Path, dict[str, Any]] | None:
+    """The newest loadable checkpoint that was healthy when written (files from before
+    health was recorded count as healthy)."""
+    for path in list_checkpoints(run_dir):
+        try:
+            state = load_training_state(path)
+        except CheckpointError as exc:
+            log.warning("ignoring %s", str(exc).split("; ")[0])
+            continue
+        if state.get("healthy", True):
+            return path, state
+    return None
+
+
 def _flat(data: Any, prefix: str = "") -> dict[str, Any]:
     if not isinstance(data, dict):
         return {prefix: data}
@@ -149,6 +164,33 @@ def _flat(data: Any, prefix: str = "") -> dict[str, Any]:
 #: What a run writes into its folder: a folder holding any of them holds a run.
 RUN_FILES = ("config.json", "metrics.jsonl", "checkpoints", "model_ema.safetensors",
              "samples")
+
+
+class DivergenceError(SDFlowError):
+    """Training diverged and rollbacks with smaller learning rates did not help."""
+
+
+#: Rollbacks replay their iterations with other batches and noise: the seeds of replay r
+#: are those of the iteration plus r times this stride.
+REPLAY_STRIDE = 1 << 40
+#: A checkpoint is healthy when the median loss of its last HEALTH_RECENT steps is within
+#: HEALTH_SPREADS median absolute deviations (at least 5 % of the level) above the median
+#: of the steps before them; with under HEALTH_MIN_HISTORY losses it is not judged.
+HEALTH_RECENT, HEALTH_MIN_HISTORY, HEALTH_SPREADS = 3, 8, 50.0
+
+
+def losses_look_healthy(losses: Sequence[float]) -> bool:
+    """Whether the newest losses are in line with the run's history (too little history:
+    yes). A loss far above everything before it (weights exploded but still finite) is not:
+    such a checkpoint must not become a rollback target."""
+    if len(losses) < HEALTH_MIN_HISTORY:
+        return True
+    older = sorted(losses[:-HEALTH_RECENT])
+    recent = sorted(losses[-HEALTH_RECENT:])
+    ref = older[len(older) // 2]
+    spread = sorted(abs(v - ref) for v in older)[len(older) // 2]
+    spread = max(spread, 0.05 * abs(ref), 1e-8)
+    return recent[len(recent) // 2] <= ref + HEALTH_SPREADS * spread
 
 
 class RunFolderError(SDFlowError):
@@ -181,6 +223,8 @@ class Trainer:
         self.iteration = 0
         self.lr_scale = 1.0
         self.counters = {"skipped_g": 0, "skipped_d": 0, "consecutive": 0, "rollbacks": 0}
+        self.losses: deque[float] = deque(maxlen=500)  # recent finite losses (health checks)
+        self.last_healthy: Path | None = None  # the newest healthy checkpoint (kept)
         self.train_seconds = 0.0  # wall time spent in the training loop (kept across resume)
         self.previous_legs: list[dict[str, Any]] = []  # compute of the runs before this one
         self.init_source: dict[str, Any] | None = None
@@ -234,6 +278,7 @@ class Trainer:
             "rng": {"torch": torch.get_rng_state(),
                     "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
             "counters": dict(self.counters),
+            "healthy": self.healthy(),
             "compute": {"train_seconds": self.train_seconds, "previous_legs": self.previous_legs,
                         "init_source": self.init_source},
             "config": self.cfg.to_dict(),
@@ -328,12 +373,21 @@ class Trainer:
         if not self.ctx.is_main:
             return None
         path = self.run_dir / "checkpoints" / f"{CHECKPOINT_PREFIX}{self.iteration:08d}.pt"
+        healthy = self.healthy()
         write_atomic(path, lambda tmp: torch.save(self._state(), tmp))  # makes the folder
+        if healthy:
+            self.last_healthy = path
         for old in list_checkpoints(self.run_dir)[max(self.cfg.run.keep_checkpoints, 1):]:
-            old.unlink(missing_ok=True)
+            if old != self.last_healthy:  # the rollback target survives pruning
+                old.unlink(missing_ok=True)
         self._log_record({"type": "checkpoint", "iteration": self.iteration, "path": str(path),
-                          "ranks_in_sync": in_sync})
+                          "ranks_in_sync": in_sync, "healthy": healthy})
         return path
+
+    def healthy(self) -> bool:
+        """Whether the run looks sound now: no skipped step pending and the latest losses in
+        line with its history (:func:`losses_look_healthy`)."""
+        return self.counters["consecutive"] == 0 and losses_look_healthy(list(self.losses))
 
     def export(self, name: str = "model_ema.safetensors") -> Path | None:
         """The EMA model in sdflow's checkpoint format (usable by ``sdflow.load``)."""
@@ -352,7 +406,8 @@ class Trainer:
 
     # ------------------------------------------------------------------ data
     def _loader(self, start: int) -> Iterator[dict[str, torch.Tensor]]:
-        sampler = IterationSampler(self.cfg.data.batch_size, start, self.ctx.rank)
+        sampler = IterationSampler(self.cfg.data.batch_size, start, self.ctx.rank,
+                                   replay=self.counters["rollbacks"] * REPLAY_STRIDE)
         loader = DataLoader(self.dataset, batch_sampler=sampler,
                             num_workers=self.cfg.data.workers,
                             persistent_workers=self.cfg.data.workers > 0)
@@ -385,8 +440,9 @@ class Trainer:
 
     def _step(self, batch: dict[str, torch.Tensor], g_runner, d_runner) -> dict[str, Any]:
         it = self.iteration
-        torch.manual_seed(iteration_seed(self.cfg.run.seed, it))
-        gen = torch.Generator().manual_seed(iteration_seed(self.cfg.run.seed, it) + 1)
+        key = it + self.counters["rollbacks"] * REPLAY_STRIDE  # replays draw anew
+        torch.manual_seed(iteration_seed(self.cfg.run.seed, key))
+        gen = torch.Generator().manual_seed(iteration_seed(self.cfg.run.seed, key) + 1)
         bs = self.cfg.data.batch_size
         self._set_lr()
         foreach = self._set_update_kernels()
@@ -427,25 +483,45 @@ class Trainer:
                 record.update(d_logs)
         return record
 
-    def _rollback(self) -> bool:
-        found = newest_valid_checkpoint(self.run_dir) if self.ctx.is_main else None
-        # every rank loads the same file: rank 0 chose it, the others read the newest too
-        D.barrier(self.ctx)
-        if not self.ctx.is_main:
-            found = newest_valid_checkpoint(self.run_dir)
+    def _rollback(self) -> None:
+        """Back to the newest *healthy* checkpoint with the learning rate cut again (the cuts
+        compound) and other batches and noise for the replayed iterations; after
+        ``run.max_rollbacks`` rollbacks, or with no healthy checkpoint, the run stops with a
+        :class:`DivergenceError` (the checkpoints stay, nothing is exported)."""
+        cfg = self.cfg.run
+        diverged_at = self.iteration
+        rollbacks = self.counters["rollbacks"] + 1
+        lr_scale = self.lr_scale * cfg.rollback_lr_factor
+        found = newest_healthy_checkpoint(self.run_dir) \
+            if rollbacks <= cfg.max_rollbacks else None
+        D.barrier(self.ctx)  # every rank reads the same files and so picks the same target
         if found is None:
-            return False
+            kept = newest_healthy_checkpoint(self.run_dir)
+            tried = (f"{rollbacks - 1} rollback(s) with the learning rate cut to "
+                     f"x{self.lr_scale:g} did not help" if rollbacks > 1 else
+                     "no healthy checkpoint to roll back to")
+            where = f"the last healthy checkpoint is {kept[0]}" if kept else \
+                "no healthy checkpoint was kept"
+            self._log_record({"type": "diverged", "iteration": diverged_at,
+                              "rollbacks": rollbacks - 1, "lr_scale": self.lr_scale})
+            raise DivergenceError(
+                f"training diverged at iteration {diverged_at}: {cfg.max_consecutive_skips} "
+                f"steps in a row had non-finite losses or gradients; {tried}; lower "
+                f"optim.lr_g (now {self.cfg.optim.lr_g:g}) and optim.lr_d (now "
+                f"{self.cfg.optim.lr_d:g}) or set optim.grad_clip, and start again; {where}")
         path, state = found
         counters = dict(self.counters)
         self._restore(state)
         self.counters.update(skipped_g=counters["skipped_g"], skipped_d=counters["skipped_d"],
-                             consecutive=0, rollbacks=counters["rollbacks"] + 1)
-        self.lr_scale *= self.cfg.run.rollback_lr_factor
-        self._say(f"rolled back to {path.name} after {self.cfg.run.max_consecutive_skips} "
-                  f"skipped steps; learning rate x{self.lr_scale:g}")
+                             consecutive=0, rollbacks=rollbacks)
+        self.lr_scale = lr_scale
+        self.losses.clear()
+        self._say(f"rolled back to {path.name} after {cfg.max_consecutive_skips} skipped "
+                  f"steps at iteration {diverged_at}; learning rate x{self.lr_scale:g}, "
+                  f"other batches (rollback {rollbacks} of at most {cfg.max_rollbacks})")
         self._log_record({"type": "rollback", "iteration": self.iteration,
-                          "lr_scale": self.lr_scale, "from": str(path)})
-        return True
+                          "diverged_at": diverged_at, "lr_scale": self.lr_scale,
+                          "from": str(path)})
 
     def validate(self) -> dict[str, float] | None:
         if not self.val_pairs or self.ema is None:
@@ -516,11 +592,14 @@ class Trainer:
             now = time.perf_counter()
             self.train_seconds += now - clock
             clock = now
+            if math.isfinite(record["loss"]):  # skipped steps too: a rising loss is news
+                self.losses.append(record["loss"])
             if record.get("skipped") and \
                     self.counters["consecutive"] >= cfg.run.max_consecutive_skips:
-                if self._rollback():
-                    batches = self._loader(self.iteration)
-                    continue
+                self._rollback()  # or DivergenceError when rollbacks did not help
+                batches = self._loader(self.iteration)
+                last_log = (time.perf_counter(), self.iteration)
+                continue
             if self.iteration % cfg.run.log_every == 0 or record.get("skipped") \
                     or self.iteration == cfg.run.iterations:
                 now = time.perf_counter()
@@ -536,7 +615,8 @@ class Trainer:
             at_stop = cfg.run.stop_at is not None and self.iteration >= cfg.run.stop_at
             if self.iteration % cfg.run.checkpoint_every == 0 or stop:
                 self.save_checkpoint()
-                self.export()
+                if self.healthy():  # an exploding model never replaces the last good one
+                    self.export()
             if at_stop:
                 self._say(f"stopped at iteration {self.iteration} (run.stop_at)")
                 break
