@@ -484,3 +484,65 @@ def test_health_rejects_a_loss_far_above_the_run_history():
     assert losses_look_healthy(steady + [1.5] * 10)  # a GAN phase starting: a modest rise
     negative = [-3.0 + 0.02 * v for v in rng.standard_normal(60)]  # NLL-type losses
     assert losses_look_healthy(negative) and not losses_look_healthy(negative + [50.0] * 10)
+
+
+# ---------------------------------------------------------------- Ctrl-C (issue 24)
+def test_ctrl_c_in_training_saves_a_checkpoint_and_says_how_to_continue(small_run, tmp_path,
+                                                                      capsys, monkeypatch):
+    """The first SIGINT stops the loop at the next step boundary with a checkpoint; the CLI
+    prints one line and exits 130; --resume auto continues from there."""
+    import signal
+
+    opts, _ = small_run
+    run = tmp_path / "int"
+    real_step = Trainer._step
+
+    def step(self, *args):
+        if self.iteration == 3:
+            os.kill(os.getpid(), signal.SIGINT)  # as if Ctrl-C came during step 3
+        return real_step(self, *args)
+
+    monkeypatch.setattr(Trainer, "_step", step)
+    code = _train(opts, "--set", f"run.out_dir={json.dumps(str(run))}", "--set",
+                  "run.iterations=8", "--set", "run.checkpoint_every=100")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 130 and "Traceback" not in "\n".join(err)
+    assert "interrupted at iteration 4; checkpoint saved; continue with --resume auto" in err[-1]
+    assert (run / "checkpoints" / "step_00000004.pt").is_file()
+    monkeypatch.setattr(Trainer, "_step", real_step)
+    assert _train(opts, "--set", f"run.out_dir={json.dumps(str(run))}", "--set",
+                  "run.iterations=8", "--set", "run.checkpoint_every=100",
+                  "--resume", "auto") == 0
+    assert "resumed at iteration 4" in capsys.readouterr().out
+
+
+def test_ctrl_c_in_a_batch_is_one_line_and_leaves_no_half_set(tmp_path, capsys, monkeypatch):
+    from PIL import Image
+
+    from sdflow.inference import batch
+    from sdflow.models import DAICCV21, DAICCV21Config
+
+    ckpt = tmp_path / "da.safetensors"
+    sdflow.save(DAICCV21(DAICCV21Config.preset("tiny")), ckpt)
+    src = tmp_path / "in"
+    src.mkdir()
+    for name in ("a", "b", "c"):
+        Image.fromarray(np.full((8, 8, 3), 40, np.uint8)).save(src / f"{name}.png")
+    real = batch.process
+    calls = []
+
+    def process(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(batch, "process", process)
+    code = main(["sr", str(src), "-o", str(tmp_path / "out"), "--model", str(ckpt)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 130 and len(err) == 1
+    assert "interrupted: 1 done, 0 skipped, 0 failed, 2 left; rerun the same command" in err[0]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a_sr.png"]
+    monkeypatch.setattr(batch, "process", real)
+    assert main(["sr", str(src), "-o", str(tmp_path / "out"), "--model", str(ckpt)]) == 0
+    assert "1 skipped" in capsys.readouterr().err

@@ -62,3 +62,8 @@ def refuse_outputs_over_inputs(outputs, inputs, fix: str) -> None:
         if ident is not None and ident in sources:
             raise OutputIsInputError(f"{out} is the input {sources[ident]} itself: writing it "
                                      f"would destroy the original; {fix}")
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM) stopped a command; the message is the one line that says what
+    was kept and how to continue (``sdflow`` prints it and exits with 130)."""

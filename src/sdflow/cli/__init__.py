@@ -20,6 +20,7 @@ from sdflow.cli import (
     sr,
     train,
 )
+from sdflow.errors import Interrupted
 from sdflow.version import __version__
 
 COMMANDS = (sr, downscale, make_pairs, train, fit_degradation, evaluate, selfcheck, convert,
@@ -42,7 +43,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if os.environ.get("SDFLOW_SYSTEM_MALLOC", "") in ("", "0"):
         keep_freed_memory()  # large images: no page-fault storm (sdflow.allocator)
-    return int(args.run(args) or 0)
+    try:
+        return int(args.run(args) or 0)
+    except KeyboardInterrupt as exc:  # Ctrl-C: one line, no traceback, exit 130
+        text = str(exc) if isinstance(exc, Interrupted) and str(exc) else "interrupted"
+        print(f"\nsdflow {args.command}: {text}", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":  # pragma: no cover

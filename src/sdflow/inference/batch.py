@@ -19,7 +19,7 @@ from typing import TextIO
 
 import torch
 
-from sdflow.errors import SDFlowError, first_line, refuse_outputs_over_inputs
+from sdflow.errors import Interrupted, SDFlowError, first_line, refuse_outputs_over_inputs
 from sdflow.hardware import cpu_features
 from sdflow.imageio import (
     DEFAULT_MAX_PIXELS,
@@ -520,75 +520,86 @@ def _run_batch(model, model_id: ModelIdentity, jobs: list[Job], options: Options
     refuse_outputs_over_inputs(
         (p for plan in plans for p in plan[3] + plan[4]), (job.source for job in jobs),
         "choose another output folder (-o) or --suffix")
-    for index, (job, fmt, job_seed, names, extra, clash) in enumerate(plans):
-        bar.image(index, str(job.rel))
-        if clash is not None:
-            summary.failed += 1
-            bar.message(f"{job.source}: failed: its outputs would overwrite those of {clash} "
-                        "(same name, other extension); rename one or process it separately")
-            continue
-        targets = names + extra
-        existing = [p for p in targets if p.exists()]
-        if options.dry_run:
-            state = " (exists: would be skipped)" if len(existing) == len(targets) and \
-                not options.overwrite else ""
-            print(f"{job.source} -> {', '.join(str(p) for p in names)}{state}",
-                  file=sys.stdout)
-            summary.done += 1
-            continue
-        if existing and len(existing) == len(targets) and not options.overwrite:
-            summary.skipped += 1
-            bar.message(f"{job.source}: skipped: {existing[0]} exists; pass --overwrite to "
-                        "replace it")
-            continue
-        written: list[Path] = []
-        try:
-            image = read_image(job.source, max_pixels=options.max_pixels)
-            depth = image.bit_depth if fmt in SIXTEEN_BIT_FORMATS else 8
-            result = process(
-                model, image, options.task, tau=options.tau, num_samples=options.samples,
-                generator=image_generator(job_seed, image_key(job.rel)),
-                component=options.component,
-                tile=options.tile, tile_overlap=options.tile_overlap,
-                max_memory=options.max_memory, bit_depth=depth,
-                want_uncertainty=options.uncertainty,
-                outscale=options.outscale if options.task == "sr" else None,
-                progress=lambda d, t: bar.tile(d, t), message=bar.message)
-            notes = list(result.notes)
-            if job_seed != seed:
-                notes.append(f"continued with seed {job_seed}, the seed of its existing "
-                             "outputs (give --seed to choose)")
-            if image.bit_depth == 16 and depth == 8:
-                notes.append(f"{fmt} stores 8 bits: the 16-bit result was rounded to "
-                             "8 bits (use --ext png or tiff to keep 16 bits)")
-            new_samples = 0
-            for info, arr, path in zip(result.samples, result.outputs, names, strict=True):
-                if path.exists() and not options.overwrite:
-                    continue
-                arr = _fit_to_format(arr, fmt, fmt in ALPHA_FORMATS, notes)
-                record = metadata_record(options, model_id, job, info, job_seed, result)
-                written += _write_output(path, arr, record, fmt, options, image.icc_profile)
-                new_samples += 1
-            if result.uncertainty is not None:
-                # derived from all samples: redone when a sample was added or a map is missing
-                if new_samples or options.overwrite or not all(p.exists() for p in extra):
-                    written += _write_uncertainty(extra, result, options, model_id, job,
-                                                  job_seed)
-            for note in dict.fromkeys(notes):
-                bar.message(f"{job.source}: note: {note}")
-            retried = [s for s in result.samples if s.retries]
-            for s in retried:
-                bar.message(f"{job.source}: sample {s.index} used tau {s.tau:.3f} instead "
-                            f"of {s.tau_requested:.2f} (non-finite values at higher tau)")
-            summary.done += 1
-            hr = image.size[0] * image.size[1] * (model.scale**2 if options.task == "sr"
-                                                  else 1)
-            summary.hr_megapixels += hr * options.samples / 1e6
-        except FILE_ERRORS as exc:
-            for p in written:
-                p.unlink(missing_ok=True)
-            summary.failed += 1
-            bar.message(failure_line(job.source, exc))
+    written: list[Path] = []
+    index = 0
+    try:
+        for index, (job, fmt, job_seed, names, extra, clash) in enumerate(plans):
+            bar.image(index, str(job.rel))
+            if clash is not None:
+                summary.failed += 1
+                bar.message(f"{job.source}: failed: its outputs would overwrite those of {clash} "
+                            "(same name, other extension); rename one or process it separately")
+                continue
+            targets = names + extra
+            existing = [p for p in targets if p.exists()]
+            if options.dry_run:
+                state = " (exists: would be skipped)" if len(existing) == len(targets) and \
+                    not options.overwrite else ""
+                print(f"{job.source} -> {', '.join(str(p) for p in names)}{state}",
+                      file=sys.stdout)
+                summary.done += 1
+                continue
+            if existing and len(existing) == len(targets) and not options.overwrite:
+                summary.skipped += 1
+                bar.message(f"{job.source}: skipped: {existing[0]} exists; pass --overwrite to "
+                            "replace it")
+                continue
+            written = []
+            try:
+                image = read_image(job.source, max_pixels=options.max_pixels)
+                depth = image.bit_depth if fmt in SIXTEEN_BIT_FORMATS else 8
+                result = process(
+                    model, image, options.task, tau=options.tau, num_samples=options.samples,
+                    generator=image_generator(job_seed, image_key(job.rel)),
+                    component=options.component,
+                    tile=options.tile, tile_overlap=options.tile_overlap,
+                    max_memory=options.max_memory, bit_depth=depth,
+                    want_uncertainty=options.uncertainty,
+                    outscale=options.outscale if options.task == "sr" else None,
+                    progress=lambda d, t: bar.tile(d, t), message=bar.message)
+                notes = list(result.notes)
+                if job_seed != seed:
+                    notes.append(f"continued with seed {job_seed}, the seed of its existing "
+                                 "outputs (give --seed to choose)")
+                if image.bit_depth == 16 and depth == 8:
+                    notes.append(f"{fmt} stores 8 bits: the 16-bit result was rounded to "
+                                 "8 bits (use --ext png or tiff to keep 16 bits)")
+                new_samples = 0
+                for info, arr, path in zip(result.samples, result.outputs, names, strict=True):
+                    if path.exists() and not options.overwrite:
+                        continue
+                    arr = _fit_to_format(arr, fmt, fmt in ALPHA_FORMATS, notes)
+                    record = metadata_record(options, model_id, job, info, job_seed, result)
+                    written += _write_output(path, arr, record, fmt, options, image.icc_profile)
+                    new_samples += 1
+                if result.uncertainty is not None:
+                    # derived from all samples: redone when a sample was added or a map is missing
+                    if new_samples or options.overwrite or not all(p.exists() for p in extra):
+                        written += _write_uncertainty(extra, result, options, model_id, job,
+                                                      job_seed)
+                for note in dict.fromkeys(notes):
+                    bar.message(f"{job.source}: note: {note}")
+                retried = [s for s in result.samples if s.retries]
+                for s in retried:
+                    bar.message(f"{job.source}: sample {s.index} used tau {s.tau:.3f} instead "
+                                f"of {s.tau_requested:.2f} (non-finite values at higher tau)")
+                summary.done += 1
+                hr = image.size[0] * image.size[1] * (model.scale**2 if options.task == "sr"
+                                                      else 1)
+                summary.hr_megapixels += hr * options.samples / 1e6
+            except FILE_ERRORS as exc:
+                for p in written:
+                    p.unlink(missing_ok=True)
+                summary.failed += 1
+                bar.message(failure_line(job.source, exc))
+    except KeyboardInterrupt:  # the image being written is removed: no half sets
+        for p in written:
+            p.unlink(missing_ok=True)
+        bar.close()
+        raise Interrupted(f"interrupted: {summary.done} done, {summary.skipped} skipped, "
+                          f"{summary.failed} failed, {len(plans) - index} left; rerun the "
+                          "same command to continue (finished images are skipped)") from None
+
     bar.image(len(jobs), "")
     bar.close()
     summary.seconds = time.monotonic() - start

@@ -27,7 +27,7 @@ from typing import TextIO
 
 import numpy as np
 
-from sdflow.errors import refuse_outputs_over_inputs
+from sdflow.errors import Interrupted, refuse_outputs_over_inputs
 from sdflow.imageio import DEFAULT_MAX_PIXELS, LoadedImage, read_image, write_image
 from sdflow.inference.batch import FILE_ERRORS, Job, ModelIdentity, failure_line
 from sdflow.inference.pipeline import process
@@ -231,6 +231,7 @@ def make_pairs(model, model_id: ModelIdentity, jobs: list[Job], options: PairOpt
     manifest = _Manifest(outdir / options.shard.manifest_name, options.overwrite)
     bar = Progress(len(mine), stream, enabled=progress_enabled)
     owners: dict[str, Path] = {}
+    index = 0
     try:
         for index, job in enumerate(mine):
             bar.image(index, str(job.rel))
@@ -242,6 +243,10 @@ def make_pairs(model, model_id: ModelIdentity, jobs: list[Job], options: PairOpt
                 continue
             owners[stem] = job.source
             _one_image(model, model_id, job, options, outdir, scale, manifest, summary, bar)
+    except KeyboardInterrupt:  # a pair without its manifest row is redone by a rerun
+        raise Interrupted(f"interrupted: {summary.written} pairs written, {len(mine) - index} "
+                          "image(s) left; rerun the same command to continue (finished pairs "
+                          "are skipped)") from None
     finally:
         manifest.close()
         bar.image(len(mine), "")

@@ -18,7 +18,9 @@ import logging
 import math
 import pickle
 import shutil
+import signal
 import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -33,7 +35,7 @@ from torch.utils.data import DataLoader
 from sdflow.atomic import write_atomic
 from sdflow.checkpoint import save as save_model
 from sdflow.checkpoint import state_mismatch
-from sdflow.errors import CheckpointError, SDFlowError
+from sdflow.errors import CheckpointError, Interrupted, SDFlowError
 from sdflow.training import distributed as D
 from sdflow.training.config import TrainConfig
 from sdflow.training.data import IterationSampler, UnpairedDataset, load_pairs
@@ -191,6 +193,34 @@ def losses_look_healthy(losses: Sequence[float]) -> bool:
     spread = sorted(abs(v - ref) for v in older)[len(older) // 2]
     spread = max(spread, 0.05 * abs(ref), 1e-8)
     return recent[len(recent) // 2] <= ref + HEALTH_SPREADS * spread
+
+
+class StopRequest:
+    """While active, the first SIGINT (Ctrl-C) or SIGTERM only asks the training loop to
+    stop at the next step boundary, where it writes a checkpoint; a second Ctrl-C raises
+    at once. Signal handlers exist only in the main thread; elsewhere this does nothing."""
+
+    def __init__(self, say: Callable[[str], None]):
+        self.requested = False
+        self._say = say
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> StopRequest:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = True
+        self._say("interrupt received: stopping after this step with a checkpoint (Ctrl-C "
+                  "again to stop at once, without one)")
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
 
 
 class RunFolderError(SDFlowError):
@@ -586,6 +616,22 @@ class Trainer:
         batches = self._loader(self.iteration)
         last_log = (time.perf_counter(), self.iteration)
         clock = time.perf_counter()  # train_seconds: the loop's wall time, validation included
+        with StopRequest(self._say) as interrupt:
+            clock = self._loop(batches, g_runner, d_runner, start_time, last_log, clock,
+                               interrupt)
+        if cfg.run.val_every and self.iteration % cfg.run.val_every:
+            self.validate()
+        self.train_seconds += time.perf_counter() - clock
+        if self.iteration % cfg.run.checkpoint_every:
+            self.save_checkpoint()
+        return self.export()
+
+    def _loop(self, batches, g_runner, d_runner, start_time: float,
+              last_log: tuple[float, int], clock: float, interrupt: StopRequest) -> float:
+        """The training loop from the current iteration to the end, a stop or an interrupt
+        (then a checkpoint is written and :class:`~sdflow.errors.Interrupted` raised);
+        returns the clock of the last step."""
+        cfg = self.cfg
         while self.iteration < cfg.run.iterations:
             record = self._step(next(batches), g_runner, d_runner)
             self.iteration += 1
@@ -612,6 +658,8 @@ class Trainer:
             stop = cfg.run.time_limit_minutes > 0 and \
                 (time.perf_counter() - start_time) / 60 > cfg.run.time_limit_minutes
             stop = D.broadcast_flag(stop, self.ctx)
+            interrupted = not D.all_true(not interrupt.requested, self.ctx)  # any rank
+            stop = stop or interrupted
             at_stop = cfg.run.stop_at is not None and self.iteration >= cfg.run.stop_at
             if self.iteration % cfg.run.checkpoint_every == 0 or stop:
                 self.save_checkpoint()
@@ -622,16 +670,14 @@ class Trainer:
                 break
             if cfg.run.val_every and self.iteration % cfg.run.val_every == 0:
                 self.validate()
+            if interrupted:
+                raise Interrupted(f"interrupted at iteration {self.iteration}; checkpoint "
+                                  "saved; continue with --resume auto")
             if stop:
                 self._say(f"time limit of {cfg.run.time_limit_minutes} min reached at "
                           f"iteration {self.iteration}")
                 break
-        if cfg.run.val_every and self.iteration % cfg.run.val_every:
-            self.validate()
-        self.train_seconds += time.perf_counter() - clock
-        if self.iteration % cfg.run.checkpoint_every:
-            self.save_checkpoint()
-        return self.export()
+        return clock
 
     def _resume_state(self, resume: str | None) -> dict[str, Any] | None:
         if not resume:
