@@ -84,3 +84,28 @@ def test_another_output_folder_is_fine(da_ckpt, tmp_path):
     assert main(["sr", str(photo), "-o", str(tmp_path / "out"), "--model", str(da_ckpt),
                  "--suffix", ""]) == 0
     assert Image.open(tmp_path / "out" / "photo.png").size == (80, 64)
+
+
+def test_outputs_of_another_model_or_setting_are_not_taken_as_done(da_ckpt, tmp_path,
+                                                                   capsys):
+    """Output names hold task, tau and sample only: a rerun with another model, tau or
+    outscale must not print 'skipped' and keep the first run's picture."""
+    photo = _photo(tmp_path / "photos")
+    other = tmp_path / "other.safetensors"
+    torch.manual_seed(1)
+    sdflow.save(DAICCV21(DAICCV21Config.preset("tiny"), seed=7), other)
+    out = str(tmp_path / "out")
+    assert main(["sr", str(photo), "-o", out, "--model", str(da_ckpt)]) == 0
+    first = _digest(tmp_path / "out" / "photo_sr.png")
+    capsys.readouterr()
+    assert main(["sr", str(photo), "-o", out, "--model", str(da_ckpt)]) == 0  # same: skip
+    assert "skipped" in capsys.readouterr().err
+    assert main(["sr", str(photo), "-o", out, "--model", str(other)]) == 1
+    err = capsys.readouterr().err
+    assert "made by another model (da.safetensors)" in err
+    assert "--overwrite" in err
+    assert main(["sr", str(photo), "-o", out, "--model", str(da_ckpt), "-s", "2"]) == 1
+    assert "other settings (outscale" in capsys.readouterr().err
+    assert _digest(tmp_path / "out" / "photo_sr.png") == first
+    assert main(["sr", str(photo), "-o", out, "--model", str(other), "--overwrite"]) == 0
+    assert _digest(tmp_path / "out" / "photo_sr.png") != first

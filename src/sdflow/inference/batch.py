@@ -456,6 +456,27 @@ def _recorded_seed(paths: list[Path]) -> int | None:
     return None
 
 
+def made_otherwise(path: Path, options: Options, model_id: ModelIdentity) -> str | None:
+    """What differs between how an existing output was made (its metadata) and this run:
+    None when it is this run's (same model file, task, tau, outscale, precision)."""
+    try:
+        meta = read_metadata(path)
+    except (OSError, ValueError):
+        meta = {}
+    if not meta.get("model_sha256"):
+        return "something other than sdflow (no sdflow metadata)"
+    if meta["model_sha256"] != model_id.sha256:
+        return f"another model ({meta.get('model', '?')})"
+    wanted = {"task": TASK_NAMES[options.task], "tau_requested": str(options.tau),
+              "precision": options.precision,
+              "outscale": None if options.outscale is None or options.task != "sr"
+              else str(options.outscale)}
+    for key, value in wanted.items():
+        if meta.get(key) != value:
+            return f"other settings ({key} {meta.get(key) or 'none'}, not {value or 'none'})"
+    return None
+
+
 def run_batch(model, model_id: ModelIdentity, jobs: list[Job], options: Options,
               outdir: Path, stream: TextIO | None = None, progress_enabled: bool | None = None
               ) -> Summary:
@@ -538,6 +559,14 @@ def _run_batch(model, model_id: ModelIdentity, jobs: list[Job], options: Options
                 print(f"{job.source} -> {', '.join(str(p) for p in names)}{state}",
                       file=sys.stdout)
                 summary.done += 1
+                continue
+            made = [p for p in names if p.exists()]
+            why = made_otherwise(made[0], options, model_id) if made and \
+                not options.overwrite else None
+            if why:  # never skip, or add samples to, another model's or setting's outputs
+                summary.failed += 1
+                bar.message(f"{job.source}: failed: {made[0]} exists, made by {why}; use "
+                            "another -o, a --suffix, or --overwrite to replace it")
                 continue
             if existing and len(existing) == len(targets) and not options.overwrite:
                 summary.skipped += 1
