@@ -109,3 +109,32 @@ def test_outputs_of_another_model_or_setting_are_not_taken_as_done(da_ckpt, tmp_
     assert _digest(tmp_path / "out" / "photo_sr.png") == first
     assert main(["sr", str(photo), "-o", out, "--model", str(other), "--overwrite"]) == 0
     assert _digest(tmp_path / "out" / "photo_sr.png") != first
+
+
+def test_a_second_job_into_a_busy_folder_is_refused_in_one_line(da_ckpt, tmp_path, capsys):
+    """Two jobs into one folder would both do all the work and mix their sample sets; the
+    second is refused while the first holds the folder (a lock another process holds)."""
+    import subprocess
+    import sys
+
+    photo = _photo(tmp_path / "photos")
+    out = tmp_path / "out"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from pathlib import Path; "
+         "from sdflow.inference.batch import claim_output_folder; "
+         "cm = claim_output_folder(Path(sys.argv[1])); cm.__enter__(); print('held', "
+         "flush=True); time.sleep(60)", str(out)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert main(["sr", str(photo), "-o", str(out), "--model", str(da_ckpt)]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "another sdflow job is writing into this folder" in err[0]
+        assert main(["make-pairs", str(photo), "-o", str(out), "--model",
+                     str(da_ckpt)]) == 0  # its own lock name: pairs may share a folder
+        capsys.readouterr()
+    finally:
+        holder.kill()
+        holder.wait()
+    # the lock dies with its holder (even kill -9): the next job runs
+    assert main(["sr", str(photo), "-o", str(out), "--model", str(da_ckpt)]) == 0
+    assert (out / "photo_sr.png").is_file()

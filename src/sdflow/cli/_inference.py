@@ -142,4 +142,6 @@ def run(args: argparse.Namespace, task: str) -> int:
         summary = batch.run_batch(model, model_id, jobs, options, outdir, stream=err)
     except OutputIsInputError as exc:
         return fail(str(exc))
+    except batch.FolderBusyError as exc:
+        return fail(str(exc), 1)
     return 1 if summary.failed or errors else 0

@@ -91,4 +91,6 @@ def run(args: argparse.Namespace) -> int:
         summary = make_pairs(model, model_id, jobs, options, outdir)
     except OutputIsInputError as exc:
         return fail(str(exc))
+    except batch.FolderBusyError as exc:
+        return fail(str(exc), 1)
     return 1 if summary.failed or errors else 0

@@ -5,6 +5,7 @@ writes, metadata, progress and a summary. The CLI modules only parse arguments.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import math
@@ -456,6 +457,31 @@ def _recorded_seed(paths: list[Path]) -> int | None:
     return None
 
 
+class FolderBusyError(SDFlowError):
+    """Another sdflow job is writing into the same output folder."""
+
+
+@contextlib.contextmanager
+def claim_output_folder(outdir: Path, name: str = ".sdflow.lock"):
+    """Hold ``outdir/name`` locked (an OS file lock, released when the process ends, even
+    by kill -9) while a job writes there: a second job into the same folder is refused in
+    one line instead of redoing the work and mixing its samples with the first one's."""
+    from filelock import FileLock, Timeout
+
+    outdir.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(outdir / name), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise FolderBusyError(f"{outdir}: another sdflow job is writing into this folder; "
+                              "wait for it to finish (then rerun: finished images are "
+                              "skipped) or use another -o") from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
 def made_otherwise(path: Path, options: Options, model_id: ModelIdentity) -> str | None:
     """What differs between how an existing output was made (its metadata) and this run:
     None when it is this run's (same model file, task, tau, outscale, precision)."""
@@ -480,7 +506,9 @@ def made_otherwise(path: Path, options: Options, model_id: ModelIdentity) -> str
 def run_batch(model, model_id: ModelIdentity, jobs: list[Job], options: Options,
               outdir: Path, stream: TextIO | None = None, progress_enabled: bool | None = None
               ) -> Summary:
-    """Process every job; errors are reported per file and the batch goes on."""
+    """Process every job; errors are reported per file and the batch goes on. The output
+    folder is claimed for the run (:func:`claim_output_folder`: FolderBusyError if another
+    job holds it)."""
     if options.tau is None:
         raise ValueError("Options.tau must be resolved before running (the CLI picks the "
                          "model's default)")
@@ -493,7 +521,10 @@ def run_batch(model, model_id: ModelIdentity, jobs: list[Job], options: Options,
     elif model.preparation.precision != options.precision:
         raise ValueError(f"the model was prepared for {model.preparation.precision}, the "
                          f"batch asks for {options.precision}; prepare it again")
-    return _run_batch(model, model_id, jobs, options, outdir, stream, progress_enabled)
+    if options.dry_run:
+        return _run_batch(model, model_id, jobs, options, outdir, stream, progress_enabled)
+    with claim_output_folder(outdir):
+        return _run_batch(model, model_id, jobs, options, outdir, stream, progress_enabled)
 
 
 def bf16_note(precision: str, device: torch.device) -> str | None:

@@ -29,7 +29,13 @@ import numpy as np
 
 from sdflow.errors import Interrupted, refuse_outputs_over_inputs
 from sdflow.imageio import DEFAULT_MAX_PIXELS, LoadedImage, read_image, write_image
-from sdflow.inference.batch import FILE_ERRORS, Job, ModelIdentity, failure_line
+from sdflow.inference.batch import (
+    FILE_ERRORS,
+    Job,
+    ModelIdentity,
+    claim_output_folder,
+    failure_line,
+)
 from sdflow.inference.pipeline import process
 from sdflow.inference.progress import Progress
 from sdflow.inference.tiling import parse_memory
@@ -194,7 +200,8 @@ class _Manifest:
         self.rows = {} if fresh else read_manifest(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         self._file = open(path, "w" if fresh else "a", newline="")
-        self._writer = csv.DictWriter(self._file, MANIFEST_FIELDS, delimiter="\t")
+        self._writer = csv.DictWriter(self._file, MANIFEST_FIELDS, delimiter="\t",
+                                      lineterminator="\n")
         if fresh:
             self._writer.writeheader()
             self._file.flush()
@@ -219,15 +226,24 @@ def make_pairs(model, model_id: ModelIdentity, jobs: list[Job], options: PairOpt
     if options.tau is None:  # the model's default: 0.8, or 0 for a deterministic one
         options = dataclasses.replace(
             options, tau=DS_DEFAULT_TAU if isinstance(model, StochasticDS) else 0.0)
-    summary = PairSummary()
     start = time.monotonic()
-    scale = int(model.scale)
     mine = options.shard.take(jobs)
     existing = [p for sub in ("HR", "LR") if (outdir / sub).is_dir()
                 for p in (outdir / sub).rglob("*") if p.is_file()]
     refuse_outputs_over_inputs(existing + [outdir / options.shard.manifest_name],
                                [job.source for job in mine],
                                "make pairs into another folder (-o)")
+    with claim_output_folder(outdir, f".{options.shard.manifest_name}.lock"):
+        return _make_pairs(model, model_id, mine, len(jobs), options, outdir, stream,
+                           progress_enabled, start)
+
+
+def _make_pairs(model, model_id: ModelIdentity, mine: list[Job], total: int,
+                options: PairOptions, outdir: Path, stream: TextIO,
+                progress_enabled: bool | None, start: float) -> PairSummary:
+    """make_pairs for this shard's jobs, with the output folder claimed."""
+    summary = PairSummary()
+    scale = int(model.scale)
     manifest = _Manifest(outdir / options.shard.manifest_name, options.overwrite)
     bar = Progress(len(mine), stream, enabled=progress_enabled)
     owners: dict[str, Path] = {}
@@ -253,7 +269,7 @@ def make_pairs(model, model_id: ModelIdentity, jobs: list[Job], options: PairOpt
         bar.close()
     summary.seconds = time.monotonic() - start
     shard = options.shard
-    where = f" (shard {shard.index}/{shard.count}: {len(mine)} of {len(jobs)} inputs)" \
+    where = f" (shard {shard.index}/{shard.count}: {len(mine)} of {total} inputs)" \
         if shard.count > 1 else ""
     print(summary.line() + where, file=stream)
     return summary
