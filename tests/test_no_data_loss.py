@@ -138,3 +138,27 @@ def test_a_second_job_into_a_busy_folder_is_refused_in_one_line(da_ckpt, tmp_pat
     # the lock dies with its holder (even kill -9): the next job runs
     assert main(["sr", str(photo), "-o", str(out), "--model", str(da_ckpt)]) == 0
     assert (out / "photo_sr.png").is_file()
+
+
+def test_a_header_claiming_more_pixels_than_memory_is_refused_before_decoding(tmp_path,
+                                                                              monkeypatch):
+    """A few hundred bytes may claim 20000x20000 pixels (the default --max-pixels itself):
+    the memory that decoding needs is compared with what is available first."""
+    import struct
+    import zlib
+
+    from sdflow import hardware
+    from sdflow.imageio import ImageReadError, read_image
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + \
+            struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", 20000, 20000, 8, 2, 0, 0, 0)  # 8-bit RGB
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) +
+                     chunk(b"IDAT", zlib.compress(b"\x00" * 1000)) + chunk(b"IEND", b""))
+    assert bomb.stat().st_size < 1000
+    monkeypatch.setattr(hardware, "available_ram", lambda: 8 * 2**30)  # an 8 GiB machine
+    with pytest.raises(ImageReadError, match=r"20000x20000 pixels need about 11\.9 GiB"):
+        read_image(bomb)

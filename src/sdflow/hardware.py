@@ -66,3 +66,16 @@ def cpu_features() -> CPUFeatures:
                        avx512_bf16=has("_is_avx512_bf16_supported", "avx512_bf16"),
                        amx=has("_is_amx_tile_supported", "amx_tile"),
                        cores=os.cpu_count() or 1)
+
+
+def available_ram() -> int | None:
+    """Bytes of RAM available to a new allocation (Linux ``MemAvailable``; None where it
+    cannot be read)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None

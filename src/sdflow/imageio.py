@@ -116,6 +116,25 @@ def _too_big(path: Path, w: int | None, h: int | None, max_pixels: int) -> Image
         "(--max-pixels) if the file is trusted")
 
 
+#: Bytes per pixel that reading an image and converting it for a model hold at once: the
+#: decoded pixels (up to 8: 16-bit RGBA), a float32 RGB copy (12) and the output's (12).
+DECODE_BYTES_PER_PIXEL = 32
+
+
+def _refuse_beyond_memory(path: Path, w: int, h: int) -> None:
+    """Refuse, before decoding, an image whose decoding and conversion alone would need more
+    memory than is available (a header can claim any size; the pixel limit is a policy,
+    this is what the machine can do)."""
+    from sdflow.hardware import available_ram
+
+    need = w * h * DECODE_BYTES_PER_PIXEL
+    available = available_ram()
+    if available is not None and need > available:
+        raise ImageReadError(f"{path}: {w}x{h} pixels need about {need / 2**30:.1f} GiB to "
+                             f"decode and convert, more than the {available / 2**30:.1f} GiB "
+                             "available; downscale or crop it first, or free memory")
+
+
 def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
     """Read an image file as RGB (+ alpha), applying its EXIF orientation.
 
@@ -134,6 +153,7 @@ def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
             w, h = img.size
             if w * h > max_pixels:
                 raise _too_big(path, w, h, max_pixels)
+            _refuse_beyond_memory(path, w, h)
             orientation = _orientation(img)
             sixteen = _read_sixteen_bit_colour(img, path, max_pixels)
             if sixteen is not None:
@@ -244,6 +264,7 @@ def _read_tiff16(path: Path, icc: bytes | None, max_pixels: int = DEFAULT_MAX_PI
             page = tif.pages[0]
             if page.imagewidth * page.imagelength > max_pixels:
                 raise _too_big(path, page.imagewidth, page.imagelength, max_pixels)
+            _refuse_beyond_memory(path, page.imagewidth, page.imagelength)
             arr = page.asarray()
             axes = page.axes
             orientation = int(page.tags[274].value) if 274 in page.tags else 1

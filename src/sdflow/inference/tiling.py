@@ -28,6 +28,7 @@ import torch
 from torch import Tensor
 
 from sdflow.errors import NonFiniteOutputError, SDFlowError
+from sdflow.hardware import available_ram
 from sdflow.models.base import KnowsItsMemory, StochasticDS
 
 #: Context (overlap) per side in input pixels. Chosen from measurements of tiled vs untiled
@@ -111,14 +112,8 @@ def default_budget(device: torch.device) -> int:
     if device.type == "cuda":
         free, _total = torch.cuda.mem_get_info(device)
         return int(0.8 * free)
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024 // 2
-    except OSError:
-        pass
-    return 4 * 2**30
+    available = available_ram()
+    return available // 2 if available is not None else 4 * 2**30
 
 
 def bytes_per_pixel(model, task: str) -> float:
