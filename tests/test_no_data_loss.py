@@ -162,3 +162,27 @@ def test_a_header_claiming_more_pixels_than_memory_is_refused_before_decoding(tm
     monkeypatch.setattr(hardware, "available_ram", lambda: 8 * 2**30)  # an 8 GiB machine
     with pytest.raises(ImageReadError, match=r"20000x20000 pixels need about 11\.9 GiB"):
         read_image(bomb)
+
+
+def test_odd_file_names_are_processed_not_fatal(da_ckpt, tmp_path, capsys):
+    """A name that is not UTF-8 (old shares) and one whose output name would pass 255 bytes
+    are processed with the rest of the batch; reruns find their outputs."""
+    src = tmp_path / "in"
+    _photo(src, "ok.png")
+    _photo(src, os.fsdecode(b"caf\xe9.png"))
+    _photo(src, "x" * 245 + ".png")
+    out = tmp_path / "out"
+    assert main(["sr", str(src), "-o", str(out), "--model", str(da_ckpt)]) == 0
+    names = sorted(os.fsencode(p.name) for p in out.iterdir() if p.suffix == ".png")
+    assert b"caf\xe9_sr.png" in names and b"ok_sr.png" in names
+    long = [n for n in names if n.startswith(b"xxx")]
+    assert len(long) == 1 and len(long[0]) <= 239 and b"~" in long[0]
+    capsys.readouterr()
+    assert main(["sr", str(src), "-o", str(out), "--model", str(da_ckpt)]) == 0
+    assert "3 skipped" in capsys.readouterr().err
+    pairs = tmp_path / "pairs"
+    assert main(["make-pairs", str(src), "-o", str(pairs), "--model", str(da_ckpt)]) == 0
+    manifest = (pairs / "manifest.tsv").read_text(encoding="utf-8")
+    assert "caf\\xe9" in manifest
+    assert main(["make-pairs", str(src), "-o", str(pairs), "--model", str(da_ckpt)]) == 0
+    assert "3 already finished" in capsys.readouterr().err

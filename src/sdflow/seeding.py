@@ -22,8 +22,9 @@ def image_key(rel: str | PurePath) -> str:
 
 
 def image_seed(seed: int, name: str) -> int:
-    """``(seed * 1000003 + crc32(name)) mod 2**63``."""
-    return (seed * 1_000_003 + zlib.crc32(name.encode("utf-8"))) % (2**63)
+    """``(seed * 1000003 + crc32(name)) mod 2**63``; a name that is not valid UTF-8 (a
+    file name from an old share) is hashed by its original bytes."""
+    return (seed * 1_000_003 + zlib.crc32(name.encode("utf-8", "surrogateescape"))) % (2**63)
 
 
 def image_generator(seed: int, name: str) -> torch.Generator:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import hashlib
 import json
 import math
 import os
@@ -193,8 +194,9 @@ class Summary:
         return 1 if self.failed else 0
 
     def line(self, verb: str) -> str:
+        # a rate over less than half a megapixel would be start-up time, not speed
         rate = (f", {self.seconds / self.hr_megapixels:.2f} s per HR megapixel"
-                if self.hr_megapixels > 0 else "")
+                if self.hr_megapixels >= 0.5 else "")
         return (f"sdflow {verb}: {self.done} done, {self.skipped} skipped, {self.failed} "
                 f"failed in {self.seconds:.1f} s{rate}")
 
@@ -280,6 +282,23 @@ def _tau_tag(tau: float) -> str:
     return f"t{tau:.2f}"
 
 
+#: Longest output file name (bytes): the 255 most file systems take, less room for the
+#: temporary name an output is written under first (sdflow.atomic: ".NAME.XXXXXXXX.EXT").
+NAME_MAX = 255 - 16
+
+
+def fit_name(name: str, ext: str) -> str:
+    """``name + ext``, or, when that is over :data:`NAME_MAX` bytes, ``name`` cut short with
+    ``~`` and 8 hex digits of its hash (the same every run, so reruns find it)."""
+    raw = name.encode("utf-8", "surrogateescape")
+    if len(raw) + len(ext.encode()) <= NAME_MAX:
+        return name + ext
+    tag = "~" + hashlib.sha256(raw).hexdigest()[:8]
+    keep = NAME_MAX - len(ext.encode()) - len(tag)
+    short = raw[:keep].decode("utf-8", "ignore")  # never half a character
+    return short + tag + ext
+
+
 def output_names(rel: Path, task: str, tau: float, components: list, fmt: str,
                  suffix: str | None = None, deterministic: bool = False) -> list[Path]:
     """Relative output paths of one image's samples: ``photo_sr_t0.80_s0.png`` (one per
@@ -294,15 +313,15 @@ def output_names(rel: Path, task: str, tau: float, components: list, fmt: str,
     names = []
     for i, k in enumerate(components):
         if suffix is not None:
-            name = stem + (f"_{suffix}" if suffix else "") + (f"_s{i}" if n > 1 else "") + ext
+            name = stem + (f"_{suffix}" if suffix else "") + (f"_s{i}" if n > 1 else "")
         elif deterministic:
-            name = f"{stem}_{task}{ext}"
+            name = f"{stem}_{task}"
         elif task == "sr":
-            name = f"{stem}_sr_{_tau_tag(tau)}_s{i}{ext}"
+            name = f"{stem}_sr_{_tau_tag(tau)}_s{i}"
         else:
             ktag = "kmix" if k is None else f"k{k}"
-            name = f"{stem}_ds_{_tau_tag(tau)}_{ktag}" + (f"_s{i}" if n > 1 else "") + ext
-        names.append(rel.parent / name)
+            name = f"{stem}_ds_{_tau_tag(tau)}_{ktag}" + (f"_s{i}" if n > 1 else "")
+        names.append(rel.parent / fit_name(name, ext))
     return names
 
 
@@ -313,7 +332,8 @@ def uncertainty_names(rel: Path, task: str, tau: float, suffix: str | None = Non
         base = f"{stem}_{task}_{_tau_tag(tau)}"
     else:
         base = stem + (f"_{suffix}" if suffix else "")
-    return rel.parent / f"{base}_std.png", rel.parent / f"{base}_std16.png"
+    return rel.parent / fit_name(f"{base}_std", ".png"), rel.parent / fit_name(f"{base}_std16",
+                                                                             ".png")
 
 
 def planned_components(model, task: str, samples: int, seed: int, component: int | None
@@ -349,7 +369,8 @@ def metadata_record(options: Options, model_id: ModelIdentity, job: Job, info, s
         else info.component,
         "model": model_id.name,
         "model_sha256": model_id.sha256,
-        "source": str(job.rel),
+        "source": str(job.rel).encode("utf-8", "surrogateescape").decode("utf-8",
+                                                                          "backslashreplace"),
         "tile": result.tile,
         "tile_overlap": result.overlap,
         "bit_depth": result.bit_depth,
@@ -463,23 +484,42 @@ class FolderBusyError(SDFlowError):
 
 @contextlib.contextmanager
 def claim_output_folder(outdir: Path, name: str = ".sdflow.lock"):
-    """Hold ``outdir/name`` locked (an OS file lock, released when the process ends, even
-    by kill -9) while a job writes there: a second job into the same folder is refused in
-    one line instead of redoing the work and mixing its samples with the first one's."""
-    from filelock import FileLock, Timeout
-
+    """Hold ``outdir/name`` locked while a job writes there, so a second job into the same
+    folder is refused in one line instead of redoing the work and mixing its samples with
+    the first one's. An OS lock (``flock``: released when the process ends, even by
+    kill -9); the file is removed, still locked, when the job ends. Where the OS has no
+    ``fcntl`` (Windows) folders are not guarded."""
     outdir.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(outdir / name), timeout=0)
     try:
-        lock.acquire()
-    except Timeout:
-        raise FolderBusyError(f"{outdir}: another sdflow job is writing into this folder; "
-                              "wait for it to finish (then rerun: finished images are "
-                              "skipped) or use another -o") from None
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    path = outdir / name
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise FolderBusyError(f"{outdir}: another sdflow job is writing into this "
+                                  "folder; wait for it to finish (then rerun: finished "
+                                  "images are skipped) or use another -o") from None
+        try:
+            ours = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            ours = False
+        if ours:
+            break
+        os.close(fd)  # the previous holder removed it as we opened it: lock the new one
     try:
+        os.write(fd, f"{os.getpid()}\n".encode())
         yield
     finally:
-        lock.release()
+        try:
+            os.unlink(path)  # while still locked: a waiting opener sees another inode
+        finally:
+            os.close(fd)
 
 
 def made_otherwise(path: Path, options: Options, model_id: ModelIdentity) -> str | None:

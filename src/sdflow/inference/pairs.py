@@ -35,6 +35,7 @@ from sdflow.inference.batch import (
     ModelIdentity,
     claim_output_folder,
     failure_line,
+    fit_name,
 )
 from sdflow.inference.pipeline import process
 from sdflow.inference.progress import Progress
@@ -176,12 +177,20 @@ def patch_boxes(lr_h: int, lr_w: int, side: int) -> Iterator[tuple[int, int, int
 
 
 def pair_stem(rel: Path, sample: int, samples: int, patch: int | None) -> str:
-    stem = rel.with_suffix("").as_posix()
+    """The pair's relative path without ``.png``; a file name too long for the disk is
+    shortened predictably (:func:`~sdflow.inference.batch.fit_name`)."""
+    stem = rel.with_suffix("").name
     if samples > 1:
         stem += f"_s{sample}"
     if patch is not None:
         stem += f"_p{patch}"
-    return stem
+    return (rel.parent / fit_name(stem, ".png")).with_suffix("").as_posix()
+
+
+def manifest_text(name: str) -> str:
+    """A name as manifest text: a file name that is not valid UTF-8 keeps its odd bytes as
+    backslash escapes (the manifest is UTF-8)."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def read_manifest(path: Path) -> dict[str, dict[str, str]]:
@@ -293,7 +302,7 @@ def _planned(job: Job, options: PairOptions, image_hw: tuple[int, int] | None, s
 
 
 def _finished(name: str, outdir: Path, manifest: _Manifest) -> bool:
-    return name in manifest.rows and (outdir / "HR" / f"{name}.png").is_file() and \
+    return manifest_text(name) in manifest.rows and (outdir / "HR" / f"{name}.png").is_file() and \
         (outdir / "LR" / f"{name}.png").is_file()
 
 
@@ -353,7 +362,8 @@ def _one_image(model, model_id: ModelIdentity, job: Job, options: PairOptions, o
                                            icc_profile=image.icc_profile))
             info = result.samples[k]
             manifest.add({
-                "pair": pair, "source": name, "model": model_id.name,
+                "pair": manifest_text(pair), "source": manifest_text(name),
+                "model": model_id.name,
                 "model_sha256": model_id.sha256, "tau": f"{options.tau:g}",
                 "tau_used": f"{info.tau:g}", "seed": str(options.seed),
                 "image_seed": str(image_seed(options.seed, image_key(job.rel))),

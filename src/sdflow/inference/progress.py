@@ -21,6 +21,12 @@ from tqdm import tqdm
 NAME_WIDTH = 40
 
 
+def printable(text: str) -> str:
+    """``text`` with the bytes of a non-UTF-8 file name shown as ``\\xNN`` escapes (any
+    stream can print it)."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 class Progress:
     """``photo.png:  30%|███       | 3/10 [00:12<00:28,  4.0s/img, tile 4/9]`` in place on
     a TTY. On anything else (a pipe, a log file) nothing is drawn and :meth:`message`
@@ -39,6 +45,7 @@ class Progress:
         """``done`` images finished; ``name`` is the one now being processed."""
         if not self.enabled:
             return
+        name = printable(name)
         short = name if len(name) <= NAME_WIDTH else "..." + name[-(NAME_WIDTH - 3):]
         self._bar.set_description_str(short, refresh=False)
         self._bar.set_postfix_str("", refresh=False)
@@ -53,7 +60,7 @@ class Progress:
 
     def message(self, text: str) -> None:
         """Print one line: above the bar (cleared and redrawn) when there is one."""
-        tqdm.write(text, file=self.stream)
+        tqdm.write(printable(text), file=self.stream)
         self.stream.flush()
 
     def close(self) -> None:
