@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -186,3 +187,47 @@ def test_odd_file_names_are_processed_not_fatal(da_ckpt, tmp_path, capsys):
     assert "caf\\xe9" in manifest
     assert main(["make-pairs", str(src), "-o", str(pairs), "--model", str(da_ckpt)]) == 0
     assert "3 already finished" in capsys.readouterr().err
+
+
+def test_a_full_disk_stops_the_batch_in_one_line(da_ckpt, tmp_path, capsys, monkeypatch):
+    import errno
+
+    from sdflow import atomic
+
+    src = tmp_path / "in"
+    for name in ("a.png", "b.png", "c.png"):
+        _photo(src, name)
+    tries = []
+
+    def replace(a, b):
+        tries.append(b)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(atomic.os, "replace", replace)
+    assert main(["sr", str(src), "-o", str(tmp_path / "out"), "--model", str(da_ckpt)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no space left on the disk" in err[0] and "free" in err[0]
+    assert len(tries) == 1  # the batch stopped at the first full-disk failure
+    assert not [p for p in (tmp_path / "out").iterdir()]  # no temporary files left
+
+
+def test_a_full_disk_during_a_checkpoint_is_one_line(tmp_path, monkeypatch):
+    """PyTorch reports ENOSPC as '[enforce fail at inline_container.cc] unexpected pos';
+    with the disk nearly full that becomes sdflow's one line."""
+    from collections import namedtuple
+
+    from sdflow import atomic
+    from sdflow.atomic import DiskFullError, write_atomic
+
+    def torch_save(tmp):
+        Path(tmp).write_bytes(b"x" * 1000)
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 4544")
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(atomic.shutil, "disk_usage", lambda p: usage(10, 10, 2**20))
+    with pytest.raises(DiskFullError, match=r"no space left on the disk \(1 MiB free"):
+        write_atomic(tmp_path / "ckpt.pt", torch_save)
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.undo()
+    with pytest.raises(RuntimeError, match="unexpected pos"):  # plenty of space: not ours
+        write_atomic(tmp_path / "ckpt.pt", torch_save)

@@ -7,10 +7,36 @@ umask), not the owner-only 0600 of :func:`tempfile.mkstemp`.
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+
+from sdflow.errors import SDFlowError
+
+#: Below this much free space a failed write is blamed on the full disk (libraries such
+#: as PyTorch's zip writer report ENOSPC as their own internal errors).
+LOW_SPACE = 64 * 2**20
+
+
+class DiskFullError(SDFlowError):
+    """A write failed because the disk is full."""
+
+
+def _disk_full(folder: Path, exc: BaseException, written: int) -> DiskFullError | None:
+    """A one-line DiskFullError when ``exc`` looks like a full disk at ``folder``."""
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return None
+    full = isinstance(exc, OSError) and exc.errno == errno.ENOSPC
+    if not (full or (isinstance(exc, (OSError, RuntimeError)) and free < LOW_SPACE)):
+        return None
+    return DiskFullError(f"{folder}: no space left on the disk ({free / 2**20:.0f} MiB "
+                         f"free; the write had reached {written / 2**20:.0f} MiB); free "
+                         "some space and run the command again")
 
 
 def _umask() -> int:
@@ -21,7 +47,8 @@ def _umask() -> int:
 
 def write_atomic(path: str | os.PathLike, write: Callable[[str], object]) -> Path:
     """Call ``write(tmp_path)`` and rename the temporary file to ``path``; on any error the
-    temporary file is removed and ``path`` is untouched."""
+    temporary file is removed and ``path`` is untouched. A failure on a full disk becomes
+    one :class:`DiskFullError` line, whatever the writer called it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix,
@@ -31,7 +58,14 @@ def write_atomic(path: str | os.PathLike, write: Callable[[str], object]) -> Pat
         write(tmp)
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
+        try:
+            written = os.path.getsize(tmp)
+        except OSError:
+            written = 0
         Path(tmp).unlink(missing_ok=True)
+        full = _disk_full(path.parent, exc, written)
+        if full is not None:
+            raise full from None
         raise
     return path

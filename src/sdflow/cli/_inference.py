@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from sdflow import registry
+from sdflow.atomic import DiskFullError
 from sdflow.checkpoint import model_config, read_info
 from sdflow.errors import OutputIsInputError, SDFlowError
 from sdflow.inference import batch, tiling
@@ -142,6 +143,6 @@ def run(args: argparse.Namespace, task: str) -> int:
         summary = batch.run_batch(model, model_id, jobs, options, outdir, stream=err)
     except OutputIsInputError as exc:
         return fail(str(exc))
-    except batch.FolderBusyError as exc:
+    except (batch.FolderBusyError, DiskFullError) as exc:
         return fail(str(exc), 1)
     return 1 if summary.failed or errors else 0

@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from sdflow import registry
+from sdflow.atomic import DiskFullError
 from sdflow.checkpoint import read_info
 from sdflow.cli._inference import DOWNSCALERS_HINT, NO_DOWNSCALING_PART, sampling_tau
 from sdflow.errors import OutputIsInputError, SDFlowError
@@ -91,6 +92,6 @@ def run(args: argparse.Namespace) -> int:
         summary = make_pairs(model, model_id, jobs, options, outdir)
     except OutputIsInputError as exc:
         return fail(str(exc))
-    except batch.FolderBusyError as exc:
+    except (batch.FolderBusyError, DiskFullError) as exc:
         return fail(str(exc), 1)
     return 1 if summary.failed or errors else 0

@@ -21,6 +21,7 @@ from typing import TextIO
 
 import torch
 
+from sdflow.atomic import DiskFullError
 from sdflow.errors import Interrupted, SDFlowError, first_line, refuse_outputs_over_inputs
 from sdflow.hardware import cpu_features
 from sdflow.imageio import (
@@ -687,6 +688,10 @@ def _run_batch(model, model_id: ModelIdentity, jobs: list[Job], options: Options
                 hr = image.size[0] * image.size[1] * (model.scale**2 if options.task == "sr"
                                                       else 1)
                 summary.hr_megapixels += hr * options.samples / 1e6
+            except DiskFullError:  # every later image would fail the same way: stop
+                for p in written:
+                    p.unlink(missing_ok=True)
+                raise
             except FILE_ERRORS as exc:
                 for p in written:
                     p.unlink(missing_ok=True)

@@ -27,6 +27,7 @@ from typing import TextIO
 
 import numpy as np
 
+from sdflow.atomic import DiskFullError
 from sdflow.errors import Interrupted, refuse_outputs_over_inputs
 from sdflow.imageio import DEFAULT_MAX_PIXELS, LoadedImage, read_image, write_image
 from sdflow.inference.batch import (
@@ -376,6 +377,10 @@ def _one_image(model, model_id: ModelIdentity, job: Job, options: PairOptions, o
         summary.skipped += len(plans) - len(todo)
         for note in dict.fromkeys(result.notes):
             bar.message(f"{job.source}: note: {note}")
+    except DiskFullError:  # every later pair would fail the same way: stop
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise
     except FILE_ERRORS as exc:
         for path in written:
             path.unlink(missing_ok=True)
