@@ -452,7 +452,7 @@ def test_da_model_through_the_sr_command_and_image_api(tmp_path):
     src = str(tmp_path / "a.png")
     assert main(["sr", src, "-o", str(tmp_path / "o1"), "--model", str(ckpt)]) == 0
     assert main(["sr", src, "-o", str(tmp_path / "o2"), "--model", str(ckpt),
-                 "--tile", "8"]) == 0
+                 "--tile", "16"]) == 0
     one = np.array(Image.open(tmp_path / "o1/a_sr.png")).astype(int)
     two = np.array(Image.open(tmp_path / "o2/a_sr.png")).astype(int)
     assert one.shape == (80, 120, 3) and np.abs(one - two).max() <= 1

@@ -546,3 +546,19 @@ def test_ctrl_c_in_a_batch_is_one_line_and_leaves_no_half_set(tmp_path, capsys, 
     monkeypatch.setattr(batch, "process", real)
     assert main(["sr", str(src), "-o", str(tmp_path / "out"), "--model", str(ckpt)]) == 0
     assert "1 skipped" in capsys.readouterr().err
+
+
+def test_tiny_tiles_and_wrong_dtypes_are_refused(tiny_ckpt, tmp_path, capsys):
+    """--tile 1 ran ~300x slower without a word; a float16 tensor in a float32 checkpoint
+    loaded silently and gave pictures 21 dB off (issue 24, item 11)."""
+    from PIL import Image
+
+    path, meta, tensors = tiny_ckpt
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "a.png")
+    one_line(capsys, main(["sr", str(tmp_path / "a.png"), "-o", str(tmp_path / "o"),
+                           "--model", str(path), "--tile", "1"]),
+             "--tile must be 0 (untiled) or at least 16")
+    key = next(k for k, v in tensors.items() if v.is_floating_point())
+    bad = forge(tmp_path, {**tensors, key: tensors[key].half()}, meta, "half")
+    with pytest.raises(CheckpointError, match=f"other dtype .e.g. {key} torch.float16"):
+        sdflow.load(bad)

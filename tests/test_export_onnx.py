@@ -124,7 +124,7 @@ def test_onnxruntime_backend_gives_the_torch_outputs(shared, checkpoints, tmp_pa
     src = tmp_path / "lr.png"
     Image.fromarray(real_pixels(shared, 22, 26)).save(src)
     sampling = ["--samples", "2", "--seed", "3", "--uncertainty"] if which == "sdflow" else []
-    common = [str(src), "-n", str(checkpoints[which]), "-t", "12", *sampling]
+    common = [str(src), "-n", str(checkpoints[which]), "-t", "16", *sampling]
     for backend in ("onnxruntime", "torch", "onnxruntime"):
         assert main(["sr", *common, "-o", str(tmp_path / backend), "--backend", backend,
                      "--overwrite"]) == 0

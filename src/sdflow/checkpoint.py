@@ -257,9 +257,12 @@ def state_mismatch(model: nn.Module, state: dict[str, torch.Tensor]) -> str:
     unexpected = [k for k in state if k not in expected]
     shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items()
               if k in state and state[k].shape != v.shape]
+    # a float16 or integer tensor in a float32 file loads silently and gives wrong pictures
+    dtypes = [f"{k} {state[k].dtype} vs {v.dtype}" for k, v in expected.items()
+              if k in state and state[k].dtype != v.dtype]
     parts = []
     for what, items in (("missing", missing), ("unexpected", unexpected),
-                        ("other shape", shapes)):
+                        ("other shape", shapes), ("other dtype", dtypes)):
         if items:
             more = f" and {len(items) - 1} more" if len(items) > 1 else ""
             parts.append(f"{len(items)} {what} (e.g. {items[0]}{more})")

@@ -34,6 +34,9 @@ def _export_onnx(args: argparse.Namespace) -> str:
         raise ExportError(f"{args.out} exists; pass --overwrite to replace it")
     model = registry.load(args.model, task=args.task)
     check = read_image(args.check_image).rgb if args.check_image else None
+    print(f"sdflow export: tracing the {args.task} graph of {args.model} to ONNX and "
+          "verifying it with onnxruntime (about a minute on 2 CPU cores)...",
+          flush=True)
     result = export_onnx(model, args.out, args.task, check_image=check)
     return f"wrote {args.out} ({args.task} graph); {result.line()}"
 

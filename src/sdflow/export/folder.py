@@ -110,8 +110,9 @@ def _check_target(out: Path, overwrite: bool) -> None:
     if out.exists() and not out.is_dir():
         raise ModelFolderError(f"{out}: exists and is not a folder")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise ModelFolderError(f"{out}: folder exists and is not empty; pass --overwrite "
-                               "(overwrite=True) to replace the model files in it")
+        raise ModelFolderError(f"{out}: folder exists and is not empty; choose another "
+                               "folder or replace the model files in it (sdflow export "
+                               "--overwrite)")
 
 
 def _publish(staging: Path, out: Path) -> None:

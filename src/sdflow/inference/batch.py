@@ -39,7 +39,7 @@ from sdflow.imageio import (
 from sdflow.inference import uncertainty
 from sdflow.inference.pipeline import process
 from sdflow.inference.progress import Progress
-from sdflow.inference.tiling import model_device, parse_memory
+from sdflow.inference.tiling import MIN_DS_TILE, MIN_SR_TILE, model_device, parse_memory
 from sdflow.models.base import StochasticDS, is_stochastic
 from sdflow.models.prepare import PRECISIONS, prepare
 from sdflow.options import flag
@@ -141,6 +141,10 @@ class Options:
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 0")
+        smallest = MIN_SR_TILE if self.task == "sr" else MIN_DS_TILE
+        if self.tile is not None and 0 < self.tile < smallest:
+            raise ValueError(f"--tile must be 0 (untiled) or at least {smallest} pixels: "
+                             f"{self.tile} would run hundreds of times slower for nothing")
         if not 1 <= self.quality <= 100:
             raise ValueError("--quality must be in 1..100")
         if self.uncertainty_max is not None and not (math.isfinite(self.uncertainty_max)

@@ -40,7 +40,7 @@ from sdflow.inference.batch import (
 )
 from sdflow.inference.pipeline import process
 from sdflow.inference.progress import Progress
-from sdflow.inference.tiling import parse_memory
+from sdflow.inference.tiling import MIN_DS_TILE, parse_memory
 from sdflow.models.base import StochasticDS
 from sdflow.models.prepare import prepare
 from sdflow.models.sampling import DS_DEFAULT_TAU
@@ -127,8 +127,8 @@ class PairOptions:
             raise ValueError(f"--tau must be a finite number >= 0, got {self.tau}")
         if self.lr_crop is not None and self.lr_crop < 1:
             raise ValueError("--lr-crop must be >= 1")
-        if self.tile is not None and self.tile < 0:
-            raise ValueError("--tile must be >= 0")
+        if self.tile is not None and not (self.tile == 0 or self.tile >= MIN_DS_TILE):
+            raise ValueError(f"--tile must be 0 (untiled) or at least {MIN_DS_TILE} pixels")
         if self.max_memory is not None:
             parse_memory(self.max_memory)
         if self.max_pixels < 1:
