@@ -562,3 +562,22 @@ def test_tiny_tiles_and_wrong_dtypes_are_refused(tiny_ckpt, tmp_path, capsys):
     bad = forge(tmp_path, {**tensors, key: tensors[key].half()}, meta, "half")
     with pytest.raises(CheckpointError, match=f"other dtype .e.g. {key} torch.float16"):
         sdflow.load(bad)
+
+
+def test_messages_say_what_the_program_does(shared, tmp_path, capsys, monkeypatch):
+    """README truths (issue 24, item 12): eval without LPIPS weights names --lpips none;
+    bf16 on the default (da-iccv21) model says which models it applies to."""
+    from PIL import Image
+
+    for var in ("HOME", "XDG_CACHE_HOME"):  # no weights in any cache of this machine
+        monkeypatch.setenv(var, str(tmp_path / "home"))
+    monkeypatch.delenv("SDFLOW_WEIGHTS", raising=False)
+
+    data = make_pairs(shared, tmp_path / "data")
+    one_line(capsys, main(["eval", "bicubic", "--data", str(data), "--weights",
+                           str(tmp_path / "none"), "--out", str(tmp_path / "e")]),
+             "not found", "--lpips none")
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "a.png")
+    one_line(capsys, main(["sr", str(tmp_path / "a.png"), "-o", str(tmp_path / "o"),
+                           "--model", "da-iccv21-realsr-x4", "--precision", "bf16"]),
+             "SDFlow's condition networks", "da-iccv21 has none")

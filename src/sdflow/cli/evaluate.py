@@ -29,6 +29,7 @@ from sdflow.evaluation import (
 from sdflow.metrics.lpips import NETS
 from sdflow.options import positive_int
 from sdflow.registry import DEFAULT_DS_BASELINE, default_model, load
+from sdflow.weights import WeightsNotFoundError
 
 CSV_NAME = "metrics.csv"
 JSON_NAME = "metrics.json"
@@ -190,6 +191,10 @@ def run(args: argparse.Namespace) -> int:
             from sdflow.evaluation.report import write_report
 
             report_path = write_report(result, args.report)
+    except WeightsNotFoundError as exc:  # LPIPS is the only weights eval needs
+        print(f"sdflow eval: error: {exc} (or score without LPIPS: --lpips none)",
+              file=sys.stderr)
+        return 1
     except (SDFlowError, OSError, ValueError) as exc:
         print(f"sdflow eval: error: {exc}", file=sys.stderr)
         return 1

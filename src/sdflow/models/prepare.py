@@ -68,8 +68,10 @@ def prepare(model: nn.Module, *, precision: str = "fp32", channels_last: bool | 
     device = next(prepared.parameters()).device
     nets = [m for m in prepared.modules() if isinstance(m, ConditionNet)]
     if precision == "bf16" and not nets:
-        raise ValueError(f"precision bf16 applies to condition networks and "
-                         f"{type(model).__name__} has none; use fp32")
+        from sdflow.models import architecture_of
+
+        raise ValueError(f"--precision bf16 applies to SDFlow's condition networks and "
+                         f"{architecture_of(model).name} has none; leave it out (fp32)")
     if channels_last is None:
         channels_last = default_channels_last(device)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
