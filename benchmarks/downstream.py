@@ -30,7 +30,8 @@ from sdflow import registry
 from sdflow.evaluation import EvalOptions, EvalResult, evaluate_folders, format_table
 from sdflow.evaluation.downstream import DownstreamConfig, super_resolve_folder, train_downstream
 from sdflow.imageio import read_image, write_image
-from sdflow.inference.batch import ModelIdentity, collect_inputs
+from sdflow.inference.inputs import collect_inputs
+from sdflow.inference.metadata import ModelIdentity
 from sdflow.inference.pairs import PairOptions, hr_box, make_pairs
 from sdflow.metrics import imresize_uint8
 

@@ -19,7 +19,7 @@ from sdflow.cli import main
 from sdflow.errors import NonFiniteOutputError
 from sdflow.imageio import from_array, read_image
 from sdflow.inference import pipeline, uncertainty
-from sdflow.inference.batch import read_metadata
+from sdflow.inference.metadata import ModelIdentity, read_metadata
 from sdflow.inference.progress import Progress
 
 from inference_helpers import fast_model, one_thread, real_pixels
@@ -352,7 +352,7 @@ def test_bf16_precision_is_close_to_fp32_recorded_and_scoped(shared, ckpt, tmp_p
     monkeypatch.setattr(batch, "cpu_features", lambda: plain)
     err = io.StringIO()
     model = sdflow.load(ckpt)
-    batch.run_batch(model, batch.ModelIdentity("m", "0"), [], batch.Options(
+    batch.run_batch(model, ModelIdentity("m", "0"), [], batch.Options(
         task="sr", tau=0.8, precision="bf16"), tmp_path / "z", stream=err)
     assert err.getvalue().count("without bf16 matrix units") == 1
     assert "2 cores" in err.getvalue() and "AVX2" in err.getvalue()

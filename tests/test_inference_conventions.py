@@ -18,7 +18,7 @@ from sdflow.checkpoint import save
 from sdflow.cli import main
 from sdflow.imageio import read_image
 from sdflow.inference import batch
-from sdflow.inference.batch import read_metadata
+from sdflow.inference.metadata import read_metadata
 from sdflow.metrics import imresize_uint8
 from sdflow.options import add_flags, flag_fields, from_args
 

@@ -15,6 +15,8 @@ from PIL import Image, ImageOps
 import sdflow
 from sdflow import imageio
 from sdflow.inference import batch
+from sdflow.inference.inputs import collect_inputs
+from sdflow.inference.metadata import ModelIdentity, read_metadata
 
 from inference_helpers import fast_model, one_thread, real_pixels
 
@@ -47,7 +49,7 @@ def test_png16_roundtrip_text_icc_and_pillow_agrees(tmp_path, channels):
     px = np.dstack([got.rgb[:, :, :1] if channels <= 2 else got.rgb]
                    + ([got.alpha] if got.alpha is not None else []))
     assert px.dtype == np.uint16 and np.array_equal(px, a)  # bit-exact
-    assert batch.read_metadata(path) == {"key": "value", "unicode": "tau \u03c4",
+    assert read_metadata(path) == {"key": "value", "unicode": "tau \u03c4",
                                          "latin1": "caf\u00e9"}
     with Image.open(path) as img:  # Pillow reads it too (8-bit for colour), CRCs checked
         assert img.text == text and img.info["icc_profile"] == _icc()
@@ -187,11 +189,11 @@ def _kinds(shared, tmp_path) -> dict[str, tuple[str, int, str]]:
 @pytest.mark.parametrize("task", ["sr", "ds"])
 def test_every_input_kind_round_trips(model, shared, tmp_path, task):
     kinds = _kinds(shared, tmp_path)
-    jobs, errors = batch.collect_inputs([str(tmp_path / "in")])
+    jobs, errors = collect_inputs([str(tmp_path / "in")])
     assert not errors and len(jobs) == len(kinds)
     opts = batch.Options(task=task, tau=0.5, seed=1)
     out = tmp_path / "out"
-    summary = batch.run_batch(model, batch.ModelIdentity("m", "0" * 64), jobs, opts, out,
+    summary = batch.run_batch(model, ModelIdentity("m", "0" * 64), jobs, opts, out,
                               stream=io.StringIO())
     assert (summary.done, summary.failed) == (len(kinds), 0)
     for name, (mode, channels, depth) in kinds.items():

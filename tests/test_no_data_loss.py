@@ -122,7 +122,7 @@ def test_a_second_job_into_a_busy_folder_is_refused_in_one_line(da_ckpt, tmp_pat
     out = tmp_path / "out"
     holder = subprocess.Popen(
         [sys.executable, "-c", "import sys, time; from pathlib import Path; "
-         "from sdflow.inference.batch import claim_output_folder; "
+         "from sdflow.inference.folders import claim_output_folder; "
          "cm = claim_output_folder(Path(sys.argv[1])); cm.__enter__(); print('held', "
          "flush=True); time.sleep(60)", str(out)], stdout=subprocess.PIPE, text=True)
     try:

@@ -17,7 +17,7 @@ from PIL import Image
 import sdflow
 from sdflow import registry
 from sdflow.cli import main
-from sdflow.inference.batch import read_metadata
+from sdflow.inference.metadata import read_metadata
 from sdflow.metrics import imresize_uint8, lr_psnr, psnr
 from sdflow.metrics.artefacts import block_ratio
 

@@ -534,7 +534,7 @@ def _write_tiff16(tmp: str, a: np.ndarray, icc: bytes | None) -> None:
 # write a 16-bit colour image at all, so the encoder below inserts tEXt/iTXt/iCCP chunks
 # (length, type, body, CRC: a fixed layout) right after the IHDR that libpng wrote. On
 # reading, Pillow parses those chunks when it opens the file (``img.text``,
-# ``img.info["icc_profile"]``; see :func:`sdflow.inference.batch.read_metadata`), so only the
+# ``img.info["icc_profile"]``; see :func:`sdflow.inference.metadata.read_metadata`), so only the
 # pixels come from imagecodecs.
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 #: signature (8) + IHDR length, type, 13-byte body and CRC (25): IHDR is always first

@@ -14,7 +14,8 @@ from sdflow import registry
 from sdflow.atomic import DiskFullError
 from sdflow.checkpoint import model_config, read_info
 from sdflow.errors import OutputIsInputError, SDFlowError
-from sdflow.inference import batch, tiling
+from sdflow.inference import batch, folders, naming, tiling
+from sdflow.inference.inputs import collect_inputs
 from sdflow.inference.tiling import model_device
 from sdflow.models import ARCHITECTURES
 from sdflow.models.base import Downscaler, StochasticDS, StochasticSR, downscales
@@ -48,7 +49,7 @@ def sampling_tau(arch, label: str, task: str, tau: float | None, samples: int, *
     return tau
 
 def add_arguments(p: argparse.ArgumentParser, task: str, default_tau: float) -> None:
-    command = batch.TASK_NAMES[task]
+    command = naming.TASK_NAMES[task]
     p.add_argument("inputs", nargs="*", metavar="INPUT",
                    help="image files, folders or glob patterns (quote them)")
     p.add_argument("-i", "--input", action="append", default=[], dest="more_inputs",
@@ -78,7 +79,7 @@ def add_arguments(p: argparse.ArgumentParser, task: str, default_tau: float) -> 
 
 
 def run(args: argparse.Namespace, task: str) -> int:
-    verb = batch.TASK_NAMES[task]
+    verb = naming.TASK_NAMES[task]
     err = sys.stderr
 
     def fail(text: str, code: int = 2) -> int:
@@ -112,11 +113,11 @@ def run(args: argparse.Namespace, task: str) -> int:
     if options.component is not None and not 0 <= options.component < k:
         return fail(f"--component must be in 0..{k - 1}")
     outdir = Path(args.out)
-    jobs, errors = batch.collect_inputs(inputs, options.recursive, exclude=outdir)
+    jobs, errors = collect_inputs(inputs, options.recursive, exclude=outdir)
     for line in errors:
         print(f"{line}", file=err)
     if not options.dry_run:
-        problem = batch.check_output_dir(outdir)
+        problem = folders.check_output_dir(outdir)
         if problem:
             return fail(problem, 1)
     if args.threads:
@@ -143,6 +144,6 @@ def run(args: argparse.Namespace, task: str) -> int:
         summary = batch.run_batch(model, model_id, jobs, options, outdir, stream=err)
     except OutputIsInputError as exc:
         return fail(str(exc))
-    except (batch.FolderBusyError, DiskFullError) as exc:
+    except (folders.FolderBusyError, DiskFullError) as exc:
         return fail(str(exc), 1)
     return 1 if summary.failed or errors else 0

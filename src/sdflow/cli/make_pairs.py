@@ -14,7 +14,8 @@ from sdflow.atomic import DiskFullError
 from sdflow.checkpoint import read_info
 from sdflow.cli._inference import DOWNSCALERS_HINT, NO_DOWNSCALING_PART, sampling_tau
 from sdflow.errors import OutputIsInputError, SDFlowError
-from sdflow.inference import batch
+from sdflow.inference import batch, folders
+from sdflow.inference.inputs import collect_inputs
 from sdflow.inference.pairs import PairOptions, Shard, make_pairs
 from sdflow.models import ARCHITECTURES
 from sdflow.models.base import Downscaler, downscales
@@ -74,10 +75,10 @@ def run(args: argparse.Namespace) -> int:
     if options.component is not None and not 0 <= options.component < k:
         return fail(f"--component must be in 0..{k - 1}")
     outdir = Path(args.out)
-    jobs, errors = batch.collect_inputs(args.inputs, options.recursive, exclude=outdir)
+    jobs, errors = collect_inputs(args.inputs, options.recursive, exclude=outdir)
     for line in errors:
         print(line, file=sys.stderr)
-    problem = batch.check_output_dir(outdir)
+    problem = folders.check_output_dir(outdir)
     if problem:
         return fail(problem, 1)
     if args.threads:
@@ -92,6 +93,6 @@ def run(args: argparse.Namespace) -> int:
         summary = make_pairs(model, model_id, jobs, options, outdir)
     except OutputIsInputError as exc:
         return fail(str(exc))
-    except (batch.FolderBusyError, DiskFullError) as exc:
+    except (folders.FolderBusyError, DiskFullError) as exc:
         return fail(str(exc), 1)
     return 1 if summary.failed or errors else 0

@@ -1,19 +1,16 @@
-"""The batch runner behind ``sdflow sr`` and ``sdflow downscale``: inputs (files, folders,
-globs) -> planned output names -> per-image processing with one-line errors, atomic
-writes, metadata, progress and a summary. The CLI modules only parse arguments.
+"""The batch runner behind ``sdflow sr`` and ``sdflow downscale``: its options, and
+per-image processing with one-line errors, atomic writes, progress and a summary. What it
+runs on (:mod:`.inputs`), how outputs are named (:mod:`.naming`), what they record
+(:mod:`.metadata`) and the output folder (:mod:`.folders`) live beside it. The CLI
+modules only parse arguments.
 """
 
 from __future__ import annotations
 
-import contextlib
-import glob
-import hashlib
 import json
 import math
-import os
 import secrets
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,29 +23,39 @@ from sdflow.errors import Interrupted, SDFlowError, first_line, refuse_outputs_o
 from sdflow.hardware import cpu_features
 from sdflow.imageio import (
     DEFAULT_MAX_PIXELS,
-    IMAGE_EXTENSIONS,
     OUTPUT_FORMATS,
     SIXTEEN_BIT_FORMATS,
     TEXT_FORMATS,
     ImageReadError,
     read_image,
-    why_not_a_file,
     write_bytes,
     write_image,
 )
 from sdflow.inference import uncertainty
+from sdflow.inference.folders import claim_output_folder
+from sdflow.inference.inputs import Job
+from sdflow.inference.metadata import (
+    ModelIdentity,
+    png_text,
+    read_metadata,
+    recorded_seed,
+    sidecar_path,
+)
+from sdflow.inference.naming import (
+    TASK_NAMES,
+    output_format,
+    output_names,
+    planned_components,
+    uncertainty_names,
+)
 from sdflow.inference.pipeline import process
 from sdflow.inference.progress import Progress
 from sdflow.inference.tiling import MIN_DS_TILE, MIN_SR_TILE, model_device, parse_memory
-from sdflow.models.base import StochasticDS, is_stochastic
+from sdflow.models.base import is_stochastic
 from sdflow.models.prepare import PRECISIONS, prepare
 from sdflow.options import flag
 from sdflow.seeding import image_generator, image_key, image_seed
 from sdflow.version import __version__
-
-TASK_NAMES = {"sr": "sr", "ds": "downscale"}
-META_PREFIX = "sdflow:"
-
 
 #: ``--ext`` values: ``auto`` keeps the input's format where it can be written, else PNG.
 EXT_CHOICES = ("auto", *OUTPUT_FORMATS)
@@ -163,28 +170,6 @@ class Options:
                              f"not {self.precision!r}")
 
 
-#: Input extension -> output format for ``--ext auto``.
-_AUTO_FORMATS = {".png": "png", ".jpg": "jpg", ".jpeg": "jpg", ".webp": "webp",
-                 ".tif": "tiff", ".tiff": "tiff", ".bmp": "bmp"}
-
-
-def output_format(ext: str, source: Path) -> str:
-    """The format an input's outputs are written in (``auto``: the input's, else png)."""
-    return _AUTO_FORMATS.get(source.suffix.lower(), "png") if ext == "auto" else ext
-
-
-@dataclass
-class ModelIdentity:
-    name: str
-    sha256: str
-
-
-@dataclass(frozen=True)
-class Job:
-    source: Path
-    rel: Path  # relative path of the source below its input root (name kept)
-
-
 @dataclass
 class Summary:
     done: int = 0
@@ -206,157 +191,10 @@ class Summary:
                 f"failed in {self.seconds:.1f} s{rate}")
 
 
-# ---------------------------------------------------------------------------- inputs
-def _is_image(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
 
 
-def _inside(path: Path, folder: Path | None) -> bool:
-    if folder is None:
-        return False
-    try:
-        path.resolve().relative_to(folder.resolve())
-        return True
-    except ValueError:
-        return False
 
 
-def collect_inputs(inputs: list[str], recursive: bool = False, exclude: Path | None = None
-                   ) -> tuple[list[Job], list[str]]:
-    """Expand files, folders (``recursive``: with subfolders) and glob patterns into jobs.
-    Folder and glob results keep their path below the folder / the pattern's fixed
-    prefix; files below ``exclude`` (the output folder) and hidden files are left out.
-    Returns the jobs and one error line per input that matched nothing."""
-    jobs: list[Job] = []
-    errors: list[str] = []
-    seen: set[Path] = set()
-
-    def add(path: Path, rel: Path) -> None:
-        key = path.resolve()
-        if key not in seen:
-            seen.add(key)
-            jobs.append(Job(path, rel))
-
-    for text in inputs:
-        path = Path(text)
-        if path.is_file():
-            add(path, Path(path.name))
-        elif path.is_dir():
-            found = path.rglob("*") if recursive else path.glob("*")
-            images = sorted(p for p in found if p.is_file() and _is_image(p)
-                            and not any(part.startswith(".") for part in
-                                        p.relative_to(path).parts))
-            files = [p for p in images if not _inside(p, exclude)]
-            if images and not files:
-                errors.append(f"{path}: its images are all inside the output folder "
-                              f"{exclude}; choose an output folder outside the inputs")
-            elif not files:
-                errors.append(f"{path}: no images in this folder"
-                              + ("" if recursive else " (use --recursive for subfolders)"))
-            for p in files:
-                add(p, p.relative_to(path))
-        elif glob.has_magic(text):
-            base = Path(*[p for p in Path(text).parts[: _magic_index(text)]]) \
-                if _magic_index(text) else Path(".")
-            files = sorted(Path(p) for p in glob.glob(text, recursive=True))
-            files = [p for p in files if p.is_file() and _is_image(p)
-                     and not _inside(p, exclude)]
-            if not files:
-                errors.append(f"{text}: the pattern matches no images")
-            for p in files:
-                try:
-                    rel = p.relative_to(base)
-                except ValueError:
-                    rel = Path(p.name)
-                add(p, rel)
-        else:
-            errors.append(f"{text}: {why_not_a_file(text)}")
-    return jobs, errors
-
-
-def _magic_index(pattern: str) -> int:
-    parts = Path(pattern).parts
-    for i, part in enumerate(parts):
-        if glob.has_magic(part):
-            return i
-    return len(parts)
-
-
-# ---------------------------------------------------------------------------- naming
-def _tau_tag(tau: float) -> str:
-    return f"t{tau:.2f}"
-
-
-#: Longest output file name (bytes): the 255 most file systems take, less room for the
-#: temporary name an output is written under first (sdflow.atomic: ".NAME.XXXXXXXX.EXT").
-NAME_MAX = 255 - 16
-
-
-def fit_name(name: str, ext: str) -> str:
-    """``name + ext``, or, when that is over :data:`NAME_MAX` bytes, ``name`` cut short with
-    ``~`` and 8 hex digits of its hash (the same every run, so reruns find it)."""
-    raw = name.encode("utf-8", "surrogateescape")
-    if len(raw) + len(ext.encode()) <= NAME_MAX:
-        return name + ext
-    tag = "~" + hashlib.sha256(raw).hexdigest()[:8]
-    keep = NAME_MAX - len(ext.encode()) - len(tag)
-    short = raw[:keep].decode("utf-8", "ignore")  # never half a character
-    return short + tag + ext
-
-
-def output_names(rel: Path, task: str, tau: float, components: list, fmt: str,
-                 suffix: str | None = None, deterministic: bool = False) -> list[Path]:
-    """Relative output paths of one image's samples: ``photo_sr_t0.80_s0.png`` (one per
-    sample) or ``photo_ds_t0.80_k5.png`` (``..._k5_s1.png`` with several samples;
-    ``kmix`` when the component varies per element); ``photo_sr.png`` / ``photo_ds.png``
-    for a model that is deterministic in ``task`` (no temperature, no samples). With
-    ``suffix``: ``photo_<suffix>.png`` (``photo.png`` for an empty one), ``_s<i>`` added
-    per sample when there are several."""
-    ext = OUTPUT_FORMATS[fmt]
-    stem = rel.with_suffix("").name
-    n = len(components)
-    names = []
-    for i, k in enumerate(components):
-        if suffix is not None:
-            name = stem + (f"_{suffix}" if suffix else "") + (f"_s{i}" if n > 1 else "")
-        elif deterministic:
-            name = f"{stem}_{task}"
-        elif task == "sr":
-            name = f"{stem}_sr_{_tau_tag(tau)}_s{i}"
-        else:
-            ktag = "kmix" if k is None else f"k{k}"
-            name = f"{stem}_ds_{_tau_tag(tau)}_{ktag}" + (f"_s{i}" if n > 1 else "")
-        names.append(rel.parent / fit_name(name, ext))
-    return names
-
-
-def uncertainty_names(rel: Path, task: str, tau: float, suffix: str | None = None
-                      ) -> tuple[Path, Path]:
-    stem = rel.with_suffix("").name
-    if suffix is None:
-        base = f"{stem}_{task}_{_tau_tag(tau)}"
-    else:
-        base = stem + (f"_{suffix}" if suffix else "")
-    return rel.parent / fit_name(f"{base}_std", ".png"), rel.parent / fit_name(f"{base}_std16",
-                                                                             ".png")
-
-
-def planned_components(model, task: str, samples: int, seed: int, component: int | None
-                       ) -> list[int | None]:
-    """The DS mixture component of each sample, read from the model's draw plan for a
-    generator seeded with ``seed`` (the image's seed; the components are its first draws),
-    for the output names."""
-    if task == "sr" or not isinstance(model, StochasticDS):
-        return [None] * samples
-    if model.deg_prior.mode == "element" and component is None:
-        return [None] * samples
-    m = model.ds_multiple
-    comps, _ = model.draw_ds_latents((m, m), 1, 0.0, samples, component,
-                                     torch.Generator().manual_seed(seed))
-    return [int(c.flatten()[0]) for c in comps]
-
-
-# ---------------------------------------------------------------------------- metadata
 def metadata_record(options: Options, model_id: ModelIdentity, job: Job, info, seed: int,
                     result) -> dict:
     return {
@@ -384,32 +222,6 @@ def metadata_record(options: Options, model_id: ModelIdentity, job: Job, info, s
     }
 
 
-def png_text(record: dict) -> dict[str, str]:
-    """A metadata record as PNG text chunks: ``Software`` plus ``sdflow:<key>`` each."""
-    text = {"Software": record.get("software", f"sdflow {__version__}")}
-    for key, value in record.items():
-        if key != "software" and value is not None:
-            text[META_PREFIX + key] = str(value)
-    return text
-
-
-def sidecar_path(path: Path) -> Path:
-    return path.with_name(path.name + ".json")
-
-
-def read_metadata(path: str | os.PathLike) -> dict[str, str]:
-    """The sdflow metadata of an output: its PNG text chunks, or its sidecar JSON."""
-    path = Path(path)
-    side = sidecar_path(path)
-    if side.is_file():
-        return {k: str(v) for k, v in json.loads(side.read_text()).items()}
-    from PIL import Image
-
-    with Image.open(path) as img:
-        text = dict(getattr(img, "text", {}) or {})
-    return {k[len(META_PREFIX):]: v for k, v in text.items() if k.startswith(META_PREFIX)}
-
-
 def _write_output(path: Path, arr, record: dict, fmt: str, options: Options, icc
                   ) -> list[Path]:
     written = []
@@ -426,17 +238,6 @@ def _write_output(path: Path, arr, record: dict, fmt: str, options: Options, icc
 
 
 # ---------------------------------------------------------------------------- running
-def check_output_dir(outdir: Path) -> str | None:
-    """None if ``outdir`` can be created and written to, else a one-line error."""
-    try:
-        outdir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".sdflow-write-test.", dir=outdir)
-        os.close(fd)
-        os.unlink(tmp)
-    except OSError as exc:
-        return (f"{outdir}: cannot write to the output folder ({exc.strerror or exc}); "
-                "choose another -o or fix its permissions")
-    return None
 
 
 def _fit_to_format(arr, fmt: str, alpha_ok: bool, notes: list[str]):
@@ -471,60 +272,6 @@ def _planned_names(model, job: Job, options: Options, fmt: str, seed: int, outdi
                                                    options.suffix)] \
         if options.uncertainty else []
     return names, extra
-
-
-def _recorded_seed(paths: list[Path]) -> int | None:
-    """The run seed recorded in the first of ``paths`` that has one."""
-    for path in paths:
-        try:
-            return int(read_metadata(path)["seed"])
-        except (OSError, KeyError, ValueError):
-            continue
-    return None
-
-
-class FolderBusyError(SDFlowError):
-    """Another sdflow job is writing into the same output folder."""
-
-
-@contextlib.contextmanager
-def claim_output_folder(outdir: Path, name: str = ".sdflow.lock"):
-    """Hold ``outdir/name`` locked while a job writes there, so a second job into the same
-    folder is refused in one line instead of redoing the work and mixing its samples with
-    the first one's. An OS lock (``flock``: released when the process ends, even by
-    kill -9); the file is removed, still locked, when the job ends. Where the OS has no
-    ``fcntl`` (Windows) folders are not guarded."""
-    outdir.mkdir(parents=True, exist_ok=True)
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows
-        yield
-        return
-    path = outdir / name
-    while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise FolderBusyError(f"{outdir}: another sdflow job is writing into this "
-                                  "folder; wait for it to finish (then rerun: finished "
-                                  "images are skipped) or use another -o") from None
-        try:
-            ours = os.stat(path).st_ino == os.fstat(fd).st_ino
-        except FileNotFoundError:
-            ours = False
-        if ours:
-            break
-        os.close(fd)  # the previous holder removed it as we opened it: lock the new one
-    try:
-        os.write(fd, f"{os.getpid()}\n".encode())
-        yield
-    finally:
-        try:
-            os.unlink(path)  # while still locked: a waiting opener sees another inode
-        finally:
-            os.close(fd)
 
 
 def made_otherwise(path: Path, options: Options, model_id: ModelIdentity) -> str | None:
@@ -605,7 +352,7 @@ def _run_batch(model, model_id: ModelIdentity, jobs: list[Job], options: Options
         names, extra = _planned_names(model, job, options, fmt, job_seed, outdir)
         if options.seed is None and not options.overwrite:
             # adding samples to an image's existing outputs: continue their random stream
-            recorded = _recorded_seed([p for p in names if p.exists()])
+            recorded = recorded_seed([p for p in names if p.exists()])
             if recorded is not None and recorded != seed:
                 job_seed = recorded
                 names, extra = _planned_names(model, job, options, fmt, job_seed, outdir)
@@ -789,16 +536,13 @@ def resolve_device(name: str) -> torch.device:
 
 
 __all__ = [
-    "Job",
-    "ModelIdentity",
+    "FILE_ERRORS",
     "Options",
     "Summary",
-    "check_output_dir",
+    "failure_line",
+    "made_otherwise",
+    "metadata_record",
     "open_model",
-    "collect_inputs",
-    "output_names",
-    "planned_components",
-    "read_metadata",
     "resolve_device",
     "run_batch",
 ]

@@ -30,14 +30,11 @@ import numpy as np
 from sdflow.atomic import DiskFullError
 from sdflow.errors import Interrupted, refuse_outputs_over_inputs
 from sdflow.imageio import DEFAULT_MAX_PIXELS, LoadedImage, read_image, write_image
-from sdflow.inference.batch import (
-    FILE_ERRORS,
-    Job,
-    ModelIdentity,
-    claim_output_folder,
-    failure_line,
-    fit_name,
-)
+from sdflow.inference.batch import FILE_ERRORS, failure_line
+from sdflow.inference.folders import claim_output_folder
+from sdflow.inference.inputs import Job
+from sdflow.inference.metadata import ModelIdentity
+from sdflow.inference.naming import fit_name
 from sdflow.inference.pipeline import process
 from sdflow.inference.progress import Progress
 from sdflow.inference.tiling import MIN_DS_TILE, parse_memory
@@ -179,7 +176,7 @@ def patch_boxes(lr_h: int, lr_w: int, side: int) -> Iterator[tuple[int, int, int
 
 def pair_stem(rel: Path, sample: int, samples: int, patch: int | None) -> str:
     """The pair's relative path without ``.png``; a file name too long for the disk is
-    shortened predictably (:func:`~sdflow.inference.batch.fit_name`)."""
+    shortened predictably (:func:`~sdflow.inference.naming.fit_name`)."""
     stem = rel.with_suffix("").name
     if samples > 1:
         stem += f"_s{sample}"
