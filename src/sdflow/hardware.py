@@ -79,3 +79,44 @@ def available_ram() -> int | None:
     except (OSError, ValueError, IndexError):
         pass
     return None
+
+
+#: What ``--device`` takes in every command (sr, downscale, make-pairs, eval, train).
+DEVICE_HELP = "auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps"
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    """The torch device for a ``--device`` value, checked against this machine.
+
+    ``auto`` is cuda if available, else mps, else cpu; ``cuda`` without an index (and
+    ``auto`` on a CUDA machine) is ``cuda:local_rank`` (torchrun's local rank; 0 alone);
+    ``cuda:N`` must exist. Raises :class:`~sdflow.errors.SDFlowError` with one line."""
+    from sdflow.errors import SDFlowError
+
+    mps = getattr(torch.backends, "mps", None)
+    has_mps = mps is not None and mps.is_available()
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", local_rank)
+        return torch.device("mps") if has_mps else torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise SDFlowError(f"--device {name}: not a device; use {DEVICE_HELP}") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise SDFlowError(f"--device {name}: no CUDA device is available; use --device "
+                              "cpu")
+        index = local_rank if device.index is None else device.index
+        if index >= count:
+            raise SDFlowError(f"--device {name}: this machine has {count} CUDA device(s), "
+                              f"cuda:0..cuda:{count - 1}")
+        return torch.device("cuda", index)
+    if device.type == "mps":
+        if not has_mps:
+            raise SDFlowError(f"--device {name}: MPS is not available; use --device cpu")
+        return device
+    if device.type != "cpu":
+        raise SDFlowError(f"--device {name}: unsupported; use {DEVICE_HELP}")
+    return device

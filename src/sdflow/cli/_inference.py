@@ -14,6 +14,7 @@ from sdflow import registry
 from sdflow.atomic import DiskFullError
 from sdflow.checkpoint import model_config, read_info
 from sdflow.errors import OutputIsInputError, SDFlowError
+from sdflow.hardware import DEVICE_HELP
 from sdflow.inference import batch, folders, naming, tiling
 from sdflow.inference.inputs import collect_inputs
 from sdflow.inference.tiling import model_device
@@ -62,7 +63,7 @@ def add_arguments(p: argparse.ArgumentParser, task: str, default_tau: float) -> 
                    f"(registered: {', '.join(registry.available()) or 'none yet'}; "
                    f"default: {registry.default_model(task) or 'none, --model is required'})")
     p.add_argument("--device", default="auto", metavar="DEVICE",
-                   help="auto (default: cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
+                   help=f"{DEVICE_HELP} (default auto)")
     p.add_argument("--threads", type=positive_int, default=None,
                    help="CPU threads for PyTorch (default: PyTorch's choice)")
     if task == "sr":

@@ -26,6 +26,7 @@ from sdflow.evaluation import (
     write_csv,
     write_json,
 )
+from sdflow.hardware import DEVICE_HELP, resolve_device
 from sdflow.metrics.lpips import NETS
 from sdflow.options import positive_int
 from sdflow.registry import DEFAULT_DS_BASELINE, default_model, load
@@ -63,7 +64,8 @@ def _common(p: argparse.ArgumentParser, mode: str) -> None:
     p.add_argument("--weights", metavar="DIR",
                    help="folder of the LPIPS weight files (else $SDFLOW_WEIGHTS, else "
                    "~/.cache/sdflow/weights)")
-    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    p.add_argument("--device", default="cpu", metavar="DEVICE",
+                   help=f"{DEVICE_HELP} (default cpu: the published numbers)")
     p.add_argument("--threads", type=positive_int,
                    help="torch CPU threads (default: torch's choice; 1 helps on a machine "
                    "whose cores are busy)")
@@ -150,7 +152,8 @@ def _options(args: argparse.Namespace) -> EvalOptions:
         color=args.color, shave=args.shave,
         lpips_net=None if args.lpips == "none" else args.lpips, weights_dir=args.weights,
         taus=getattr(args, "tau", None) or [0.0], samples=getattr(args, "samples", 1),
-        seed=getattr(args, "seed", 0), device=args.device, limit=args.limit,
+        seed=getattr(args, "seed", 0), device=str(resolve_device(args.device)),
+        limit=args.limit,
         crop=args.crop if args.report else None, save_dir=getattr(args, "save", None),
         progress=None if args.quiet else progress)
 
@@ -162,13 +165,14 @@ def _evaluate(args: argparse.Namespace, options: EvalOptions) -> EvalResult:
     lr_dir, hr_dir = _dirs(args)
     if args.mode == "bicubic":
         return evaluate_bicubic(lr_dir, hr_dir, options, scale=args.scale)
-    model = load(args.model, device=args.device, task="sr" if args.mode == "sr" else "ds")
+    device = options.device
+    model = load(args.model, device=device, task="sr" if args.mode == "sr" else "ds")
     if args.tau is None:  # the model's own default: deterministic models have tau 0 only
         options = replace(options, taus=default_taus(model, args.mode))
     if args.mode == "sr":
         return evaluate_sr(model, lr_dir, hr_dir, options)
     names = args.baseline or [DEFAULT_DS_BASELINE]
-    baselines = [load(name, device=args.device, task="ds") for name in names
+    baselines = [load(name, device=device, task="ds") for name in names
                  if name.lower() != "none"]
     return evaluate_ds(model, hr_dir, lr_dir, options, baselines)
 

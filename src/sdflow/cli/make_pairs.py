@@ -14,6 +14,7 @@ from sdflow.atomic import DiskFullError
 from sdflow.checkpoint import read_info
 from sdflow.cli._inference import DOWNSCALERS_HINT, NO_DOWNSCALING_PART, sampling_tau
 from sdflow.errors import OutputIsInputError, SDFlowError
+from sdflow.hardware import DEVICE_HELP
 from sdflow.inference import batch, folders
 from sdflow.inference.inputs import collect_inputs
 from sdflow.inference.pairs import PairOptions, Shard, make_pairs
@@ -40,7 +41,7 @@ def register(sub) -> None:
                    help="process only slice I (0..N-1) of N of the sorted inputs; under "
                    "torchrun RANK/WORLD_SIZE are used when this is not given")
     p.add_argument("--device", default="auto", metavar="DEVICE",
-                   help="auto (default), cpu, cuda, cuda:N or mps")
+                   help=f"{DEVICE_HELP} (default auto)")
     p.add_argument("--threads", type=positive_int, default=None, help="CPU threads for PyTorch")
     add_flags(p, PairOptions, "make-pairs")
     p.set_defaults(run=run)

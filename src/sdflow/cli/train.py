@@ -9,6 +9,7 @@ import sys
 
 from sdflow.config import ConfigError
 from sdflow.errors import SDFlowError, first_line
+from sdflow.hardware import DEVICE_HELP
 from sdflow.training.config import PRESETS, load_config
 
 
@@ -36,7 +37,7 @@ def register(sub) -> None:
                    help="folder of the VGG16/LPIPS weights for the perceptual loss and "
                    "validation (default: $SDFLOW_WEIGHTS, then ~/.cache/sdflow/weights)")
     p.add_argument("--iterations", type=int, help="total training iterations")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"))
+    p.add_argument("--device", metavar="DEVICE", help=DEVICE_HELP)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    dest="overrides", help="override any setting, e.g. loss.n_pre=2000")
     p.add_argument("--resume", metavar="auto|CKPT",
@@ -105,10 +106,12 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         ctx = distributed.setup(cfg.run.device)
-    except (RuntimeError, ValueError) as exc:
-        first = first_line(exc)
-        print(f"sdflow train: error: run.device={cfg.run.device}: {first}; use --device cpu "
-              "or a device this machine has", file=sys.stderr)
+    except SDFlowError as exc:
+        print(f"sdflow train: error: {exc}", file=sys.stderr)
+        return 1
+    except (RuntimeError, ValueError) as exc:  # the process group itself
+        print(f"sdflow train: error: run.device={cfg.run.device}: {first_line(exc)}; use "
+              "--device cpu or a device this machine has", file=sys.stderr)
         return 1
     try:
         trainer = Trainer(cfg, ctx)

@@ -20,7 +20,7 @@ import torch
 
 from sdflow.atomic import DiskFullError
 from sdflow.errors import Interrupted, SDFlowError, first_line, refuse_outputs_over_inputs
-from sdflow.hardware import cpu_features
+from sdflow.hardware import cpu_features, resolve_device
 from sdflow.imageio import (
     DEFAULT_MAX_PIXELS,
     OUTPUT_FORMATS,
@@ -503,38 +503,6 @@ def open_model(resolved, device: str = "auto"):
     return load(resolved.path, device=target), identity
 
 
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> cuda if available, else mps, else cpu; ``cpu``, ``cuda``, ``cuda:N`` and
-    ``mps`` are checked against what this machine has (SDFlowError, one line)."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        mps = getattr(torch.backends, "mps", None)
-        if mps is not None and mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        device = torch.device(name)
-    except (RuntimeError, ValueError):
-        raise SDFlowError(f"--device {name}: not a device; use auto, cpu, cuda, cuda:N or "
-                          "mps") from None
-    if device.type == "cuda":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if count == 0:
-            raise SDFlowError(f"--device {name}: no CUDA device is available; use --device "
-                              "cpu")
-        if device.index is not None and device.index >= count:
-            raise SDFlowError(f"--device {name}: this machine has {count} CUDA device(s), "
-                              f"cuda:0..cuda:{count - 1}")
-    elif device.type == "mps":
-        mps = getattr(torch.backends, "mps", None)
-        if mps is None or not mps.is_available():
-            raise SDFlowError(f"--device {name}: MPS is not available; use --device cpu")
-    elif device.type != "cpu":
-        raise SDFlowError(f"--device {name}: unsupported; use auto, cpu, cuda, cuda:N or mps")
-    return device
-
-
 __all__ = [
     "FILE_ERRORS",
     "Options",
@@ -543,6 +511,5 @@ __all__ = [
     "made_otherwise",
     "metadata_record",
     "open_model",
-    "resolve_device",
     "run_batch",
 ]

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from sdflow.hardware import resolve_device
+
 
 @dataclass(frozen=True)
 class DistContext:
@@ -27,23 +29,6 @@ class DistContext:
     @property
     def is_main(self) -> bool:
         return self.rank == 0
-
-
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", local_rank)
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name == "cuda":
-        if not torch.cuda.is_available():
-            raise RuntimeError("--device cuda asked for, but CUDA is not available")
-        return torch.device("cuda", local_rank)
-    if name == "mps" and not (getattr(torch.backends, "mps", None)
-                              and torch.backends.mps.is_available()):
-        raise RuntimeError("--device mps asked for, but MPS is not available")
-    return torch.device(name)
 
 
 def setup(device: str = "auto") -> DistContext:

@@ -36,6 +36,7 @@ from sdflow.atomic import write_atomic
 from sdflow.checkpoint import save as save_model
 from sdflow.checkpoint import state_mismatch
 from sdflow.errors import CheckpointError, Interrupted, SDFlowError
+from sdflow.hardware import resolve_device
 from sdflow.training import distributed as D
 from sdflow.training.config import TrainConfig
 from sdflow.training.data import IterationSampler, UnpairedDataset, load_pairs
@@ -235,7 +236,7 @@ def run_files(run_dir: Path) -> list[Path]:
 class Trainer:
     def __init__(self, cfg: TrainConfig, ctx: D.DistContext | None = None):
         self.cfg = cfg
-        self.ctx = ctx or D.DistContext(device=D.resolve_device(cfg.run.device))
+        self.ctx = ctx or D.DistContext(device=resolve_device(cfg.run.device))
         self.device = self.ctx.device
         self.run_dir = Path(cfg.run.out_dir)
         if cfg.run.threads > 0:
