@@ -29,6 +29,7 @@ from torch import Tensor
 
 from sdflow.atomic import write_atomic
 from sdflow.errors import SDFlowError
+from sdflow.value_range import to_signed, to_unit
 
 #: Default guard against decompression bombs: 20000 x 20000 pixels.
 DEFAULT_MAX_PIXELS = 400_000_000
@@ -391,7 +392,7 @@ def image_to_tensor(rgb: np.ndarray) -> Tensor:
     t = torch.from_numpy(np.ascontiguousarray(rgb).astype(np.float32) / peak)
     if t.ndim == 2:
         t = t[:, :, None]
-    return t.permute(2, 0, 1).unsqueeze(0) * 2.0 - 1.0
+    return to_signed(t.permute(2, 0, 1).unsqueeze(0))
 
 
 def tensor_to_image(t: Tensor, bit_depth: int = 8) -> np.ndarray:
@@ -421,7 +422,7 @@ def compose(rgb: Tensor, alpha: Tensor | None, like: LoadedImage,
     ``H x W`` if the source array was ``H x W``."""
     bit_depth = bit_depth or like.bit_depth
     peak = 65535.0 if bit_depth == 16 else 255.0
-    x = (rgb.detach().float().cpu().clamp(-1, 1) + 1.0) / 2.0
+    x = to_unit(rgb.detach().float().cpu().clamp(-1, 1))
     if like.is_gray:
         x = to_gray(x)
     if alpha is not None:

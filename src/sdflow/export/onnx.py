@@ -28,6 +28,7 @@ from sdflow.atomic import write_atomic
 from sdflow.errors import SDFlowError, first_line
 from sdflow.models.base import StochasticDS, StochasticSR, SuperResolver, downscales
 from sdflow.models.prepare import prepare
+from sdflow.value_range import to_signed, to_unit
 
 #: largest |ONNX Runtime - PyTorch| accepted by the verification, in [0, 1] units (a tenth
 #: of an 8-bit grey level)
@@ -47,9 +48,9 @@ class SRGraph(nn.Module):
         self.stochastic = isinstance(model, StochasticSR)
 
     def forward(self, image: Tensor, noise: Tensor | None = None) -> Tensor:
-        y = image * 2.0 - 1.0
+        y = to_signed(image)
         out = self.model(y, noise) if self.stochastic else self.model(y)
-        return ((out + 1.0) * 0.5).clamp(0.0, 1.0)
+        return to_unit(out).clamp(0.0, 1.0)
 
 
 class DSGraph(nn.Module):
@@ -66,14 +67,14 @@ class DSGraph(nn.Module):
 
     def forward(self, image: Tensor, noise: Tensor | None = None,
                 component: Tensor | None = None) -> Tensor:
-        x = image * 2.0 - 1.0
+        x = to_signed(image)
         z_c, features = self.model.ds_condition(x)
         z_deg = None
         if self.stochastic:  # the mixture latent mu_k + sigma_k * noise
             z_deg = self.model.deg_prior.latent(component.reshape(-1, 1, 1, 1),
                                                 tuple(noise.shape), 1.0, noise)
         out = self.model.ds_decode(z_c, features, z_deg)
-        return ((out + 1.0) * 0.5).clamp(0.0, 1.0)
+        return to_unit(out).clamp(0.0, 1.0)
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from sdflow.export.onnx import ExportError, export_onnx, require_onnx
 from sdflow.inference import tiling
 from sdflow.models.base import StochasticSR
 from sdflow.models.prepare import Preparation
+from sdflow.value_range import to_signed, to_unit
 from sdflow.version import __version__
 from sdflow.weights import user_cache
 
@@ -49,11 +50,11 @@ class OnnxRuntimeSR(nn.Module):
         self.preparation = Preparation(channels_last=False, backend="onnxruntime")
 
     def _run(self, y: Tensor, latent: Tensor | None) -> Tensor:
-        feeds = {"image": ((y.float() + 1.0) * 0.5).cpu().numpy()}
+        feeds = {"image": to_unit(y.float()).cpu().numpy()}
         if latent is not None:
             feeds["noise"] = latent.float().cpu().numpy()
         out = self.session.run(None, feeds)[0]
-        return torch.from_numpy(np.ascontiguousarray(out)) * 2.0 - 1.0
+        return to_signed(torch.from_numpy(np.ascontiguousarray(out)))
 
     def sr_condition(self, y: Tensor) -> tuple[Tensor, None]:
         return y, None

@@ -32,6 +32,7 @@ from sdflow.models.base import StochasticDS, StochasticSR, SuperResolver, downsc
 from sdflow.models.sampling import DS_DEFAULT_TAU, pad_to_multiple
 from sdflow.models.sdflow import SR_DEFAULT_TAU
 from sdflow.seeding import generator_from
+from sdflow.value_range import to_unit
 
 #: Non-finite samples are retried at 0.9 tau this many times, then once at tau = 0.
 MAX_RETRIES = 3
@@ -210,7 +211,7 @@ def process(model, image: LoadedImage, task: str, *, tau: float, num_samples: in
         samples.append(SampleInfo(i, taus[i], float(tau), k, retries[i]))
     u = None
     if want_uncertainty:
-        vals = (images.clamp(-1, 1) + 1.0) / 2.0
+        vals = to_unit(images.clamp(-1, 1))
         if image.is_gray:
             vals = _to_gray(vals)
         u = uncertainty.std_map(vals)

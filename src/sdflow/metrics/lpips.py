@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from sdflow.metrics.psnr_ssim import as_uint8_tensor
 from sdflow.nets.backbones import AlexNetFeatures, VGG16Features
+from sdflow.value_range import to_signed
 from sdflow.weights import find_weights, load_weights_into
 
 VERSION = "0.1"
@@ -76,6 +77,6 @@ class LPIPS(nn.Module):
     def distance(self, a: np.ndarray | Tensor, b: np.ndarray | Tensor) -> float:
         """LPIPS of two 8-bit images (uint8 ``H x W x 3`` arrays or ``[3, H, W]`` tensors)."""
         device = self.shift.device
-        ta = as_uint8_tensor(a).to(device=device, dtype=torch.float32) / 127.5 - 1.0
-        tb = as_uint8_tensor(b).to(device=device, dtype=torch.float32) / 127.5 - 1.0
+        ta = to_signed(as_uint8_tensor(a).to(device=device, dtype=torch.float32) / 255.0)
+        tb = to_signed(as_uint8_tensor(b).to(device=device, dtype=torch.float32) / 255.0)
         return float(self(ta.unsqueeze(0), tb.unsqueeze(0))[0])

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from sdflow.value_range import to_unit
 from sdflow.weights import find_weights, load_weights_into
 
 #: torchvision VGG16 ``features``: channel widths, "M" = 2x2 max-pool.
@@ -148,5 +149,5 @@ class VGGPerceptualFeatures(nn.Module):
         return self
 
     def forward(self, x: Tensor) -> list[Tensor]:
-        x01 = (x + 1.0) / 2.0
+        x01 = to_unit(x)
         return self.vgg((x01 - self.mean) / self.std, self.layers)

@@ -21,6 +21,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from sdflow.imageio import IMAGE_EXTENSIONS, ImageReadError, read_image
+from sdflow.value_range import to_signed
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +128,7 @@ def to_model_range(crop: np.ndarray, rng: np.random.Generator | None) -> torch.T
     v = crop.astype(np.float32)
     if rng is not None:
         v = v + rng.random(v.shape, dtype=np.float32) - 0.5
-    return torch.from_numpy(v / 255.0 * 2.0 - 1.0).permute(2, 0, 1).contiguous()
+    return to_signed(torch.from_numpy(v / 255.0)).permute(2, 0, 1).contiguous()
 
 
 def sample_rng(seed: int, iteration: int, index: int, stream: int) -> np.random.Generator:
