@@ -54,8 +54,9 @@ def sdflow_lite_realsr_x4(device: str = "cpu"):
 
 
 def da_iccv21_realsr_x4(device: str = "cpu"):
-    """da-iccv21 (our re-implementation of Wang et al., ICCV 2021), 0.67 M parameters:
-    deterministic x4 SR (``model.sr(y)``), trained unpaired on RealSR x4 (registered
+    """da-iccv21 (our re-implementation of Wang et al., ICCV 2021), 0.74 M parameters:
+    deterministic x4 SR (``model.sr(y)``) and downscaling (``model.downscale(x)``: G_t),
+    trained unpaired on RealSR x4 (registered
     ``da-iccv21-realsr-x4``; sdflow's default SR model). ``device``: where to put it."""
     return _load("da-iccv21-realsr-x4", device)
 

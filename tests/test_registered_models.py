@@ -37,10 +37,11 @@ FLOORS = {
     # default: SR -0.73, block 5.14; the 2026-12-01 one: DS -0.08 dB (bicubic in effect).
     "sdflow-lite-realsr-x4": {"sr_vs_bicubic_db": -0.3, "block_max": 1.6,
                               "lr_consistency_db": 35.0, "ds_vs_bicubic_db": 0.8},
-    # shipped: SR - bicubic +0.48 dB (+0.27 / +0.92 / +0.23), block ratio 0.96,
-    # LR-consistency 43.2 dB; untrained: SR -13.2 dB, LR-consistency 15.1 dB. No DS.
+    # shipped (2026-12-06, with G_t): SR - bicubic +0.50 dB (+0.22 / +0.94 / +0.33),
+    # LR-consistency 43.7 dB; DS - bicubic +0.03 dB (+0.12 / +0.13 / -0.15: G_t reproduces
+    # bicubic). Untrained: SR -13.2 dB, LR-consistency 15.1 dB; an untrained G_t: DS -15.9 dB.
     "da-iccv21-realsr-x4": {"sr_vs_bicubic_db": 0.0, "block_max": 1.3,
-                            "lr_consistency_db": 40.0},
+                            "lr_consistency_db": 40.0, "ds_vs_bicubic_db": -1.0},
     # shipped: DS - bicubic +1.50 dB (+1.66 / +1.08 / +1.75); unfitted (sigma 0) it is
     # bicubic itself: 0 dB. No SR.
     "gaussian-fit-realsr-x4": {"ds_vs_bicubic_db": 0.8},

@@ -58,14 +58,16 @@ MODELS: dict[str, RegisteredModel] = {
     "da-iccv21-realsr-x4": RegisteredModel(
         name="da-iccv21-realsr-x4",
         filename="da_iccv21_realsr_x4.safetensors",
-        sha256="d30812b42d1f6270d46ca606b4937f800aac4d6e890f1041da5d8b2ff0f6a0c5",
+        sha256="d7df47b51c4699c802ffa8d64e101225f8e5e298883f6822d757af6684fdb1ae",
         trained_on="RealSR V3 x4, unpaired: train/LR + train/LR_full (target LR) and "
                    "train/HR (source HR) of ../shared/data/RealSR_x4",
         description="da-iccv21 (our re-implementation of Wang et al., ICCV 2021), lite "
-                    "preset, E + G_SR (0.67 M parameters), x4, deterministic SR only; "
-                    "sdflow train --preset da_cpu_x4, 4600 iterations, 2.07 CPU-hours "
-                    "(2026-12-01, docs/domain-adaptation.md). RealSR x4 val: 27.40 dB / "
-                    "SSIM 0.7943 / LPIPS 0.370 (bicubic 27.00 / 0.7772 / 0.455).",
+                    "preset, E + G_SR + G_t (0.74 M parameters), x4, deterministic SR and "
+                    "downscaling; sdflow train --preset da_cpu_x4 in two legs, 7600 "
+                    "iterations, 3.60 CPU-hours (docs/domain-adaptation.md). RealSR x4 val: "
+                    "SR 27.41 dB / SSIM 0.7951 / LPIPS 0.372 (bicubic 27.00 / 0.7772 / "
+                    "0.455); DS vs the real LR 30.63 dB (bicubic 30.69: G_t reproduces "
+                    "bicubic).",
         license="MIT (weights); trained on RealSR images, which are for research use only",
     ),
     "gaussian-fit-realsr-x4": RegisteredModel(
