@@ -231,3 +231,32 @@ def test_a_full_disk_during_a_checkpoint_is_one_line(tmp_path, monkeypatch):
     monkeypatch.undo()
     with pytest.raises(RuntimeError, match="unexpected pos"):  # plenty of space: not ours
         write_atomic(tmp_path / "ckpt.pt", torch_save)
+
+
+def test_samples_that_cannot_fit_and_out_of_memory_are_one_line(da_ckpt, tmp_path, capsys,
+                                                                 monkeypatch):
+    """--samples N holds N full-size samples per image: refused up front when they cannot
+    fit; an allocator failure anywhere names the options to lower (issue 24, item 10)."""
+    from sdflow import hardware
+    from sdflow.inference import batch
+    from sdflow.models import SDFlow, SDFlowConfig
+
+    photo = _photo(tmp_path / "p", size=(100, 100))
+    ckpt = tmp_path / "sd.safetensors"
+    monkeypatch.setattr(hardware, "available_ram", lambda: 64 * 2**20)  # a 64 MiB machine
+    sdflow.save(SDFlow(SDFlowConfig.preset("lite", hr_steps=1, lr_steps=1, hf_steps=1,
+                                           deg_steps=1, transition_steps=1)), ckpt)
+    code = main(["sr", str(photo), "-o", str(tmp_path / "o"), "--model", str(ckpt),
+                 "--samples", "30"])
+    err = capsys.readouterr().err
+    assert code == 1 and "30 samples of 400x400 need about" in err and "--samples" in err
+    monkeypatch.undo()
+
+    def oom(*args, **kwargs):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't "
+                           "allocate memory: you tried to allocate 76800000000 bytes")
+
+    monkeypatch.setattr(batch, "process", oom)
+    assert main(["sr", str(photo), "-o", str(tmp_path / "o2"), "--model", str(da_ckpt)]) == 1
+    err = capsys.readouterr().err
+    assert "out of memory" in err and "lower --samples or --max-memory" in err

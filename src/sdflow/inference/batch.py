@@ -50,7 +50,13 @@ from sdflow.inference.naming import (
 )
 from sdflow.inference.pipeline import process
 from sdflow.inference.progress import Progress
-from sdflow.inference.tiling import MIN_DS_TILE, MIN_SR_TILE, model_device, parse_memory
+from sdflow.inference.tiling import (
+    MIN_DS_TILE,
+    MIN_SR_TILE,
+    is_oom,
+    model_device,
+    parse_memory,
+)
 from sdflow.models.base import is_stochastic
 from sdflow.models.prepare import PRECISIONS, prepare
 from sdflow.options import flag
@@ -255,6 +261,9 @@ FILE_ERRORS = (ImageReadError, SDFlowError, ValueError, OSError, RuntimeError)
 def failure_line(source: Path, exc: BaseException) -> str:
     """``SOURCE: failed: <first line of the error>`` (without the source repeated)."""
     text = first_line(exc)
+    if is_oom(exc):  # the allocator's text names no option to change
+        text = (f"out of memory ({text[:80]}); lower --samples or --max-memory (smaller "
+                "tiles), or use a smaller image")
     prefix = f"{source}: "
     text = text[len(prefix):] if text.startswith(prefix) else text
     return f"{prefix}failed: {text}"

@@ -84,6 +84,28 @@ def _resize_alpha(alpha: np.ndarray, task: str, out_size: tuple[int, int]) -> Te
     return a[0, 0].clamp(0, 1)
 
 
+#: Bytes per output pixel and sample held until an image's samples are written: the float32
+#: sample (12), its composed 8/16-bit copy (up to 8) and the resize for --outscale (12).
+SAMPLE_BYTES_PER_PIXEL = 32
+
+
+def _refuse_samples_beyond_memory(name: str, num_samples: int, out_size: tuple[int, int],
+                                  outscale: float | None) -> None:
+    """All samples of an image are held until it is written (the uncertainty map needs
+    them): refuse up front, in one line, when they cannot fit in the available memory."""
+    from sdflow.hardware import available_ram
+
+    h, w = out_size
+    if outscale is not None:
+        h, w = max(h, round(h * outscale / 4)), max(w, round(w * outscale / 4))
+    need = num_samples * h * w * SAMPLE_BYTES_PER_PIXEL
+    available = available_ram()
+    if available is not None and need > available:
+        raise ImageSizeError(f"{name}: {num_samples} samples of {w}x{h} need about "
+                             f"{need / 2**30:.1f} GiB, more than the {available / 2**30:.1f} "
+                             "GiB available; lower --samples (or --outscale)")
+
+
 def process(model, image: LoadedImage, task: str, *, tau: float, num_samples: int = 1,
             generator: torch.Generator | None = None, component=None,
             truncate: float | None = None, tile: int | None = None,
@@ -167,6 +189,7 @@ def process(model, image: LoadedImage, task: str, *, tau: float, num_samples: in
 
     taus = [float(tau)] * num_samples
     retries = [0] * num_samples
+    _refuse_samples_beyond_memory(image.name, num_samples, out_size, outscale)
     images = torch.empty(num_samples, 3, *out_size)
     pending = list(range(num_samples))
     tiles_used = 1
