@@ -28,6 +28,7 @@ from sdflow.imageio import image_to_tensor, read_image
 from sdflow.model_folder import (
     CARD_NAME,
     CONFIG_NAME,
+    OPENMODELDB_NAME,
     WEIGHTS_NAME,
     ModelFolderError,
     is_model_folder,
@@ -72,7 +73,7 @@ def test_export_of_a_registered_model_is_its_file_plus_a_config(exported, name):
     folder = exported[name]
     entry = registry.MODELS[name]
     assert sorted(p.name for p in folder.iterdir()) == sorted([CARD_NAME, CONFIG_NAME,
-                                                               WEIGHTS_NAME])
+                                                               OPENMODELDB_NAME, WEIGHTS_NAME])
     assert filecmp.cmp(folder / WEIGHTS_NAME, registry.weights_dir() / entry.filename,
                        shallow=False)
     config = json.loads((folder / CONFIG_NAME).read_text())
@@ -85,8 +86,8 @@ def test_export_of_a_registered_model_is_its_file_plus_a_config(exported, name):
         (info.architecture, info.scale, info.config)
     assert config["metadata"] == json.loads(info.to_json())
     assert "compute" in config["metadata"]["extra"] and config["metadata"]["extra"]["evidence"]
-    assert config["tasks"] == {"sdflow": ["sr", "ds"], "gaussian-fit": ["ds"]}.get(
-        info.architecture, ["sr"])
+    assert config["tasks"] == {"sdflow": ["sr", "ds"], "gaussian-fit": ["ds"],
+                               "da-iccv21": ["sr", "ds"]}[info.architecture]
     # Any safetensors reader takes the weights.
     assert load_file(folder / WEIGHTS_NAME).keys() == registry.load(name).state_dict().keys()
     assert is_model_folder(folder) and not is_model_folder(folder / WEIGHTS_NAME)
@@ -139,9 +140,9 @@ def test_model_card_holds_architecture_numbers_and_how_to_load(exported):
                  'load_file("path/to/this/folder/model.safetensors")'):
         assert text in lite, text
     da = (exported[DA] / CARD_NAME).read_text()
-    assert "| da-iccv21 | 0 | 1 | 27.40 | 0.7943 | 0.3702 | 0.97 |" in da
-    assert "(deterministic)" in da and "sdflow downscale" not in da
-    assert "4600 iterations, 2.06 CPU-hours" in da
+    assert "| da-iccv21 | 0 | 1 | 27.41 | 0.7951 | 0.3717 | 0.98 |" in da
+    assert "(deterministic)" in da and "sdflow downscale" in da  # G_t: it downscales
+    assert "2 leg(s), 7600 iterations, 3.60 CPU-hours" in da
     # The card is a function of config.json alone.
     config = json.loads((exported[DA] / CONFIG_NAME).read_text())
     assert model_card(config) == da
@@ -170,7 +171,8 @@ def test_changed_weights_give_one_clear_error(exported, tmp_path, capsys):
         byte = f.read(1)
         f.seek(-5, os.SEEK_END)
         f.write(bytes([byte[0] ^ 1]))
-    with pytest.raises(ModelFolderError, match="sha256 .* differs from the d30812b4") as exc:
+    recorded = registry.MODELS[DA].sha256[:8]
+    with pytest.raises(ModelFolderError, match=f"sha256 .* differs from the {recorded}") as exc:
         sdflow.load(folder)
     assert "\n" not in str(exc.value)
     assert main(["info", str(folder)]) == 1
@@ -290,3 +292,58 @@ def test_torch_hub_load_from_a_clone_without_sdflow_on_the_path(tmp_path):
     path, cls, training, unchanged = done.stdout.split()
     assert Path(path) == REPO / "src" / "sdflow" / "__init__.py"
     assert (cls, training, unchanged) == ("SDFlow", "False", "True")
+
+
+@pytest.mark.parametrize("name", registry.available())
+def test_cards_have_hub_front_matter_an_openmodeldb_record_and_no_local_paths(exported, name):
+    """The Hub reads licence, library, pipeline tag, tags and model-index from the card's
+    YAML header; OpenModelDB's schema sits beside it; nothing we write names a folder of
+    the machine that wrote it (issue 21, item 4)."""
+    import yaml
+
+    folder = exported[name]
+    card = (folder / CARD_NAME).read_text()
+    assert card.startswith("---\n")
+    header = yaml.safe_load(card.split("---\n")[1])
+    assert header["license"] == "mit" and header["library_name"] == "sdflow"
+    assert header["pipeline_tag"] == "image-to-image" and "sdflow" in header["tags"]
+    results = header["model-index"][0]["results"]
+    assert header["model-index"][0]["name"] == name and results
+    arch = registry.load(name).checkpoint_info.architecture
+    for result in results:  # this model's rows only, on data named by what it is
+        assert result["task"]["name"].split(", ")[1].startswith(arch)
+        assert result["dataset"]["name"] == "RealSR_x4/val"
+        assert {m["type"] for m in result["metrics"]} >= {"psnr", "ssim"}
+    omdb = json.loads((folder / OPENMODELDB_NAME).read_text())
+    assert omdb["name"] == name and omdb["license"] == "mit" and omdb["scale"] == 4
+    assert omdb["resources"][0]["sha256"] == registry.MODELS[name].sha256
+    with open(folder / WEIGHTS_NAME, "rb") as f:
+        header_bytes = f.read(8 + int.from_bytes(f.read(8), "little"))
+    for text in (card, (folder / CONFIG_NAME).read_text(), json.dumps(omdb),
+                 header_bytes.decode("utf-8", "replace")):
+        for local in ("../", "/work/", "/home/", "/tmp/", "/root/"):
+            assert local not in text, (name, local)
+    try:
+        from huggingface_hub import ModelCard
+    except ImportError:
+        return
+    parsed = ModelCard(card)
+    assert parsed.data.license == "mit" and parsed.data.library_name == "sdflow"
+
+
+def test_a_trained_model_records_no_local_paths(shared, tmp_path):
+    """The trainer's export names data by what it is and the run by its name."""
+    from sdflow.provenance import data_name, portable_train_config
+
+    assert data_name("../shared/data/RealSR_x4/train/LR") == "RealSR_x4/train/LR"
+    assert data_name("/home/me/photos/hr") == "photos/hr"
+    config = {"data": {"lr_dirs": ["/home/me/data/camera/LR"], "hr_dirs": ["/srv/x/HR"],
+                       "val_dir": "/home/me/data/val"},
+              "run": {"out_dir": "/home/me/runs/mine", "weights_dir": "/home/me/w",
+                      "init_from": "/home/me/runs/old/model_ema.safetensors"}}
+    portable = portable_train_config(config)
+    assert portable["data"] == {"lr_dirs": ["camera/LR"], "hr_dirs": ["x/HR"],
+                                "val_dir": "val"}
+    assert portable["run"] == {"out_dir": "mine", "weights_dir": None,
+                               "init_from": "model_ema.safetensors"}
+    assert config["run"]["out_dir"] == "/home/me/runs/mine"  # the input is not changed

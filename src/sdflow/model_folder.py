@@ -36,9 +36,11 @@ FOLDER_FORMAT_VERSION = 1
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 CARD_NAME = "README.md"
+#: The model described in OpenModelDB's model schema (what chaiNNer users browse).
+OPENMODELDB_NAME = "openmodeldb.json"
 #: The files a folder is made of, in the order they are published: config.json last, so a
 #: reader that finds it also finds the weights it describes.
-FOLDER_FILES = (WEIGHTS_NAME, CARD_NAME, CONFIG_NAME)
+FOLDER_FILES = (WEIGHTS_NAME, CARD_NAME, OPENMODELDB_NAME, CONFIG_NAME)  # config.json last
 #: Top-level fields of config.json that must equal the checkpoint's own metadata.
 _CHECKED_FIELDS = ("architecture", "config", "scale", "sdflow_version", "trained_on")
 
@@ -164,5 +166,6 @@ def load_folder(path: str | os.PathLike, device: str | torch.device = "cpu",
 
 
 __all__ = ["CARD_NAME", "CONFIG_NAME", "FOLDER_FILES", "FOLDER_FORMAT", "FOLDER_FORMAT_VERSION",
+           "OPENMODELDB_NAME",
            "WEIGHTS_NAME", "ModelFolder", "ModelFolderError", "is_model_folder", "load_folder",
            "verify_folder"]

@@ -41,9 +41,9 @@ MODELS: dict[str, RegisteredModel] = {
     "sdflow-lite-realsr-x4": RegisteredModel(
         name="sdflow-lite-realsr-x4",
         filename="sdflow_lite_realsr_x4.safetensors",
-        sha256="9b3059e1665efc1bdbbec78fe28ca88695bd33ca8b838906772bd69f8b0eccc4",
+        sha256="49446c3471d29c092e1a0e3f9ab55ca4123eee6bc2f5a3e183aceaa470f883a1",
         trained_on="RealSR V3 x4, unpaired: train/LR + train/LR_full (LR) and train/HR (HR) "
-                   "of ../shared/data/RealSR_x4",
+                   "of the RealSR x4 split in sdflow's shared data",
         description="SDFlow, lite preset with the lifting predict step (1.43 M parameters) "
                     "and the degradation anchor (loss.degradation_blur auto: a Gaussian camera "
                     "blur of 1.775 HR pixels fitted to the training folders by unpaired "
@@ -58,9 +58,9 @@ MODELS: dict[str, RegisteredModel] = {
     "da-iccv21-realsr-x4": RegisteredModel(
         name="da-iccv21-realsr-x4",
         filename="da_iccv21_realsr_x4.safetensors",
-        sha256="d7df47b51c4699c802ffa8d64e101225f8e5e298883f6822d757af6684fdb1ae",
+        sha256="d697db81645d78f62b1c33f255e990fcb7222ff11642f99783675e4c4e5d317c",
         trained_on="RealSR V3 x4, unpaired: train/LR + train/LR_full (target LR) and "
-                   "train/HR (source HR) of ../shared/data/RealSR_x4",
+                   "train/HR (source HR) of the RealSR x4 split in sdflow's shared data",
         description="da-iccv21 (our re-implementation of Wang et al., ICCV 2021), lite "
                     "preset, E + G_SR + G_t (0.74 M parameters), x4, deterministic SR and "
                     "downscaling; sdflow train --preset da_cpu_x4 in two legs, 7600 "
@@ -73,7 +73,7 @@ MODELS: dict[str, RegisteredModel] = {
     "gaussian-fit-realsr-x4": RegisteredModel(
         name="gaussian-fit-realsr-x4",
         filename="gaussian_fit_realsr_x4.safetensors",
-        sha256="5159fb22ca688922ba26e726940c6143a50ff5a979571c64668fa9ce00e41ee9",
+        sha256="2aa001b2e9997caf35733884afada10e81c01bf7a93dbeb70c31064057769c9c",
         trained_on="RealSR V3 x4, unpaired: train/LR + train/LR_full (real LR, 60 images) "
                    "and train/HR (30 other scenes)",
         description="gaussian-fit, the parametric baseline downscaler: Gaussian blur sigma "

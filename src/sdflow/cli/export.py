@@ -12,13 +12,13 @@ from collections.abc import Callable
 
 from sdflow.errors import SDFlowError
 from sdflow.export import export_folder
-from sdflow.model_folder import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME
+from sdflow.model_folder import CARD_NAME, CONFIG_NAME, OPENMODELDB_NAME, WEIGHTS_NAME
 
 
 def _export_folder(args: argparse.Namespace) -> str:
     folder = export_folder(args.model, args.out, overwrite=args.overwrite,
                            license=args.license)
-    return (f"wrote {folder.path}: {CONFIG_NAME}, {WEIGHTS_NAME} (sha256 "
+    return (f"wrote {folder.path}: {CONFIG_NAME}, {OPENMODELDB_NAME}, {WEIGHTS_NAME} (sha256 "
             f"{folder.sha256[:12]}), {CARD_NAME}; load it with sdflow.load(DIR) or "
             "--model DIR")
 

@@ -23,6 +23,7 @@ from sdflow.model_folder import (
     FOLDER_FILES,
     FOLDER_FORMAT,
     FOLDER_FORMAT_VERSION,
+    OPENMODELDB_NAME,
     WEIGHTS_NAME,
     ModelFolder,
     ModelFolderError,
@@ -30,6 +31,7 @@ from sdflow.model_folder import (
     verify_folder,
 )
 from sdflow.models.base import StochasticSR, SuperResolver, downscales
+from sdflow.provenance import portable_evidence
 from sdflow.version import __version__
 
 
@@ -136,7 +138,8 @@ def _publish(staging: Path, out: Path) -> None:
 def export_folder(model_or_path: nn.Module | str | os.PathLike, out_dir: str | os.PathLike,
                   *, overwrite: bool = False, license: str | None = None,
                   name: str | None = None) -> ModelFolder:
-    """Write a model folder (config.json, model.safetensors, README.md) to ``out_dir``.
+    """Write a model folder (config.json, model.safetensors, README.md with Hugging Face
+    front matter, openmodeldb.json) to ``out_dir``.
 
     ``model_or_path``: a registered name, a checkpoint file, another model folder, or a
     model (saved fresh, keeping the provenance of the checkpoint it was loaded from). The
@@ -161,6 +164,8 @@ def export_folder(model_or_path: nn.Module | str | os.PathLike, out_dir: str | o
                                 name or source.name or out.resolve().name,
                                 source.license if license is None else license)
         (staging / CARD_NAME).write_text(model_card(record), encoding="utf-8")
+        (staging / OPENMODELDB_NAME).write_text(
+            json.dumps(openmodeldb_record(record), indent=2) + "\n", encoding="utf-8")
         (staging / CONFIG_NAME).write_text(json.dumps(record, indent=2) + "\n",
                                            encoding="utf-8")
         _check_target(out, overwrite)  # again: something may have appeared meanwhile
@@ -214,7 +219,7 @@ def _evaluation_section(extra: dict[str, Any]) -> list[str]:
              "and none in `ds`, LPIPS is v0.1 AlexNet, and `block` is the 4x4-grid artefact "
              "ratio (1 = none); see sdflow's docs/evaluation.md. The record keeps the means, "
              "not the options."]
-    for run in runs:
+    for run in portable_evidence(runs):
         data = run.get("dataset") or {}
         dirs = [d for d in (data.get("lr_dir"), data.get("hr_dir")) if d]
         where = os.path.commonpath(dirs) if len(dirs) == 2 else (dirs[0] if dirs else "?")
@@ -234,8 +239,113 @@ def _evaluation_section(extra: dict[str, Any]) -> list[str]:
     return lines
 
 
+#: Licence texts of the registry (and of users) -> SPDX identifiers the Hub knows.
+_SPDX = (("apache-2.0", "apache-2.0"), ("apache", "apache-2.0"), ("mit", "mit"),
+         ("bsd-3", "bsd-3-clause"), ("cc-by-nc-sa-4.0", "cc-by-nc-sa-4.0"),
+         ("cc-by-nc-4.0", "cc-by-nc-4.0"), ("cc-by-4.0", "cc-by-4.0"),
+         ("cc0", "cc0-1.0"), ("gpl-3", "gpl-3.0"))
+
+
+def spdx_license(text: str) -> str | None:
+    """The SPDX identifier a licence text starts with (``"MIT (weights); ..."`` -> ``mit``),
+    or None."""
+    head = text.strip().lower().replace(" ", "-")
+    return next((spdx for prefix, spdx in _SPDX if head.startswith(prefix)), None)
+
+
+def _task_names(record: dict[str, Any]) -> list[str]:
+    scale = record["scale"]
+    return ([f"x{scale} super-resolution"] if "sr" in record.get("tasks", []) else []) + \
+        ([f"/{scale} realistic downscaling"] if "ds" in record.get("tasks", []) else [])
+
+
+def _model_index(record: dict[str, Any], extra: dict[str, Any]) -> list[dict[str, Any]]:
+    """Hugging Face ``model-index`` results from the recorded ``sdflow eval`` means: one
+    result per (eval run, method of this model, tau)."""
+    results = []
+    for run in portable_evidence(extra.get("evidence") or []):
+        mode = run.get("mode")
+        data = run.get("dataset") or {}
+        dirs = [d for d in (data.get("lr_dir"), data.get("hr_dir")) if d]
+        where = os.path.commonpath(dirs) if len(dirs) == 2 else (dirs[0] if dirs else "?")
+        for row in run.get("means") or []:
+            if row.get("method") != record["architecture"]:  # bicubic, gaussian-fit baselines
+                continue
+            metrics = [{"type": key, "name": header, "value": round(float(row[key]), 4)}
+                       for key, header, _ in _METRICS if row.get(key) is not None]
+            task = ("super-resolution" if mode == "sr" else "realistic downscaling")
+            results.append({
+                "task": {"type": "image-to-image",
+                         "name": f"{task}, {row.get('method')} tau {row.get('tau'):g}"},
+                "dataset": {"name": where, "type": where.split("/")[0]},
+                "metrics": metrics})
+    return [{"name": record["name"], "results": results}] if results else []
+
+
+def front_matter(record: dict[str, Any]) -> str:
+    """The YAML header the Hugging Face Hub reads from a README.md (licence, library,
+    pipeline tag, tags, model-index with the recorded metrics)."""
+    import yaml
+
+    meta = record.get("metadata") or {}
+    extra = meta.get("extra") or {}
+    license_text = record.get("license") or ""
+    spdx = spdx_license(license_text)
+    data: dict[str, Any] = {"license": spdx or "other"}
+    if spdx is None:
+        data["license_name"] = "see-the-licence-section" if license_text else "unknown"
+    data.update({
+        "library_name": "sdflow",
+        "pipeline_tag": "image-to-image",
+        "tags": ["sdflow", record["architecture"], f"x{record['scale']}",
+                 *(["super-resolution"] if "sr" in record.get("tasks", []) else []),
+                 *(["image-downscaling"] if "ds" in record.get("tasks", []) else []),
+                 *(["normalizing-flow"] if record["architecture"] == "sdflow" else [])],
+    })
+    index = _model_index(record, extra)
+    if index:
+        data["model-index"] = index
+    text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=1000)
+    return f"---\n{text}---\n"
+
+
+def openmodeldb_record(record: dict[str, Any]) -> dict[str, Any]:
+    """The model in OpenModelDB's schema (name, licence, tags, architecture, scale,
+    resources with size and sha256, training and dataset notes)."""
+    meta = record.get("metadata") or {}
+    extra = meta.get("extra") or {}
+    compute = extra.get("compute") or {}
+    config = (extra.get("train_config") or {})
+    data = config.get("data") or {}
+    crop = data.get("lr_crop")
+    return {
+        "name": record["name"],
+        "author": "sdflow",
+        "license": spdx_license(record.get("license") or "") or record.get("license") or None,
+        "tags": ["photo", "realistic", *(["restoration"] if "sr" in record.get("tasks", [])
+                                        else []), record["architecture"]],
+        "description": meta.get("notes") or record.get("label") or "",
+        "date": str(meta.get("created") or "")[:10] or None,
+        "architecture": record["architecture"],
+        "size": [f"{record['parameters'] / 1e6:.2f}M parameters"],
+        "scale": record["scale"],
+        "inputChannels": 3,
+        "outputChannels": 3,
+        "resources": [{"platform": "pytorch", "type": "safetensors",
+                       "size": record["weights"]["bytes"],
+                       "sha256": record["weights"]["sha256"], "urls": []}],
+        "trainingIterations": compute.get("total_iterations"),
+        "trainingBatchSize": data.get("batch_size"),
+        "trainingHRSize": crop * record["scale"] if crop else None,
+        "trainingOTF": False,
+        "dataset": record.get("trained_on") or None,
+        "tasks": _task_names(record),
+    }
+
+
 def model_card(record: dict[str, Any]) -> str:
-    """The README.md of a model folder, from its config.json record."""
+    """The README.md of a model folder, from its config.json record: a YAML front matter for
+    the Hugging Face Hub, then the card."""
     meta = record.get("metadata") or {}
     extra = meta.get("extra") or {}
     name, scale = record["name"], record["scale"]
@@ -274,7 +384,7 @@ def model_card(record: dict[str, Any]) -> str:
     lines += ["## Evaluation", "", *_evaluation_section(extra), ""]
     lines += ["## Licence", "", license, ""]
     lines += _how_to_load(record)
-    return "\n".join(lines).rstrip() + "\n"
+    return front_matter(record) + "\n" + "\n".join(lines).rstrip() + "\n"
 
 
 def _how_to_load(record: dict[str, Any]) -> list[str]:
@@ -317,4 +427,4 @@ def _how_to_load(record: dict[str, Any]) -> list[str]:
     return lines
 
 
-__all__ = ["export_folder", "model_card"]
+__all__ = ["export_folder", "front_matter", "model_card", "openmodeldb_record", "spdx_license"]

@@ -37,6 +37,7 @@ from sdflow.checkpoint import save as save_model
 from sdflow.checkpoint import state_mismatch
 from sdflow.errors import CheckpointError, Interrupted, SDFlowError
 from sdflow.hardware import resolve_device
+from sdflow.provenance import data_name, portable_train_config
 from sdflow.training import distributed as D
 from sdflow.training.config import TrainConfig
 from sdflow.training.data import IterationSampler, UnpairedDataset, load_pairs
@@ -367,7 +368,7 @@ class Trainer:
             legs = [{"iterations": int(extra["iterations"]), "hours": None, "cpu_hours": None,
                      "device": None, "note": "no compute record in the model"}]
         self.previous_legs = legs
-        self.init_source = {"model": str(name_or_path),
+        self.init_source = {"model": Path(name_or_path).name,
                             "sha256": file_sha256(source.checkpoint_path, length=64)}
         fresh = len(missing)
         self._say(f"initialised from {name_or_path} ({len(legs)} earlier leg(s), "
@@ -425,13 +426,16 @@ class Trainer:
         if not self.ctx.is_main or self.ema is None:
             return None
         path = self.run_dir / name
-        data = ", ".join(self.cfg.data.lr_dirs) + " (LR) / " + ", ".join(self.cfg.data.hr_dirs)
+        data = ", ".join(map(data_name, self.cfg.data.lr_dirs)) + " (LR) / " + \
+            ", ".join(map(data_name, self.cfg.data.hr_dirs))
         model = self.ema.shadow
         label = getattr(model, "label", "")
+        # no local paths in what others read: data by what it is, the run by its name
         save_model(model, path, trained_on=f"unpaired: {data} (HR)",
                    notes=(f"{label}; " if label else "") +
                    f"sdflow train, {self.iteration} iterations, EMA weights",
-                   extra={"iterations": self.iteration, "train_config": self.cfg.to_dict(),
+                   extra={"iterations": self.iteration,
+                          "train_config": portable_train_config(self.cfg.to_dict()),
                           "compute": self.compute_record()})
         return path
 
