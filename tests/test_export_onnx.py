@@ -139,3 +139,42 @@ def test_onnxruntime_backend_gives_the_torch_outputs(shared, checkpoints, tmp_pa
     assert main(["sr", *common, "-o", str(tmp_path / "x"), "--backend", "onnxruntime",
                  "--precision", "bf16"]) == 2
     assert "fp32 on the CPU" in capsys.readouterr().err
+
+
+def test_one_input_sr_graph_at_tau_0_runs_as_chainner_calls_it(shared, checkpoints, tmp_path):
+    """`--tau 0` bakes the mode in: one input, and exactly the call single-input runners
+    make gives `sdflow sr --tau 0`'s pixels (issue 21, item 2)."""
+    onnx_path = tmp_path / "one.onnx"
+    assert main(["export", str(checkpoints["sdflow"]), "--format", "onnx", "--tau", "0",
+                 "-o", str(onnx_path)]) == 0
+    lr = real_pixels(shared, 20, 24, top=30)
+    src = tmp_path / "lr.png"
+    Image.fromarray(lr).save(src)
+    assert main(["sr", str(src), "-o", str(tmp_path / "cli"), "-n", str(checkpoints["sdflow"]),
+                 "-t", "0", "--suffix", "", "--tau", "0"]) == 0
+    cli = read_image(tmp_path / "cli" / src.name).rgb.astype(int)
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == ["image"]
+    out = session.run(None, {session.get_inputs()[0].name: _to_input(lr)})[0]
+    assert np.abs(_to_uint8(out).astype(int) - cli).max() <= 1
+
+
+@pytest.mark.slow
+def test_one_input_sr_graph_at_tau_draws_its_noise_in_the_graph(checkpoints, tmp_path, capsys):
+    onnx_path = tmp_path / "t.onnx"
+    assert main(["export", str(checkpoints["sdflow"]), "--format", "onnx", "--tau", "0.8",
+                 "-o", str(onnx_path)]) == 0
+    assert "samples differ" in capsys.readouterr().out
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(0).random((1, 3, 16, 20), dtype=np.float32)
+    a, b = (session.run(None, {session.get_inputs()[0].name: x})[0] for _ in range(2))
+    assert a.shape == (1, 3, 64, 80) and np.abs(a - b).max() > 0
+
+
+def test_tau_is_refused_where_it_means_nothing(checkpoints, tmp_path, capsys):
+    for args in (["--tau", "0.5"], ["--tau", "-1", "--task", "sr"]):
+        model = checkpoints["da"] if args[1] == "0.5" else checkpoints["sdflow"]
+        assert main(["export", str(model), "--format", "onnx", *args, "-o",
+                     str(tmp_path / "x.onnx")]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "--tau" in err[0]

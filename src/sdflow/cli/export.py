@@ -37,8 +37,9 @@ def _export_onnx(args: argparse.Namespace) -> str:
     print(f"sdflow export: tracing the {args.task} graph of {args.model} to ONNX and "
           "verifying it with onnxruntime (about a minute on 2 CPU cores)...",
           flush=True)
-    result = export_onnx(model, args.out, args.task, check_image=check)
-    return f"wrote {args.out} ({args.task} graph); {result.line()}"
+    result = export_onnx(model, args.out, args.task, check_image=check, tau=args.tau)
+    inputs = "image only" if args.tau is not None else "inputs as docs/model.md says"
+    return f"wrote {args.out} ({args.task} graph, {inputs}); {result.line()}"
 
 
 #: ``--format`` name -> the function that writes it.
@@ -64,6 +65,10 @@ def register(sub) -> None:
                    help="output folder (folder) or file (onnx)")
     p.add_argument("--task", choices=("sr", "ds"), default="sr",
                    help="onnx: the SR graph (default) or, for SDFlow, the downscaling graph")
+    p.add_argument("--tau", type=float, default=None, metavar="T",
+                   help="onnx, SR of SDFlow: bake the sampling in, so the graph takes the "
+                   "image alone (what chaiNNer-style runners feed): 0 = the mode, > 0 = noise "
+                   "drawn in the graph (default: image and noise inputs)")
     p.add_argument("--check-image", metavar="IMG",
                    help="onnx: a real image to verify the graph on against PyTorch (default: "
                    "a synthetic pattern)")

@@ -16,6 +16,7 @@ onnxruntime, which the verification runs).
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,16 +41,28 @@ class ExportError(SDFlowError):
 
 
 class SRGraph(nn.Module):
-    """``image`` in [0, 1] (+ ``noise`` for a stochastic model) -> SR in [0, 1]."""
+    """``image`` in [0, 1] (+ ``noise`` for a stochastic model) -> SR in [0, 1].
 
-    def __init__(self, model: nn.Module):
+    With ``tau`` (a stochastic model only) the sampling is baked in and ``image`` is the
+    only input, as single-input runners (chaiNNer, ComfyUI) call a graph: tau 0 is the
+    mode (no noise), tau > 0 draws ``tau * N(0, 1)`` inside the graph (RandomNormalLike)."""
+
+    def __init__(self, model: nn.Module, tau: float | None = None):
         super().__init__()
         self.model = model
-        self.stochastic = isinstance(model, StochasticSR)
+        self.tau = tau
+        self.stochastic = isinstance(model, StochasticSR) and tau is None
 
     def forward(self, image: Tensor, noise: Tensor | None = None) -> Tensor:
         y = to_signed(image)
-        out = self.model(y, noise) if self.stochastic else self.model(y)
+        if self.stochastic:
+            out = self.model(y, noise)
+        elif self.tau:  # baked sampling: z_h' = tau * eps drawn in the graph
+            b, _, h, w = y.shape
+            eps = torch.randn_like(y.new_zeros(b, self.model.config.hf_channels, h, w))
+            out = self.model(y, self.tau * eps)
+        else:
+            out = self.model(y)
         return to_unit(out).clamp(0.0, 1.0)
 
 
@@ -75,6 +88,38 @@ class DSGraph(nn.Module):
                                                 tuple(noise.shape), 1.0, noise)
         out = self.model.ds_decode(z_c, features, z_deg)
         return to_unit(out).clamp(0.0, 1.0)
+
+
+def _export_sampling_sr(prepared: nn.Module, path: Path, tau: float,
+                        check_image: np.ndarray | None) -> Verification:
+    """The one-input SR graph with its noise drawn in the graph at ``tau``. Verified in two
+    steps: the same graph at tau 0 against PyTorch (exactly, as any export), then the tau
+    graph's samples: finite, two runs different, and their spread around the tau-0 output
+    within a factor 2 of PyTorch's at the same tau."""
+    zero = export_onnx(prepared, path, "sr", check_image=check_image, tau=0.0)
+    graph = SRGraph(prepared, tau).eval()
+    image, _ = _sample_image(check_image, 1)
+    n, h, w = _dims()
+    _export(graph, (image,), path, ["image"], "sr", ({0: n, 2: h, 3: w},))
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    feed = {"image": image.numpy()}
+    a, b = (session.run(None, feed)[0] for _ in range(2))
+    with torch.no_grad():
+        mode = SRGraph(prepared, 0.0)(image).numpy()
+        g = torch.Generator().manual_seed(0)
+        shape = prepared.sr_latent_shape(image.shape[2], image.shape[3], 1)
+        ref = SRGraph(prepared)(image, tau * torch.randn(shape, generator=g)).numpy()
+    spread, ref_spread = float(np.abs(a - mode).mean()), float(np.abs(ref - mode).mean())
+    if not (np.isfinite(a).all() and np.abs(a - b).max() > 0
+            and 0.5 * ref_spread <= spread <= 2.0 * ref_spread):
+        raise ExportError(f"{path}: the sampling graph at tau {tau:g} does not sample like "
+                          f"PyTorch (mean |sample - mode| {spread:.2e} vs {ref_spread:.2e}); "
+                          "the file is left for inspection")
+    return Verification(f"{zero.image} (the graph at tau 0; at tau {tau:g}: samples differ, "
+                        f"mean |sample - mode| {spread * 255:.2f} grey levels, PyTorch "
+                        f"{ref_spread * 255:.2f})", zero.max_abs_diff)
 
 
 @dataclass(frozen=True)
@@ -158,20 +203,33 @@ def _compare(path: Path, feeds: dict[str, np.ndarray], reference: Tensor) -> flo
 
 
 def export_onnx(model: nn.Module, path: str | os.PathLike, task: str = "sr", *,
-                check_image: np.ndarray | None = None) -> Verification:
+                check_image: np.ndarray | None = None, tau: float | None = None
+                ) -> Verification:
     """Write the ``task`` ("sr" or "ds") graph of ``model`` (prepared here, fp32) to
     ``path`` and verify it: ONNX Runtime against PyTorch on ``check_image`` (an RGB
     uint8/uint16 array; default a synthetic pattern) and on a second size, so that the
-    dynamic axes are exercised. Raises :class:`ExportError` above :data:`TOLERANCE`."""
+    dynamic axes are exercised. Raises :class:`ExportError` above :data:`TOLERANCE`.
+
+    ``tau`` (SR of a stochastic model): bake the sampling in, so the graph takes the image
+    alone. At tau 0 it is verified like any graph; at tau > 0 its noise is drawn by the
+    runtime, so the check is that the noise-free part matches (the same graph at tau 0,
+    verified first) and that two runs give different samples of the right spread."""
     require_onnx()
     path = Path(path)
     prepared = prepare(model, precision="fp32", channels_last=False)
     n, h, w = _dims()
     generator = torch.Generator().manual_seed(0)
+    if tau is not None and not (math.isfinite(tau) and tau >= 0):
+        raise ExportError(f"--tau must be a finite number >= 0, got {tau}")
+    if tau is not None and not (task == "sr" and isinstance(prepared, StochasticSR)):
+        raise ExportError("--tau bakes SR sampling into the graph: it applies to a stochastic "
+                          "model's sr graph (SDFlow), not to this one")
+    if tau is not None and tau > 0:
+        return _export_sampling_sr(prepared, path, tau, check_image)
     if task == "sr":
         if not isinstance(prepared, SuperResolver):
             raise ExportError(f"{type(model).__name__} cannot super-resolve")
-        graph = SRGraph(prepared).eval()
+        graph = SRGraph(prepared, tau).eval()
         image, name = _sample_image(check_image, 1)
 
         def inputs(x: Tensor) -> tuple[Tensor, ...]:
