@@ -291,3 +291,51 @@ def test_atomic_writes_get_normal_permissions_and_leave_nothing_on_failure(tmp_p
         assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png"]
     finally:
         os.umask(old)
+
+
+def _camera_jpeg(shared, path, orientation: int = 6):
+    """A real photo crop saved as a camera would: EXIF Make/Model/DateTime, GPS, and an
+    orientation tag (6: rotate 90 degrees clockwise to view)."""
+    from PIL import Image
+
+    img = Image.open(shared / "data/RealSR_x4/val/LR/Canon_031.png").convert("RGB")
+    img = img.crop((0, 0, 24, 16))
+    exif = Image.Exif()
+    exif[0x010F] = "Canon"  # Make
+    exif[0x0110] = "EOS 5D Mark III"  # Model
+    exif[0x0132] = "2017:03:04 12:34:56"  # DateTime
+    exif[0x0112] = orientation
+    gps = exif.get_ifd(0x8825)
+    gps[1], gps[2] = "N", (52.0, 31.0, 12.0)  # GPSLatitudeRef, GPSLatitude
+    img.save(path, quality=95, exif=exif.tobytes())
+    return path
+
+
+@pytest.mark.parametrize("ext", ["png", "jpg", "webp", "tiff"])
+def test_photos_keep_their_exif_with_orientation_normalised(shared, tmp_path, ext, capsys):
+    """Camera, date and GPS are copied to every output format that carries EXIF; the pixels
+    are upright and tagged orientation 1; --strip-metadata drops it (issue 21, item 3)."""
+    from PIL import Image
+
+    from sdflow.cli import main
+    from sdflow.models import DAICCV21, DAICCV21Config
+
+    ckpt = tmp_path / "da.safetensors"
+    sdflow.save(DAICCV21(DAICCV21Config.preset("tiny")), ckpt)
+    src = _camera_jpeg(shared, tmp_path / "camera.jpg")
+    for strip in (False, True):
+        out = tmp_path / ("stripped" if strip else "kept")
+        assert main(["sr", str(src), "-o", str(out), "--model", str(ckpt), "--ext", ext,
+                     *(["--strip-metadata"] if strip else [])]) == 0
+        name = f"camera_sr.{'tif' if ext == 'tiff' else ext}"
+        with Image.open(out / name) as img:
+            assert img.size == (16 * 4, 24 * 4)  # upright: the orientation was applied
+            exif = img.getexif()
+            if strip:
+                assert 0x010F not in exif
+                continue
+            assert exif[0x010F] == "Canon" and exif[0x0110] == "EOS 5D Mark III"
+            assert exif[0x0132] == "2017:03:04 12:34:56" and exif[0x0112] == 1
+            if ext != "tiff":  # compressed TIFF (libtiff) cannot carry the GPS sub-IFD
+                assert exif.get_ifd(0x8825)[1] == "N"
+    capsys.readouterr()

@@ -68,6 +68,9 @@ class LoadedImage:
     mode: str
     path: Path | None
     icc_profile: bytes | None = None
+    #: the source's EXIF (camera, date, GPS ...) for the outputs: orientation set to 1
+    #: (the pixels are already upright) and the original pixel size dropped
+    exif: bytes | None = None
     kind: str = "file"
     array_shape: tuple[int, ...] | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
@@ -156,15 +159,16 @@ def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
                 raise _too_big(path, w, h, max_pixels)
             _refuse_beyond_memory(path, w, h)
             orientation = _orientation(img)
+            exif = output_exif(img)
             sixteen = _read_sixteen_bit_colour(img, path, max_pixels)
             if sixteen is not None:
                 return replace(sixteen, rgb=_orient(sixteen.rgb, orientation),
                                alpha=None if sixteen.alpha is None
-                               else _orient(sixteen.alpha, orientation))
+                               else _orient(sixteen.alpha, orientation), exif=exif)
             frames = int(getattr(img, "n_frames", 1) or 1)
             img.load()
             img = ImageOps.exif_transpose(img)
-            loaded = _from_pil(img, path, "file")
+            loaded = replace(_from_pil(img, path, "file"), exif=exif)
             if frames > 1:
                 loaded = replace(loaded, notes=loaded.notes + (
                     f"{frames} frames (animated or multi-page): only the first is used; "
@@ -201,6 +205,38 @@ def why_not_a_file(path: str | os.PathLike) -> str:
     if os.path.isdir(path):
         return "a folder, not a file"
     return "not a regular file (a device, socket or pipe); give an image file"
+
+
+def output_exif(img: Image.Image) -> bytes | None:
+    """The EXIF block of ``img`` as outputs should carry it: every tag kept (camera, date,
+    GPS, ...) except that the orientation is normalised to 1 (the pixels are read upright)
+    and the original pixel dimensions are dropped. None without EXIF or if it is broken."""
+    try:
+        if not img.getexif():
+            return None
+        exif = Image.Exif()  # a copy: the image's own EXIF still drives its orientation
+        exif.load(img.getexif().tobytes())
+        exif[0x0112] = 1  # Orientation: normal (tagged as such)
+        if 0x8769 in exif:  # (get_ifd would add an empty Exif IFD otherwise)
+            exif_ifd = exif.get_ifd(0x8769)
+            for tag in (0xA002, 0xA003):  # PixelX/YDimension of the original
+                exif_ifd.pop(tag, None)
+        return exif.tobytes()
+    except Exception:  # a broken EXIF block is dropped, never fatal
+        return None
+
+
+def _tiff_exif(exif: bytes) -> bytes:
+    """EXIF as compressed TIFF can carry it: libtiff cannot write the pointers to the Exif
+    and GPS sub-IFDs, so TIFF outputs keep the main tags (camera make and model, date,
+    software, orientation...) but not exposure details or the location."""
+    tags = Image.Exif()
+    tags.load(exif)
+    if 0x8769 not in tags and 0x8825 not in tags:
+        return exif
+    tags.pop(0x8769, None)
+    tags.pop(0x8825, None)
+    return tags.tobytes()
 
 
 def _orientation(img: Image.Image) -> int:
@@ -476,12 +512,14 @@ def format_of(path: str | os.PathLike) -> str:
 
 def write_image(path: str | os.PathLike, arr: np.ndarray, *, overwrite: bool = False,
                 pnginfo: dict[str, str] | None = None, quality: int = 95,
-                icc_profile: bytes | None = None) -> Path:
+                icc_profile: bytes | None = None, exif: bytes | None = None) -> Path:
     """Write ``arr`` (``H x W``, ``H x W x 1..4``; uint8 or uint16) atomically: to a
     temporary name in the same folder, then renamed, so no partial file is left.
 
     16 bits are kept in PNG and TIFF (other formats raise); ``pnginfo`` becomes PNG text
-    chunks; ``icc_profile`` is embedded where the format allows.
+    chunks; ``icc_profile`` is embedded where the format allows, and so is ``exif`` (8-bit
+    PNG, JPEG, WebP and TIFF, TIFF without the Exif and GPS sub-IFDs; not yet in 16-bit
+    outputs).
     """
     path = Path(path)
     fmt = format_of(path)
@@ -516,6 +554,8 @@ def write_image(path: str | os.PathLike, arr: np.ndarray, *, overwrite: bool = F
         params["compression"] = "tiff_adobe_deflate"
     if icc_profile and fmt != "bmp":
         params["icc_profile"] = icc_profile
+    if exif and fmt != "bmp":  # PNG eXIf chunk, JPEG APP1, WebP EXIF, TIFF EXIF IFD
+        params["exif"] = _tiff_exif(exif) if fmt == "tiff" else exif
     return _atomic(path, overwrite, lambda tmp: img.save(tmp, **params))
 
 

@@ -115,6 +115,10 @@ class Options:
         "pairs the outputs with ground truth (default: photo_sr_t0.80_s0.png, "
         "photo_ds_t0.80_k5.png: task, tau, sample, component)")
     quality: int = flag("--quality", default=95, help="JPEG/WebP quality (default 95)")
+    strip_metadata: bool = flag(
+        "--strip-metadata", default=False,
+        help="do not copy the input's EXIF (camera, date, GPS, ...) to the outputs (it is "
+        "copied by default, orientation normalised; ICC profiles are always kept)")
     uncertainty: bool = flag(
         "--uncertainty", default=False,
         help="also write the per-pixel std across samples (needs --samples >= 2): a "
@@ -228,16 +232,16 @@ def metadata_record(options: Options, model_id: ModelIdentity, job: Job, info, s
     }
 
 
-def _write_output(path: Path, arr, record: dict, fmt: str, options: Options, icc
-                  ) -> list[Path]:
+def _write_output(path: Path, arr, record: dict, fmt: str, options: Options, icc,
+                  exif: bytes | None = None) -> list[Path]:
     written = []
     if fmt in TEXT_FORMATS:
         written.append(write_image(path, arr, overwrite=options.overwrite,
                                    pnginfo=png_text(record), quality=options.quality,
-                                   icc_profile=icc))
+                                   icc_profile=icc, exif=exif))
     else:
         written.append(write_image(path, arr, overwrite=options.overwrite,
-                                   quality=options.quality, icc_profile=icc))
+                                   quality=options.quality, icc_profile=icc, exif=exif))
         data = (json.dumps(record, indent=2) + "\n").encode()
         written.append(write_bytes(sidecar_path(path), data, overwrite=True))
     return written
@@ -431,7 +435,9 @@ def _run_batch(model, model_id: ModelIdentity, jobs: list[Job], options: Options
                         continue
                     arr = _fit_to_format(arr, fmt, fmt in ALPHA_FORMATS, notes)
                     record = metadata_record(options, model_id, job, info, job_seed, result)
-                    written += _write_output(path, arr, record, fmt, options, image.icc_profile)
+                    written += _write_output(
+                        path, arr, record, fmt, options, image.icc_profile,
+                        None if options.strip_metadata else image.exif)
                     new_samples += 1
                 if result.uncertainty is not None:
                     # derived from all samples: redone when a sample was added or a map is missing
