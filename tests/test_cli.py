@@ -83,3 +83,21 @@ def test_keep_freed_memory_applies_on_glibc():
 
     assert keep_freed_memory() == (platform.system() == "Linux"
                                    and platform.libc_ver()[0] == "glibc")
+
+
+def test_models_lists_the_registered_models_with_their_recorded_numbers(capsys):
+    from sdflow import registry
+
+    assert main(["models", "--json"]) == 0
+    table = {row["name"]: row for row in json.loads(capsys.readouterr().out)}
+    assert set(table) == set(registry.available())
+    assert registry.DEFAULT_MODEL and "sr" in table[registry.DEFAULT_MODEL]["default_for"]
+    assert "ds" in table[registry.DEFAULT_DOWNSCALE_MODEL]["default_for"]
+    for row in table.values():
+        assert row["parameters"] > 0 or row["architecture"] == "gaussian-fit"
+        if "sr" in row["tasks"]:
+            assert 20 < row["sr_psnr"] < 40 and 0 < row["sr_lpips"] < 1
+        if "ds" in row["tasks"]:
+            assert 25 < row["ds_psnr"] < 40
+    assert main(["models"]) == 0
+    assert "DS PSNR" in capsys.readouterr().out

@@ -16,6 +16,7 @@ from sdflow.cli import (
     fit_degradation,
     info,
     make_pairs,
+    models,
     selfcheck,
     sr,
     train,
@@ -24,7 +25,7 @@ from sdflow.errors import Interrupted
 from sdflow.version import __version__
 
 COMMANDS = (sr, downscale, make_pairs, train, fit_degradation, evaluate, selfcheck, convert,
-            export, info)
+            export, info, models)
 
 
 def build_parser() -> argparse.ArgumentParser:
