@@ -160,14 +160,18 @@ def _export(graph: nn.Module, args: tuple, path: Path, input_names: list[str],
                           output_names=[output_name], dynamic_shapes=dynamic_shapes,
                           dynamo=True, optimize=True, verbose=False, external_data=False)
 
+    logger = logging.getLogger("torch.onnx")
+    level = logger.level
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+        logger.setLevel(logging.ERROR)  # the exporter's progress chatter, for this call only
         try:
             write_atomic(path, write)
         except Exception as exc:
             first = first_line(exc)
             raise ExportError(f"{path}: the ONNX export failed ({first})") from None
+        finally:
+            logger.setLevel(level)
 
 
 def _sample_image(image: np.ndarray | None, multiple: int) -> tuple[Tensor, str]:
