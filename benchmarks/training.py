@@ -33,7 +33,6 @@ from sdflow import perf
 from sdflow.hardware import cpu_features
 from sdflow.profiling import count_macs
 from sdflow.training.config import load_config
-from sdflow.training.ema import EMA
 from sdflow.training.trainer import Trainer
 
 
@@ -58,10 +57,8 @@ class SteppedTrainer:
                                              *overrides, *speed])
             self.cfg = cfg
             self.trainer = Trainer(cfg)
-            self.trainer.task.initialize(self.trainer._init_batch())
-            self.trainer.ema = EMA(self.trainer.generator, cfg.optim.ema_decay,
-                                   cfg.speed.foreach_updates)
-            self.batches = self.trainer._loader(0)
+            self.trainer.start()
+            self.batches = self.trainer.batches(0)
         self.times: list[float] = []
 
     def _mode(self):
@@ -73,13 +70,11 @@ class SteppedTrainer:
         return nn.ModuleList([p for p in parts if p is not None])
 
     def step(self, record: bool = True) -> None:
-        t = self.trainer
         batch = next(self.batches)
         with self._mode():
             t0 = time.perf_counter()
-            t._step(batch, t._g_call, t._d_call)
+            self.trainer.train_step(batch)
             elapsed = time.perf_counter() - t0
-        t.iteration += 1
         if record:
             self.times.append(elapsed)
 

@@ -324,10 +324,10 @@ def test_one_generator_step_and_one_discriminator_step_change_the_right_paramete
     cfg = load_config("da_smoke", None, _overrides(shared, tmp_path / "run", **{
         "data.lr_crop": 16, "optim.grad_clip": 0.0}))
     trainer = Trainer(cfg)
-    trainer.ema = sdflow.training.ema.EMA(trainer.generator, 0.9)
+    trainer.start()
     task = trainer.task
     groups = parameter_groups(task.generator, task.discriminators)
-    batch = next(trainer._loader(0))
+    batch = next(trainer.batches(0))
     assert batch["lr"].shape == (2, 3, 16, 16) and batch["hr"].shape == (2, 3, 64, 64)
 
     def snapshot():
@@ -338,7 +338,7 @@ def test_one_generator_step_and_one_discriminator_step_change_the_right_paramete
                 if any(not torch.equal(p, q) for p, q in zip(params, before[name], strict=True))}
 
     before = snapshot()
-    trainer._step(batch, trainer._g_call, None)  # a generator step only
+    trainer.train_step(batch, discriminator=False)  # a generator step only
     assert changed(before) == {"E", "G_SR", "G_t"}
 
     before = snapshot()

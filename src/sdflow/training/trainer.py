@@ -727,6 +727,27 @@ class Trainer:
             "settings it was written with (its run's config.json), or start a new run from "
             "an exported model with --init-from")
 
+    # ------------------------------------------------------------------ stepping by hand
+    def start(self) -> None:
+        """What :meth:`fit` does before step 0 of a fresh run (data-dependent init, the EMA),
+        for code that steps the trainer itself (benchmarks, tests)."""
+        self.task.initialize(self._init_batch())
+        self.ema = EMA(self.generator, self.cfg.optim.ema_decay, self.cfg.speed.foreach_updates)
+
+    def batches(self, start: int = 0) -> Iterator[dict[str, torch.Tensor]]:
+        """The training batches from iteration ``start`` on (the crops :meth:`fit` uses)."""
+        return self._loader(start)
+
+    def train_step(self, batch: dict[str, torch.Tensor], discriminator: bool = True
+                   ) -> dict[str, Any]:
+        """One training step as :meth:`fit` takes it (generator, then the discriminators
+        unless ``discriminator`` is False), advancing the iteration; returns its log
+        record. Call :meth:`start` first."""
+        g_runner, d_runner = self._runners()
+        record = self._step(batch, g_runner, d_runner if discriminator else None)
+        self.iteration += 1
+        return record
+
     def _runners(self):
         if not self.ctx.enabled:
             return self._g_call, self._d_call
