@@ -3,6 +3,7 @@ folders are required options, validation is optional."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -82,3 +83,26 @@ def test_train_on_a_missing_device_or_an_unwritable_run_folder_is_one_line(share
     assert main([*common, "-o", str(blocker / "run")]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and str(blocker) in err[-1] and "Traceback" not in err[-1]
+
+
+def test_tensorboard_logs_what_metrics_jsonl_records(shared, tmp_path, capsys):
+    """--tensorboard writes the train scalars (and validation) next to metrics.jsonl, which
+    stays the record (issue 21, item 7)."""
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from sdflow.cli import main
+
+    data = shared / "data/RealSR_x4/train"
+    run = tmp_path / "run"
+    assert main(["train", "--preset", "smoke", "--lr-dir", str(data / "LR"), "--hr-dir",
+                 str(data / "HR"), "--iterations", "4", "-o", str(run), "--tensorboard",
+                 "--set", "run.log_every=1", "--set", "run.threads=1"]) == 0
+    capsys.readouterr()
+    events = EventAccumulator(str(run / "tensorboard"))
+    events.Reload()
+    losses = events.Scalars("train/loss")
+    assert [e.step for e in losses] == [0, 1, 2, 3]
+    jsonl = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    recorded = [r["loss"] for r in jsonl if r["type"] == "train"]
+    assert [e.value for e in losses] == pytest.approx(recorded, rel=1e-6)

@@ -50,6 +50,10 @@ def register(sub) -> None:
                    help="start a new run in a folder that holds one, deleting its "
                    "checkpoints, metrics and model (without it such a folder is refused "
                    "unless --resume is given)")
+    p.add_argument("--tensorboard", action="store_true",
+                   help="also log losses, validation numbers and grids for TensorBoard in "
+                   "RUN/tensorboard (needs: pip install 'sdflow[tensorboard]'); "
+                   "metrics.jsonl stays the record")
     p.add_argument("--print-config", action="store_true",
                    help="print the resolved configuration and exit")
     p.set_defaults(run=run)
@@ -73,6 +77,8 @@ def _overrides(args: argparse.Namespace) -> list[str]:
         out.append(f"run.weights_dir={json.dumps(args.weights)}")
     if args.init_from:
         out.append(f"run.init_from={json.dumps(args.init_from)}")
+    if args.tensorboard:
+        out.append("run.tensorboard=true")
     return out + list(args.overrides)
 
 

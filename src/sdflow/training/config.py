@@ -93,6 +93,9 @@ class RunSection:
     max_rollbacks: int = 4  # then the run stops (DivergenceError, exit 1)
     val_samples: int = 3  # SR/DS samples per validation image for diversity
     time_limit_minutes: float = 0.0  # stop (with a checkpoint) after this long; 0 = none
+    # also log the scalars and validation grids for TensorBoard (RUN/tensorboard; the
+    # tensorboard extra); metrics.jsonl stays the record
+    tensorboard: bool = False
     # stop (with a checkpoint and the export) at this iteration, the schedule still planned
     # for ``iterations``: reproduces a run that a time limit stopped there; None = no stop
     stop_at: int | None = None

@@ -267,6 +267,13 @@ class Trainer:
         fitted = self.task.fit_to_data(self.dataset.lr.images, self.dataset.hr.images)
         #: what was fitted to the training images (logged by fit)
         self.fitted = fitted
+        if cfg.run.tensorboard:  # refused before any work, not after a first checkpoint
+            try:
+                import tensorboard  # noqa: F401
+            except ImportError:
+                raise ValueError("run.tensorboard needs the tensorboard package: pip install "
+                                 "'sdflow[tensorboard]' (or leave --tensorboard out)") from None
+        self.board = None  # the TensorBoard writer while fit runs with run.tensorboard
         self.val_pairs = load_pairs(cfg.data.val_dir, self._scale(), cfg.data.val_lr_crop,
                                     cfg.data.val_limit) if cfg.data.val_dir else []
         self._g_call = _Call(self.generator, self.task.generator_loss)
@@ -282,6 +289,20 @@ class Trainer:
             return
         with open(self.run_dir / "metrics.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
+        if self.board is not None and record.get("type") in ("train", "val"):
+            for key, value in record.items():
+                if key not in ("type", "iteration") and isinstance(value, (int, float)) \
+                        and not isinstance(value, bool):
+                    self.board.add_scalar(f"{record['type']}/{key}", value,
+                                          record["iteration"])
+
+    def _open_board(self):
+        """The TensorBoard writer (``run.tensorboard``; main process only), or None."""
+        if not (self.cfg.run.tensorboard and self.ctx.is_main):
+            return None
+        from torch.utils.tensorboard import SummaryWriter
+
+        return SummaryWriter(log_dir=str(self.run_dir / "tensorboard"))
 
     def _say(self, text: str) -> None:
         if self.ctx.is_main:
@@ -568,6 +589,8 @@ class Trainer:
                                                self.cfg.run.val_samples, self.cfg.run.seed)
             if grid is not None:
                 save_grid(grid, self.run_dir / "samples" / f"val_{self.iteration:08d}.png")
+                if self.board is not None:
+                    self.board.add_image("val/samples", grid, self.iteration, dataformats="HWC")
             self._log_record({"type": "val", "iteration": self.iteration,
                               "seconds": time.perf_counter() - t0, **metrics})
             self._say("val " + " ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
@@ -621,15 +644,21 @@ class Trainer:
         batches = self._loader(self.iteration)
         last_log = (time.perf_counter(), self.iteration)
         clock = time.perf_counter()  # train_seconds: the loop's wall time, validation included
-        with StopRequest(self._say) as interrupt:
-            clock = self._loop(batches, g_runner, d_runner, start_time, last_log, clock,
-                               interrupt)
-        if cfg.run.val_every and self.iteration % cfg.run.val_every:
-            self.validate()
-        self.train_seconds += time.perf_counter() - clock
-        if self.iteration % cfg.run.checkpoint_every:
-            self.save_checkpoint()
-        return self.export()
+        self.board = self._open_board()
+        try:
+            with StopRequest(self._say) as interrupt:
+                clock = self._loop(batches, g_runner, d_runner, start_time, last_log, clock,
+                                   interrupt)
+            if cfg.run.val_every and self.iteration % cfg.run.val_every:
+                self.validate()
+            self.train_seconds += time.perf_counter() - clock
+            if self.iteration % cfg.run.checkpoint_every:
+                self.save_checkpoint()
+            return self.export()
+        finally:
+            if self.board is not None:
+                self.board.close()
+                self.board = None
 
     def _loop(self, batches, g_runner, d_runner, start_time: float,
               last_log: tuple[float, int], clock: float, interrupt: StopRequest) -> float:
