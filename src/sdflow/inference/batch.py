@@ -7,6 +7,7 @@ modules only parse arguments.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import secrets
@@ -262,6 +263,27 @@ def _fit_to_format(arr, fmt: str, alpha_ok: bool, notes: list[str]):
 FILE_ERRORS = (ImageReadError, SDFlowError, ValueError, OSError, RuntimeError)
 
 
+@contextlib.contextmanager
+def per_file(source: Path, written: list[Path], summary, bar: Progress):
+    """The work on one input of a batch: on a file error its partial outputs (``written``)
+    are removed, ``summary.failed`` counts it, the failure is one line and the batch goes
+    on; a full disk removes them too and stops the batch (every later file would fail)."""
+    try:
+        yield
+    except DiskFullError:
+        _discard(written)
+        raise
+    except FILE_ERRORS as exc:
+        _discard(written)
+        summary.failed += 1
+        bar.message(failure_line(source, exc))
+
+
+def _discard(paths: list[Path]) -> None:
+    for path in paths:
+        path.unlink(missing_ok=True)
+
+
 def failure_line(source: Path, exc: BaseException) -> str:
     """``SOURCE: failed: <first line of the error>`` (without the source repeated)."""
     text = first_line(exc)
@@ -410,7 +432,7 @@ def _run_batch(model, model_id: ModelIdentity, jobs: list[Job], options: Options
                             "replace it")
                 continue
             written = []
-            try:
+            with per_file(job.source, written, summary, bar):
                 image = read_image(job.source, max_pixels=options.max_pixels)
                 depth = image.bit_depth if fmt in SIXTEEN_BIT_FORMATS else 8
                 result = process(
@@ -454,18 +476,8 @@ def _run_batch(model, model_id: ModelIdentity, jobs: list[Job], options: Options
                 hr = image.size[0] * image.size[1] * (model.scale**2 if options.task == "sr"
                                                       else 1)
                 summary.hr_megapixels += hr * options.samples / 1e6
-            except DiskFullError:  # every later image would fail the same way: stop
-                for p in written:
-                    p.unlink(missing_ok=True)
-                raise
-            except FILE_ERRORS as exc:
-                for p in written:
-                    p.unlink(missing_ok=True)
-                summary.failed += 1
-                bar.message(failure_line(job.source, exc))
     except KeyboardInterrupt:  # the image being written is removed: no half sets
-        for p in written:
-            p.unlink(missing_ok=True)
+        _discard(written)
         bar.close()
         raise Interrupted(f"interrupted: {summary.done} done, {summary.skipped} skipped, "
                           f"{summary.failed} failed, {len(plans) - index} left; rerun the "

@@ -27,10 +27,9 @@ from typing import TextIO
 
 import numpy as np
 
-from sdflow.atomic import DiskFullError
 from sdflow.errors import Interrupted, refuse_outputs_over_inputs
 from sdflow.imageio import DEFAULT_MAX_PIXELS, LoadedImage, read_image, write_image
-from sdflow.inference.batch import FILE_ERRORS, failure_line
+from sdflow.inference.batch import per_file
 from sdflow.inference.folders import claim_output_folder
 from sdflow.inference.inputs import Job
 from sdflow.inference.metadata import ModelIdentity
@@ -316,7 +315,7 @@ def _one_image(model, model_id: ModelIdentity, job: Job, options: PairOptions, o
                         "(in the manifest); pass --overwrite to redo them")
             return
     written: list[Path] = []
-    try:
+    with per_file(job.source, written, summary, bar):
         image = read_image(job.source, max_pixels=options.max_pixels)
         box = hr_box(image, scale)
         y0, x0, y1, x1 = box
@@ -374,12 +373,3 @@ def _one_image(model, model_id: ModelIdentity, job: Job, options: PairOptions, o
         summary.skipped += len(plans) - len(todo)
         for note in dict.fromkeys(result.notes):
             bar.message(f"{job.source}: note: {note}")
-    except DiskFullError:  # every later pair would fail the same way: stop
-        for path in written:
-            path.unlink(missing_ok=True)
-        raise
-    except FILE_ERRORS as exc:
-        for path in written:
-            path.unlink(missing_ok=True)
-        summary.failed += 1
-        bar.message(failure_line(job.source, exc))
