@@ -44,6 +44,7 @@ def _to_uint8(out: np.ndarray) -> np.ndarray:
     return np.round(out[0].transpose(1, 2, 0) * 255.0).astype(np.uint8)
 
 
+@pytest.mark.slow  # over 10 s on 2 cores: run by .ci/run's second step
 @pytest.mark.parametrize("which", ["sdflow", "da"])
 def test_onnx_sr_equals_sdflow_sr_at_tau_0_on_a_real_image(shared, checkpoints, tmp_path,
                                                          capsys, which):
@@ -71,6 +72,7 @@ def test_onnx_sr_equals_sdflow_sr_at_tau_0_on_a_real_image(shared, checkpoints, 
         assert np.abs(_to_uint8(out).astype(int) - cli).max() <= 1  # within 1 grey level
 
 
+@pytest.mark.slow  # over 10 s on 2 cores: run by .ci/run's second step
 @pytest.mark.parametrize("which", ["sdflow", "da"])
 def test_onnx_ds_equals_sdflow_downscale_with_the_same_component(shared, checkpoints,
                                                                  tmp_path, which):
@@ -115,6 +117,7 @@ def test_onnx_export_refusals_are_one_line(checkpoints, tmp_path, capsys):
                     check_image=np.zeros((1, 1, 3), np.uint8))
 
 
+@pytest.mark.slow  # over 10 s on 2 cores: run by .ci/run's second step
 @pytest.mark.parametrize("which", ["sdflow", "da"])
 def test_onnxruntime_backend_gives_the_torch_outputs(shared, checkpoints, tmp_path,
                                                      monkeypatch, capsys, which):
@@ -141,6 +144,7 @@ def test_onnxruntime_backend_gives_the_torch_outputs(shared, checkpoints, tmp_pa
     assert "fp32 on the CPU" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # over 10 s on 2 cores: run by .ci/run's second step
 def test_one_input_sr_graph_at_tau_0_runs_as_chainner_calls_it(shared, checkpoints, tmp_path):
     """`--tau 0` bakes the mode in: one input, and exactly the call single-input runners
     make gives `sdflow sr --tau 0`'s pixels (issue 21, item 2)."""

@@ -89,6 +89,7 @@ def test_the_model_is_its_definition_through_every_path(hr_images):
     assert np.abs(np.asarray(pil, np.int16) - tensor_to_image(sample).astype(np.int16)).max() <= 1
 
 
+@pytest.mark.slow  # over 10 s on 2 cores: run by .ci/run's second step
 def test_fit_degradation_command_writes_a_usable_model(shared, tmp_path, capsys):
     data = shared / "data/RealSR_x4/train"
     out = tmp_path / "camera.safetensors"
