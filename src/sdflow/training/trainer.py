@@ -240,8 +240,6 @@ class Trainer:
         self.ctx = ctx or D.DistContext(device=resolve_device(cfg.run.device))
         self.device = self.ctx.device
         self.run_dir = Path(cfg.run.out_dir)
-        if cfg.run.threads > 0:
-            torch.set_num_threads(cfg.run.threads)
         torch.manual_seed(cfg.run.seed)
         self.task: TrainingTask = build_task(cfg, self.device)
         self.generator = self.task.generator
@@ -598,6 +596,18 @@ class Trainer:
         return metrics
 
     def fit(self, resume: str | None = None, overwrite: bool = False) -> Path | None:
+        """Train (see :meth:`_fit`) with ``run.threads`` CPU threads for its duration (the
+        process's own setting is restored afterwards: a Trainer changes no global state
+        beyond its run)."""
+        threads = torch.get_num_threads()
+        if self.cfg.run.threads > 0:
+            torch.set_num_threads(self.cfg.run.threads)
+        try:
+            return self._fit(resume, overwrite)
+        finally:
+            torch.set_num_threads(threads)
+
+    def _fit(self, resume: str | None = None, overwrite: bool = False) -> Path | None:
         """Train to ``run.iterations``; returns the exported model's path (main process).
 
         ``resume``: "auto" (the newest valid checkpoint of the run folder, or a fresh start
