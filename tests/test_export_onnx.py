@@ -182,3 +182,24 @@ def test_tau_is_refused_where_it_means_nothing(checkpoints, tmp_path, capsys):
                      str(tmp_path / "x.onnx")]) == 1
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and "--tau" in err[0]
+
+
+def test_a_damaged_onnx_cache_is_rebuilt_not_fatal(checkpoints, tmp_path, monkeypatch, capsys):
+    """A truncated or foreign file where the cached graph should be is exported again, with
+    one note (it broke --backend onnxruntime for good with a traceback; issue 24, item 11)."""
+    from sdflow.checkpoint import file_sha256
+    from sdflow.export.onnxruntime_backend import cache_dir
+    from sdflow.version import __version__
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    sha = file_sha256(checkpoints["da"], length=64)
+    cached = cache_dir() / f"{sha[:16]}-sr-sdflow{__version__}.onnx"
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    cached.write_bytes(b"not an onnx graph")
+    src = tmp_path / "a.png"
+    Image.fromarray(np.full((8, 8, 3), 100, np.uint8)).save(src)
+    assert main(["sr", str(src), "-o", str(tmp_path / "o"), "--model", str(checkpoints["da"]),
+                 "--backend", "onnxruntime"]) == 0
+    err = capsys.readouterr().err
+    assert "does not load" in err and "exporting it again" in err
+    assert cached.stat().st_size > 1000 and (tmp_path / "o" / "a_sr.png").is_file()

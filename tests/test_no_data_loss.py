@@ -260,3 +260,23 @@ def test_samples_that_cannot_fit_and_out_of_memory_are_one_line(da_ckpt, tmp_pat
     assert main(["sr", str(photo), "-o", str(tmp_path / "o2"), "--model", str(da_ckpt)]) == 1
     err = capsys.readouterr().err
     assert "out of memory" in err and "lower --samples or --max-memory" in err
+
+
+def test_a_killed_jobs_temporary_files_are_removed_by_the_next(da_ckpt, tmp_path):
+    """kill -9 during a write leaves a hidden temporary file; the next job into the folder
+    (which holds the folder lock, so nothing else writes there) removes it, and only such
+    files: the user's own hidden files stay (issue 24, item 11)."""
+    from sdflow.atomic import TEMP_MARK
+
+    photo = _photo(tmp_path / "p")
+    out = tmp_path / "out"
+    (out / "sub").mkdir(parents=True)
+    stale = [out / f".photo_sr{TEMP_MARK}k3x9_q2a.png", out / "sub" / f".b{TEMP_MARK}zz11aa00.json"]
+    for path in stale:
+        path.write_bytes(b"half a file")
+    mine = [out / ".config.settings.json", out / ".photo.png"]
+    for path in mine:
+        path.write_bytes(b"the user's")
+    assert main(["sr", str(photo), "-o", str(out), "--model", str(da_ckpt)]) == 0
+    assert not any(path.exists() for path in stale)
+    assert all(path.read_bytes() == b"the user's" for path in mine)

@@ -21,6 +21,27 @@ from sdflow.errors import SDFlowError
 LOW_SPACE = 64 * 2**20
 
 
+#: In the name of every temporary file write_atomic makes (``.NAME~sd.XXXXXXXX.EXT``): what
+#: a crashed writer (kill -9) leaves can be told from the user's own files and removed.
+TEMP_MARK = "~sd."
+
+
+def remove_stale_temporaries(folder: Path, recursive: bool = True) -> int:
+    """Delete the temporary files a killed writer left in ``folder`` (only names made by
+    :func:`write_atomic`); call it only while no writer can be active there (the folder is
+    claimed). Returns how many were removed."""
+    if not folder.is_dir():
+        return 0
+    pattern = f".*{TEMP_MARK}*"
+    found = folder.rglob(pattern) if recursive else folder.glob(pattern)
+    removed = 0
+    for path in found:
+        if path.is_file() and not path.is_symlink():
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
 class DiskFullError(SDFlowError):
     """A write failed because the disk is full."""
 
@@ -51,7 +72,7 @@ def write_atomic(path: str | os.PathLike, write: Callable[[str], object]) -> Pat
     one :class:`DiskFullError` line, whatever the writer called it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix,
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}{TEMP_MARK}", suffix=path.suffix,
                                dir=path.parent)
     os.close(fd)
     try:

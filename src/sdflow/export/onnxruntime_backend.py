@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from sdflow.errors import first_line
 from sdflow.export.onnx import ExportError, export_onnx, require_onnx
 from sdflow.inference import tiling
 from sdflow.models.base import StochasticSR
@@ -102,12 +103,18 @@ def onnxruntime_model(model: nn.Module, sha256: str, say=print) -> OnnxRuntimeSR
     """``model``'s SR as an ONNX Runtime module (exported on first use; ``say`` is told)."""
     require_onnx()
     path = cache_dir() / f"{sha256[:16]}-sr-sdflow{__version__}.onnx"
-    if not path.is_file():
-        say(f"exporting the SR graph for onnxruntime once, to {path}")
-        try:
-            export_onnx(model, path, "sr")
-        except ExportError:
-            path.unlink(missing_ok=True)
-            raise
     cls = OnnxRuntimeStochasticSR if isinstance(model, StochasticSR) else OnnxRuntimeSR
+    if path.is_file():
+        try:
+            return cls(path, model)
+        except Exception as exc:  # onnxruntime's own types: a damaged or foreign cache file
+            say(f"the cached graph {path} does not load ({first_line(exc)[:80]}); "
+                "exporting it again")
+            path.unlink(missing_ok=True)
+    say(f"exporting the SR graph for onnxruntime once, to {path}")
+    try:
+        export_onnx(model, path, "sr")
+    except ExportError:
+        path.unlink(missing_ok=True)
+        raise
     return cls(path, model)

@@ -8,6 +8,7 @@ import os
 import tempfile
 from pathlib import Path
 
+from sdflow.atomic import remove_stale_temporaries
 from sdflow.errors import SDFlowError
 
 
@@ -60,6 +61,7 @@ def claim_output_folder(outdir: Path, name: str = ".sdflow.lock"):
         os.close(fd)  # the previous holder removed it as we opened it: lock the new one
     try:
         os.write(fd, f"{os.getpid()}\n".encode())
+        remove_stale_temporaries(outdir)  # a killed job's half-written files; we hold it now
         yield
     finally:
         try:

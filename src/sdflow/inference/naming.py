@@ -30,7 +30,7 @@ def _tau_tag(tau: float) -> str:
 
 
 #: Longest output file name (bytes): the 255 most file systems take, less room for the
-#: temporary name an output is written under first (sdflow.atomic: ".NAME.XXXXXXXX.EXT").
+#: temporary name an output is written under first (sdflow.atomic: ".NAME~sd.XXXXXXXX.EXT").
 NAME_MAX = 255 - 16
 
 

@@ -32,7 +32,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
-from sdflow.atomic import write_atomic
+from sdflow.atomic import remove_stale_temporaries, write_atomic
 from sdflow.checkpoint import save as save_model
 from sdflow.checkpoint import state_mismatch
 from sdflow.errors import CheckpointError, Interrupted, SDFlowError
@@ -631,6 +631,7 @@ class Trainer:
                     shutil.rmtree(path) if path.is_dir() else path.unlink()
         if self.ctx.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
+            remove_stale_temporaries(self.run_dir)  # a killed run's half-written checkpoint
             (self.run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
             for line in self.dataset.report_lines():
                 self._say(line)
