@@ -581,3 +581,19 @@ def test_messages_say_what_the_program_does(shared, tmp_path, capsys, monkeypatc
     one_line(capsys, main(["sr", str(tmp_path / "a.png"), "-o", str(tmp_path / "o"),
                            "--model", "da-iccv21-realsr-x4", "--precision", "bf16"]),
              "SDFlow's condition networks", "da-iccv21 has none")
+
+
+def test_out_of_memory_in_training_names_the_batch_size(small_run, tmp_path, capsys,
+                                                       monkeypatch):
+    """--set data.batch_size=65536 ran into the allocator's traceback; now one line naming
+    the settings to lower (issue 24, item 10)."""
+    opts, _ = small_run
+
+    def step(self, *args):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't "
+                           "allocate memory: you tried to allocate 16307453952 bytes")
+
+    monkeypatch.setattr(Trainer, "_step", step)
+    code = _train(opts, "--set", f"run.out_dir={json.dumps(str(tmp_path / 'oom'))}")
+    one_line(capsys, code, "out of memory at iteration 0", "data.batch_size",
+             "--set data.batch_size=")

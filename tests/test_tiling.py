@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from sdflow.errors import is_oom
 from sdflow.imageio import from_array, image_to_tensor
 from sdflow.inference import pipeline, tiling
 from sdflow.inference.tiling import plan_tiles, split_axis
@@ -166,10 +167,10 @@ def test_memory_budget_picks_the_tile(lite):
 
 
 def test_is_oom_recognises_allocation_failures():
-    assert tiling.is_oom(RuntimeError("CUDA out of memory. Tried to allocate 2 GiB"))
-    assert tiling.is_oom(RuntimeError("DefaultCPUAllocator: can't allocate memory"))
-    assert tiling.is_oom(MemoryError())
-    assert not tiling.is_oom(RuntimeError("shape mismatch"))
+    assert is_oom(RuntimeError("CUDA out of memory. Tried to allocate 2 GiB"))
+    assert is_oom(RuntimeError("DefaultCPUAllocator: can't allocate memory"))
+    assert is_oom(MemoryError())
+    assert not is_oom(RuntimeError("shape mismatch"))
 
 
 def test_tiled_tensor_functions_handle_batches(shared):

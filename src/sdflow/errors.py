@@ -14,6 +14,21 @@ def first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+#: What allocators say when memory runs out (PyTorch's CPU and CUDA allocators, numpy).
+OOM_MESSAGES = ("out of memory", "can't allocate", "cannot allocate", "not enough memory")
+
+
+def is_oom(exc: BaseException) -> bool:
+    """Whether an exception is an allocation failure (CPU or accelerator)."""
+    import torch
+
+    oom_type = getattr(torch, "OutOfMemoryError", None)
+    if oom_type is not None and isinstance(exc, oom_type):
+        return True
+    return isinstance(exc, (RuntimeError, MemoryError)) and (
+        isinstance(exc, MemoryError) or any(m in str(exc).lower() for m in OOM_MESSAGES))
+
+
 class SDFlowError(Exception):
     """Base class of the errors sdflow raises on purpose."""
 

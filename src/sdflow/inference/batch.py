@@ -20,7 +20,7 @@ from typing import TextIO
 import torch
 
 from sdflow.atomic import DiskFullError
-from sdflow.errors import Interrupted, SDFlowError, first_line, refuse_outputs_over_inputs
+from sdflow.errors import Interrupted, SDFlowError, first_line, is_oom, refuse_outputs_over_inputs
 from sdflow.hardware import cpu_features, resolve_device
 from sdflow.imageio import (
     DEFAULT_MAX_PIXELS,
@@ -54,7 +54,6 @@ from sdflow.inference.progress import Progress
 from sdflow.inference.tiling import (
     MIN_DS_TILE,
     MIN_SR_TILE,
-    is_oom,
     model_device,
     parse_memory,
 )

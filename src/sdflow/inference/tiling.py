@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from sdflow.errors import NonFiniteOutputError, SDFlowError
+from sdflow.errors import NonFiniteOutputError, SDFlowError, is_oom
 from sdflow.hardware import available_ram
 from sdflow.models.base import KnowsItsMemory, StochasticDS
 
@@ -40,7 +40,6 @@ DEFAULT_DS_OVERLAP = 64
 MIN_SR_TILE = 16
 MIN_DS_TILE = 32
 
-OOM_MESSAGES = ("out of memory", "can't allocate", "cannot allocate", "not enough memory")
 
 
 class TileOutOfMemoryError(SDFlowError):
@@ -160,15 +159,6 @@ def choose_tile(model, task: str, height: int, width: int, budget: int, overlap:
     side = int(math.sqrt(budget / bpp)) - 2 * overlap
     minimum = MIN_SR_TILE if task == "sr" else MIN_DS_TILE
     return max(minimum, side // align * align)
-
-
-def is_oom(exc: BaseException) -> bool:
-    """Whether an exception is an allocation failure (CPU or accelerator)."""
-    oom_type = getattr(torch, "OutOfMemoryError", None)
-    if oom_type is not None and isinstance(exc, oom_type):
-        return True
-    return isinstance(exc, (RuntimeError, MemoryError)) and (
-        isinstance(exc, MemoryError) or any(m in str(exc).lower() for m in OOM_MESSAGES))
 
 
 # ---------------------------------------------------------------------------- running

@@ -35,7 +35,7 @@ from torch.utils.data import DataLoader
 from sdflow.atomic import remove_stale_temporaries, write_atomic
 from sdflow.checkpoint import save as save_model
 from sdflow.checkpoint import state_mismatch
-from sdflow.errors import CheckpointError, Interrupted, SDFlowError
+from sdflow.errors import CheckpointError, Interrupted, SDFlowError, is_oom
 from sdflow.hardware import resolve_device
 from sdflow.provenance import data_name, portable_train_config
 from sdflow.training import distributed as D
@@ -678,7 +678,17 @@ class Trainer:
         returns the clock of the last step."""
         cfg = self.cfg
         while self.iteration < cfg.run.iterations:
-            record = self._step(next(batches), g_runner, d_runner)
+            try:
+                record = self._step(next(batches), g_runner, d_runner)
+            except (RuntimeError, MemoryError) as exc:
+                if not is_oom(exc):
+                    raise
+                data = cfg.data
+                raise SDFlowError(
+                    f"out of memory at iteration {self.iteration} with data.batch_size="
+                    f"{data.batch_size} and data.lr_crop={data.lr_crop}: lower them (e.g. "
+                    f"--set data.batch_size={max(1, data.batch_size // 2)}), or train on a "
+                    "machine with more memory; the run's checkpoints are kept") from None
             self.iteration += 1
             now = time.perf_counter()
             self.train_seconds += now - clock
