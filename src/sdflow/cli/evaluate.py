@@ -27,6 +27,7 @@ from sdflow.evaluation import (
     write_json,
 )
 from sdflow.hardware import DEVICE_HELP, resolve_device
+from sdflow.inference.progress import Progress
 from sdflow.metrics.lpips import NETS
 from sdflow.options import positive_int
 from sdflow.registry import DEFAULT_DS_BASELINE, default_model, load
@@ -144,10 +145,27 @@ def _dirs(args: argparse.Namespace) -> tuple[Path, Path]:
     return Path(lr), Path(hr)
 
 
-def _options(args: argparse.Namespace) -> EvalOptions:
-    def progress(message: str) -> None:
-        print(message, file=sys.stderr, flush=True)
+class _EvalProgress:
+    """The progress bar of ``sdflow sr`` for the images of an eval (on a terminal; one line
+    per image elsewhere)."""
 
+    def __init__(self) -> None:
+        self.bar: Progress | None = None
+
+    def __call__(self, done: int, total: int, message: str) -> None:
+        if self.bar is None:
+            self.bar = Progress(total, sys.stderr)
+        if self.bar.enabled:
+            self.bar.image(done, message)
+        else:
+            print(message, file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _options(args: argparse.Namespace, progress: _EvalProgress | None = None) -> EvalOptions:
     return EvalOptions(
         color=args.color, shave=args.shave,
         lpips_net=None if args.lpips == "none" else args.lpips, weights_dir=args.weights,
@@ -185,8 +203,12 @@ def run(args: argparse.Namespace) -> int:
             from sdflow.evaluation.report import require_matplotlib
 
             require_matplotlib()
-        options = _options(args)
-        result = _evaluate(args, options)
+        bar = _EvalProgress()
+        options = _options(args, bar)
+        try:
+            result = _evaluate(args, options)
+        finally:
+            bar.close()
         out = Path(args.out)
         csv_path = write_csv(result, out / CSV_NAME)
         json_path = write_json(result, out / JSON_NAME, csv_name=CSV_NAME)

@@ -54,7 +54,8 @@ class EvalOptions:
     limit: int | None = None
     crop: int | None = None  # collect report crops of this (HR) size
     save_dir: str | os.PathLike | None = None
-    progress: Callable[[str], None] | None = None
+    #: called after each image with (images done, images in all, a one-line message)
+    progress: Callable[[int, int, str], None] | None = None
 
     def __post_init__(self) -> None:
         if self.color not in COLOR_SPACES:
@@ -174,9 +175,9 @@ def _method_name(model: nn.Module) -> str:
     return info.architecture if info else type(model).__name__.lower()
 
 
-def _report(options: EvalOptions, message: str) -> None:
+def _report(options: EvalOptions, done: int, total: int, message: str) -> None:
     if options.progress is not None:
-        options.progress(message)
+        options.progress(done, total, message)
 
 
 def _save(options: EvalOptions, folder: str, name: str, image: np.ndarray) -> None:
@@ -304,7 +305,7 @@ def evaluate_bicubic(lr_dir: str | os.PathLike, hr_dir: str | os.PathLike, optio
             figures.append(Figure(pair.name, [
                 Panel(f"LR ×{scale} (nearest)", _nearest(_crop(lr, box, scale), scale)),
                 Panel("bicubic", _crop(sr, box)), Panel("GT", _crop(hr, box))]))
-        _report(options, f"[{i + 1}/{len(pairs)}] {pair.name}")
+        _report(options, i + 1, len(pairs), f"[{i + 1}/{len(pairs)}] {pair.name}")
     info = _base_info("bicubic", options)
     info["protocol"] = _protocol(options, scale, shave, f"bicubic x{scale} of LR vs HR")
     info["protocol"].update(_sr_artefact_protocol(scale))
@@ -344,7 +345,7 @@ def evaluate_folders(pred_dir: str | os.PathLike, gt_dir: str | os.PathLike,
                 Panel(f"LR ×{scale} (nearest)", _nearest(_crop(lr, box, scale), scale))]
             panels += [Panel(method, _crop(pred, box)), Panel("GT", _crop(gt, box))]
             figures.append(Figure(pair.name, panels))
-        _report(options, f"[{i + 1}/{len(pairs)}] {pair.name}")
+        _report(options, i + 1, len(pairs), f"[{i + 1}/{len(pairs)}] {pair.name}")
     info = _base_info("folders", options)
     info["protocol"] = _protocol(options, scale, shave, "prediction folder vs ground truth")
     info["protocol"].update(_sr_artefact_protocol(scale))
@@ -401,8 +402,8 @@ def evaluate_sr(model: nn.Module, lr_dir: str | os.PathLike, hr_dir: str | os.Pa
             panels += _sample_panels(outputs, box, 1, 1)
             panels.append(Panel("GT", _crop(hr, box)))
             figures.append(Figure(pair.name, panels))
-        _report(options, f"[{i + 1}/{len(pairs)}] {pair.name} "
-                         f"({time.perf_counter() - start:.1f} s)")
+        _report(options, i + 1, len(pairs), f"[{i + 1}/{len(pairs)}] {pair.name} "
+                                             f"({time.perf_counter() - start:.1f} s)")
     info = _base_info("sr", options)
     info["protocol"] = _protocol(options, scale, shave, "SR of LR vs HR")
     info["protocol"]["lr_consistency"] = ("PSNR (RGB, no shave) between the 8-bit MATLAB "
@@ -486,8 +487,8 @@ def evaluate_ds(model: nn.Module, hr_dir: str | os.PathLike, lr_dir: str | os.Pa
             panels += _sample_panels(outputs, box, scale, scale)
             panels.append(Panel("real LR", _nearest(_crop(real, box, scale), scale)))
             figures.append(Figure(pair.name, panels))
-        _report(options, f"[{i + 1}/{len(pairs)}] {pair.name} "
-                         f"({time.perf_counter() - start:.1f} s)")
+        _report(options, i + 1, len(pairs), f"[{i + 1}/{len(pairs)}] {pair.name} "
+                                             f"({time.perf_counter() - start:.1f} s)")
     info = _base_info("ds", options)
     info["protocol"] = _protocol(options, scale, shave, "downscaled HR vs real LR")
     info["protocol"]["degradation_stats"] = {
