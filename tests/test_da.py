@@ -469,3 +469,22 @@ def test_da_model_through_the_sr_command_and_image_api(tmp_path):
     out = sdflow.super_resolve(loaded, Image.open(src))
     assert out.size == (120, 80)
     assert np.abs(np.array(out).astype(int) - one).max() <= 1
+
+
+def test_source_blur_makes_the_source_lr_camera_like():
+    """loss.source_blur (our option): x_s = bicubic(G_sigma y_s) instead of bicubic(y_s);
+    'auto' is fitted to the training folders like SDFlow's degradation anchor."""
+    from sdflow.metrics.degradation_fit import degrade
+    from sdflow.training.losses import quantize_8bit
+
+    gen = DAICCV21(TINY)
+    hr = torch.rand(1, 3, 32, 32) * 2 - 1
+    plain = DAObjective(gen, DADiscriminators(DALossConfig(disc_base=8, perceptual=0.0),
+                                              TINY.channels),
+                        DALossConfig(disc_base=8, perceptual=0.0), None)
+    blurred_cfg = DALossConfig(disc_base=8, perceptual=0.0, source_blur=1.5)
+    blurred = DAObjective(gen, DADiscriminators(blurred_cfg, TINY.channels), blurred_cfg, None)
+    torch.testing.assert_close(blurred.source_lr(hr), quantize_8bit(degrade(hr, 4, 1.5)))
+    assert not torch.allclose(blurred.source_lr(hr), plain.source_lr(hr))
+    with pytest.raises(ConfigError, match="source_blur"):
+        load_config("da_smoke", None, ["loss.source_blur=9.0"])

@@ -28,6 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from sdflow.config import check_ranges
+from sdflow.metrics.degradation_fit import degrade
 from sdflow.metrics.resize import imresize
 from sdflow.models.da_iccv21 import DAICCV21
 from sdflow.nets.discriminators import PatchDiscriminator
@@ -62,6 +64,10 @@ class DALossConfig:
     cyc_mode: Literal["full", "l1"] = "full"  # L_cyc as L_rec, or its L1 part only
     n_pre: int = 0  # warm-up iterations without any adversarial term (and no D steps)
     quantize_source: bool = True  # round x_s to 8-bit levels, like real LR inputs
+    # x_s = bicubic x1/s of G_sigma * y_s (a Gaussian camera blur, sigma in HR pixels, as
+    # SDFlow's loss.degradation_blur; "auto": fitted to the training folders without
+    # pairs); 0: the paper's bicubic source LR. Our option, off by default.
+    source_blur: float | Literal["auto"] = 0.0
     perceptual_layers: list[str] = field(
         default_factory=lambda: ["relu2_2", "relu3_3", "relu4_3", "relu5_3"])
     disc_base: int = 64
@@ -71,6 +77,8 @@ class DALossConfig:
 
     def __post_init__(self) -> None:
         check_loss_fields(self, (*TERMS, "perceptual", "adversarial"))
+        if self.source_blur != "auto":
+            check_ranges(self, {"source_blur": (0.0, 8.0)})
 
     @property
     def needs_perceptual(self) -> bool:
@@ -145,9 +153,12 @@ class DAObjective(nn.Module):
         return iteration >= self.cfg.n_pre
 
     def source_lr(self, hr: Tensor) -> Tensor:
-        """``x_s``: MATLAB-style antialiased bicubic x1/scale of the HR crop."""
+        """``x_s``: MATLAB-style antialiased bicubic x1/scale of the HR crop, after the
+        Gaussian camera blur ``loss.source_blur`` when it is set."""
         with torch.no_grad():
-            x_s = imresize(hr, scale=1 / self.generator.scale)
+            sigma = 0.0 if self.cfg.source_blur == "auto" else float(self.cfg.source_blur)
+            x_s = degrade(hr, self.generator.scale, sigma) if sigma > 0 else \
+                imresize(hr, scale=1 / self.generator.scale)
             return quantize_8bit(x_s) if self.cfg.quantize_source else x_s
 
 

@@ -171,6 +171,7 @@ class DATask(ObjectiveTask):
         if cfg.model.init != "random":
             raise ValueError(f"model.init: da-iccv21 has only the 'random' initialisation, "
                              f"got {cfg.model.init!r}")
+        self.cfg = cfg
         model_cfg = _model_config(DAICCV21Config, cfg)
         self.generator = DAICCV21(model_cfg, seed=cfg.run.seed).to(device)
         self.discriminators = DADiscriminators(cfg.loss, model_cfg.channels,
@@ -186,6 +187,17 @@ class DATask(ObjectiveTask):
         terms, stats, cache = self.objective.generator_terms(batch["hr"], batch["lr"],
                                                              iteration)
         return (*self._total_and_logs(terms, stats), cache)
+
+    def fit_to_data(self, lr_images, hr_images):
+        """``loss.source_blur: auto``: the Gaussian camera blur of the source LR, fitted to
+        the training images as SDFlow's ``degradation_blur: auto`` is."""
+        from sdflow.metrics.degradation_fit import fit_gaussian_degradation
+
+        if self.cfg.loss.source_blur != "auto":
+            return None
+        fit = fit_gaussian_degradation(lr_images, hr_images, scale=self.generator.scale)
+        self.cfg.loss.source_blur = fit.sigma
+        return fit.to_dict()
 
     def validate(self, model, pairs, samples, seed):
         from sdflow.training.validation import validate_da
