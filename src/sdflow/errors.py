@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 from torch import Tensor
 
 
@@ -53,30 +51,6 @@ class CheckpointError(SDFlowError):
 
 class OutputIsInputError(SDFlowError):
     """A command would write one of its outputs over one of its own input files."""
-
-
-def file_identity(path: str | os.PathLike) -> tuple[int, int] | None:
-    """``(device, inode)`` of an existing file, following symlinks (None if it does not
-    exist): two names with the same identity are the same file, however they are spelled
-    (relative, absolute, symlink, hard link, another case on a case-insensitive disk)."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return st.st_dev, st.st_ino
-
-
-def refuse_outputs_over_inputs(outputs, inputs, fix: str) -> None:
-    """Raise :class:`OutputIsInputError` (one line) if any existing path of ``outputs`` is
-    the same file as one of ``inputs``; ``fix`` says what to change."""
-    sources = {ident: path for path in inputs if (ident := file_identity(path)) is not None}
-    if not sources:
-        return
-    for out in outputs:
-        ident = file_identity(out)
-        if ident is not None and ident in sources:
-            raise OutputIsInputError(f"{out} is the input {sources[ident]} itself: writing it "
-                                     f"would destroy the original; {fix}")
 
 
 class Interrupted(KeyboardInterrupt):

@@ -21,8 +21,7 @@ from sdflow.inference.tiling import model_device
 from sdflow.models import ARCHITECTURES
 from sdflow.models.base import Downscaler, StochasticDS, StochasticSR, downscales
 from sdflow.models.prepare import prepare
-from sdflow.models.sampling import DS_DEFAULT_TAU
-from sdflow.models.sdflow import SR_DEFAULT_TAU
+from sdflow.models.sampling import default_tau
 from sdflow.options import add_flags, from_args, positive_int
 
 #: What to tell a user whose model cannot downscale.
@@ -46,7 +45,7 @@ def sampling_tau(arch, label: str, task: str, tau: float | None, samples: int, *
                              "and --component (one output per image)")
         return 0.0
     if tau is None:
-        return SR_DEFAULT_TAU if task == "sr" else DS_DEFAULT_TAU
+        return default_tau(True, task)
     return tau
 
 def add_arguments(p: argparse.ArgumentParser, task: str, default_tau: float) -> None:

@@ -20,7 +20,7 @@ from typing import TextIO
 import torch
 
 from sdflow.atomic import DiskFullError
-from sdflow.errors import Interrupted, SDFlowError, first_line, is_oom, refuse_outputs_over_inputs
+from sdflow.errors import Interrupted, SDFlowError, first_line, is_oom
 from sdflow.hardware import cpu_features, resolve_device
 from sdflow.imageio import (
     DEFAULT_MAX_PIXELS,
@@ -33,7 +33,7 @@ from sdflow.imageio import (
     write_image,
 )
 from sdflow.inference import uncertainty
-from sdflow.inference.folders import claim_output_folder
+from sdflow.inference.folders import claim_output_folder, refuse_outputs_over_inputs
 from sdflow.inference.inputs import Job
 from sdflow.inference.metadata import (
     ModelIdentity,

@@ -1,5 +1,5 @@
-"""The output folder of a batch command: checked to be writable before any work, and
-claimed by one job at a time."""
+"""The output folder of a batch command: checked to be writable before any work, claimed
+by one job at a time, and never written over one of the command's own inputs."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 
 from sdflow.atomic import remove_stale_temporaries
-from sdflow.errors import SDFlowError
+from sdflow.errors import OutputIsInputError, SDFlowError
 
 
 def check_output_dir(outdir: Path) -> str | None:
@@ -69,3 +69,26 @@ def claim_output_folder(outdir: Path, name: str = ".sdflow.lock"):
         finally:
             os.close(fd)
 
+
+def file_identity(path: str | os.PathLike) -> tuple[int, int] | None:
+    """``(device, inode)`` of an existing file, following symlinks (None if it does not
+    exist): two names with the same identity are the same file, however they are spelled
+    (relative, absolute, symlink, hard link, another case on a case-insensitive disk)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def refuse_outputs_over_inputs(outputs, inputs, fix: str) -> None:
+    """Raise :class:`OutputIsInputError` (one line) if any existing path of ``outputs`` is
+    the same file as one of ``inputs``; ``fix`` says what to change."""
+    sources = {ident: path for path in inputs if (ident := file_identity(path)) is not None}
+    if not sources:
+        return
+    for out in outputs:
+        ident = file_identity(out)
+        if ident is not None and ident in sources:
+            raise OutputIsInputError(f"{out} is the input {sources[ident]} itself: writing it "
+                                     f"would destroy the original; {fix}")

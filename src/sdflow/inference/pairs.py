@@ -27,10 +27,10 @@ from typing import TextIO
 
 import numpy as np
 
-from sdflow.errors import Interrupted, refuse_outputs_over_inputs
+from sdflow.errors import Interrupted
 from sdflow.imageio import DEFAULT_MAX_PIXELS, LoadedImage, read_image, write_image
 from sdflow.inference.batch import per_file
-from sdflow.inference.folders import claim_output_folder
+from sdflow.inference.folders import claim_output_folder, refuse_outputs_over_inputs
 from sdflow.inference.inputs import Job
 from sdflow.inference.metadata import ModelIdentity
 from sdflow.inference.naming import fit_name
@@ -39,7 +39,7 @@ from sdflow.inference.progress import Progress
 from sdflow.inference.tiling import MIN_DS_TILE, parse_memory
 from sdflow.models.base import StochasticDS
 from sdflow.models.prepare import prepare
-from sdflow.models.sampling import DS_DEFAULT_TAU
+from sdflow.models.sampling import DS_DEFAULT_TAU, default_tau
 from sdflow.options import flag
 from sdflow.seeding import image_generator, image_key, image_seed
 
@@ -231,7 +231,7 @@ def make_pairs(model, model_id: ModelIdentity, jobs: list[Job], options: PairOpt
         model = prepare(model)
     if options.tau is None:  # the model's default: 0.8, or 0 for a deterministic one
         options = dataclasses.replace(
-            options, tau=DS_DEFAULT_TAU if isinstance(model, StochasticDS) else 0.0)
+            options, tau=default_tau(isinstance(model, StochasticDS), "ds"))
     start = time.monotonic()
     mine = options.shard.take(jobs)
     existing = [p for sub in ("HR", "LR") if (outdir / sub).is_dir()

@@ -29,8 +29,7 @@ from sdflow.imageio import to_gray as _to_gray
 from sdflow.inference import tiling, uncertainty
 from sdflow.metrics.resize import imresize
 from sdflow.models.base import StochasticDS, StochasticSR, SuperResolver, downscales
-from sdflow.models.sampling import DS_DEFAULT_TAU, pad_to_multiple
-from sdflow.models.sdflow import SR_DEFAULT_TAU
+from sdflow.models.sampling import default_tau, pad_to_multiple
 from sdflow.seeding import generator_from
 from sdflow.value_range import to_unit
 
@@ -282,7 +281,7 @@ def super_resolve(model, image, tau: float | None = None, num_samples: int = 1,
     ``tau`` defaults to 0.8 for a stochastic model and is 0 for a deterministic one;
     ``seed`` seeds a CPU generator."""
     if tau is None:
-        tau = SR_DEFAULT_TAU if isinstance(model, StochasticSR) else 0.0
+        tau = default_tau(isinstance(model, StochasticSR), "sr")
     return _api(model, image, "sr", tau=tau, num_samples=num_samples,
                 generator=generator_from(seed, generator), truncate=truncate, tile=tile,
                 tile_overlap=tile_overlap, max_memory=max_memory)
@@ -299,7 +298,7 @@ def downscale(model, image, tau: float | None = None, num_samples: int = 1,
     ``num_samples > 1``). ``tau`` defaults to 0.8 for a stochastic downscaler and is 0 for
     a deterministic one (da-iccv21)."""
     if tau is None:
-        tau = DS_DEFAULT_TAU if isinstance(model, StochasticDS) else 0.0
+        tau = default_tau(isinstance(model, StochasticDS), "ds")
     return _api(model, image, "ds", tau=tau, num_samples=num_samples,
                 generator=generator_from(seed, generator), component=component,
                 truncate=truncate, tile=tile, tile_overlap=tile_overlap,

@@ -349,10 +349,10 @@ def tiled_downscale(model, x: Tensor, tau: float | None = None, num_samples: int
     ``model.ds_multiple``). The randomness follows the model's draw plan, so the samples
     equal the untiled method's for the same generator. ``tau`` defaults to 0.8 for a
     stochastic downscaler, 0 for a deterministic one."""
-    from sdflow.models.sampling import DS_DEFAULT_TAU, pad_to_multiple
+    from sdflow.models.sampling import default_tau, pad_to_multiple
 
     if tau is None:
-        tau = DS_DEFAULT_TAU if isinstance(model, StochasticDS) else 0.0
+        tau = default_tau(isinstance(model, StochasticDS), "ds")
     b, _, h, w = x.shape
     s = model.scale
     m = model.ds_multiple

@@ -21,8 +21,19 @@ from sdflow.distributions import randn
 from sdflow.errors import NonFiniteOutputError
 from sdflow.seeding import generator_from
 
-#: The temperature of downscaling when none is given.
+#: Default temperatures. SR: 0.8, the paper's setting. Downscaling: 0.8 too, the default of
+#: the authors' downscaling script (their DS figure does not state it); with a random
+#: mixture component per image. See docs/inference.md.
+SR_DEFAULT_TAU = 0.8
 DS_DEFAULT_TAU = 0.8
+
+
+def default_tau(stochastic: bool, task: str) -> float:
+    """The temperature of ``task`` ("sr" or "ds") when none is given: the default above for
+    a stochastic direction, 0 for a deterministic one (it has no temperature)."""
+    if not stochastic:
+        return 0.0
+    return SR_DEFAULT_TAU if task == "sr" else DS_DEFAULT_TAU
 
 
 def check_image(t: Tensor, name: str) -> None:

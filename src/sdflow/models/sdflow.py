@@ -33,6 +33,7 @@ from sdflow.flows import (
 )
 from sdflow.models.base import PresetConfig
 from sdflow.models.sampling import (
+    SR_DEFAULT_TAU,
     MixtureDownscaling,
 )
 from sdflow.models.sampling import (
@@ -50,10 +51,6 @@ from sdflow.seeding import generator_from
 #: Width of one 8-bit quantisation bin for images mapped to [-1, 1].
 BIN_WIDTH = 2.0 / 255.0
 
-#: Default temperatures. SR: 0.8, the paper's setting. Downscaling: 0.8 too, the default of
-#: the authors' downscaling script (their DS figure does not state it); with a random
-#: mixture component per image. See docs/inference.md.
-SR_DEFAULT_TAU = 0.8
 
 
 #: Scales the architecture supports (log2(scale) squeeze levels of the HR flow).
