@@ -10,6 +10,7 @@ import sys
 from sdflow.allocator import keep_freed_memory
 from sdflow.cli import (
     convert,
+    demo,
     downscale,
     evaluate,
     export,
@@ -25,7 +26,7 @@ from sdflow.errors import Interrupted
 from sdflow.version import __version__
 
 COMMANDS = (sr, downscale, make_pairs, train, fit_degradation, evaluate, selfcheck, convert,
-            export, info, models)
+            export, info, models, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:
