@@ -66,7 +66,7 @@ def setup(shared):
     cfg = SDFlowLossConfig(n_pre=0, content_perceptual=0.0, perceptual=0.0, perceptual_ds=0.0,
                            disc_base=8,
                            mode_hr=1.0, mode_lr=1.0, content_cycle=1.0,
-                           content_synthetic=1.0)
+                           content_synthetic=1.0, spectrum=1.0)
     discs = SDFlowDiscriminators(cfg)
     obj = SDFlowObjective(model, discs, cfg)
     hr, _ = real_crops(shared, 64, "Nikon_031.png")
@@ -88,6 +88,7 @@ REACH = {
     "mode_lr": {"E", "f_LR", "f_Deg", "prior"},
     "content_cycle": {"E"},
     "content_synthetic": {"E"},
+    "spectrum": {"f_HR", "f_LR", "f_Deg", "prior"},
 }
 
 
@@ -362,3 +363,27 @@ def test_degradation_blur_auto_is_fitted_to_the_training_images(shared):
     assert 1.0 < fitted["sigma"] < 2.5  # RealSR's real LR is blurrier than bicubic
     assert train.loss.degradation_blur == fitted["sigma"]
     assert task.objective.degradation_sigma == fitted["sigma"]
+
+
+def test_spectrum_distance_is_zero_for_alike_batches_and_grows_with_blur():
+    from sdflow.training.losses import band_shares, radial_band_energy, spectrum_distance
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(4, 3, 24, 24, generator=g, dtype=torch.float64) * 2 - 1
+    shares = band_shares(x)
+    assert shares.shape == (3, 8)
+    torch.testing.assert_close(shares.sum(dim=1), torch.ones(3, dtype=torch.float64))
+    # Parseval: with the mean removed, the bands hold all the windowed image's energy
+    window = torch.outer(torch.hann_window(24, periodic=False, dtype=torch.float64),
+                         torch.hann_window(24, periodic=False, dtype=torch.float64))
+    centred = (x - x.mean(dim=(2, 3), keepdim=True)) * window
+    torch.testing.assert_close(radial_band_energy(x).sum(dim=2),
+                               centred.pow(2).sum(dim=(2, 3)) * 24 * 24)
+    assert spectrum_distance(x, x.flip(0)) < 1e-9  # the same images in another order
+    blurred = [gaussian_blur(x, 9, s) for s in (0.5, 1.0, 2.0)]
+    d = [float(spectrum_distance(b, x)) for b in blurred]
+    assert 0 < d[0] < d[1] < d[2]
+    # white noise has more fine-band share than its blur; the gradient pulls towards it
+    b = blurred[1].clone().requires_grad_(True)
+    spectrum_distance(b, x).backward()
+    assert b.grad is not None and b.grad.abs().sum() > 0

@@ -160,3 +160,39 @@ class PerceptualLoss(nn.Module):
 def nats_to_bits_per_dim(nll_per_dim: Tensor) -> Tensor:
     """Per-dimension continuous NLL (nats, [-1, 1] images) -> bits/dim of 8-bit data."""
     return nll_per_dim / math.log(2.0) - math.log2(2.0 / 255.0)
+
+
+
+def radial_band_energy(x: Tensor, n_bands: int = 8) -> Tensor:
+    """Per image and channel, the energy of the Hann-windowed, mean-removed power spectrum
+    in each of ``n_bands`` equal radial bands from 0 to Nyquist (0.5 cycles per pixel; the
+    corners beyond it count in the last band): ``[B, C, n_bands]``."""
+    b, c, h, w = x.shape
+    window = torch.outer(torch.hann_window(h, periodic=False, dtype=x.dtype, device=x.device),
+                         torch.hann_window(w, periodic=False, dtype=x.dtype, device=x.device))
+    centred = (x - x.mean(dim=(2, 3), keepdim=True)) * window
+    power = torch.fft.fft2(centred).abs().pow(2).flatten(2)
+    fy = torch.fft.fftfreq(h, dtype=x.dtype, device=x.device).view(-1, 1)
+    fx = torch.fft.fftfreq(w, dtype=x.dtype, device=x.device).view(1, -1)
+    band = (torch.sqrt(fy ** 2 + fx ** 2) / 0.5 * n_bands).long().clamp(max=n_bands - 1)
+    return power @ F.one_hot(band.flatten(), n_bands).to(x.dtype)
+
+
+def band_shares(x: Tensor, n_bands: int = 8) -> Tensor:
+    """The batch's share of spectral energy per radial band and channel, ``[C, n_bands]``
+    (rows sum to 1): energies summed over the batch before normalising, so that textured
+    crops count by their energy and flat ones (whose spectrum is 8-bit rounding) hardly.
+    Shares rather than energies, so that the statistic describes how detail is spread over
+    scales (what a camera's blur and noise shape), not how much contrast the scenes have."""
+    energy = radial_band_energy(x, n_bands).sum(dim=0)
+    return energy / energy.sum(dim=1, keepdim=True).clamp(min=1e-12)
+
+
+def spectrum_distance(fake: Tensor, real: Tensor, n_bands: int = 8) -> Tensor:
+    """Unpaired power-spectrum matching: the mean absolute log ratio of the band shares
+    (:func:`band_shares`) of the ``fake`` batch and of the ``real`` batch (no gradient).
+    Zero when the two batches spread their detail over scales alike; it needs no pairing,
+    only that both batches show the same kind of scenes."""
+    with torch.no_grad():
+        target = band_shares(real, n_bands)
+    return (torch.log(band_shares(fake, n_bands) + 1e-6) - torch.log(target + 1e-6)).abs().mean()

@@ -47,6 +47,7 @@ from sdflow.training.losses import (
     nats_to_bits_per_dim,
     quantize_8bit,
     run_pair,
+    spectrum_distance,
 )
 
 
@@ -83,6 +84,13 @@ class SDFlowLossConfig:
     # and 8-bit quantised; ||E(that) - sg z_c^x||_1 teaches E to recover the content of an
     # HR image through a range of blurs and noise (it uses HR images only: no pairing).
     content_synthetic: float = 0.0
+    # Our addition (0 = off): unpaired power-spectrum matching, stage 2. The batch-mean
+    # share of each radial frequency band (per channel) of the DS samples against the real
+    # LR batch's (training.losses.spectrum_distance): a statistic that a single Gaussian
+    # blur cannot match (the real LR has less fine-band energy than the Gaussian with its
+    # blur index) and that needs no pairing.
+    spectrum: float = 0.0
+    spectrum_bands: int = 8
     synthetic_blur_max: float = 2.5
     synthetic_noise_max: float = 3.0
     n_pre: int = 50_000  # iterations before the stage-2 terms switch on
@@ -111,6 +119,7 @@ class SDFlowLossConfig:
         check_loss_fields(self, _WEIGHTS)
         check_ranges(self, {"synthetic_blur_max": (0.0, 20.0), "synthetic_noise_max": (0.0, 255.0),
                             "tau_train": (0.0, 2.0), "blur_size": (0, 31),
+                            "spectrum_bands": (2, 64),
                             "blur_sigma": (0.0, 20.0)})
         if self.degradation_blur != "auto":
             check_ranges(self, {"degradation_blur": (0.0, 8.0)})
@@ -125,7 +134,7 @@ class SDFlowLossConfig:
 #: The weights of :class:`SDFlowLossConfig`'s terms (each must be >= 0).
 _WEIGHTS = ("nll_hr", "nll_lr", "content", "content_perceptual", "domain", "beta1", "beta2",
             "adversarial", "low_frequency", "perceptual", "perceptual_ds", "mode_hr", "mode_lr",
-            "content_cycle", "content_synthetic")
+            "content_cycle", "content_synthetic", "spectrum")
 
 
 #: The model groups a gradient can reach, for the gradient-flow tests.
@@ -324,6 +333,8 @@ class SDFlowObjective(nn.Module):
             down_sr = self._degrade(sr)
             terms["low_frequency"] = self._lowpass_l1(down_sr, lr, targets) + \
                 self._lowpass_l1(ds, down_hr, targets)
+            if cfg.spectrum > 0:
+                terms["spectrum"] = spectrum_distance(ds, lr, cfg.spectrum_bands)
             if cfg.perceptual > 0:
                 perceptual_pairs["perceptual"] = [(down_sr, lr)]
             if cfg.perceptual_ds > 0:
@@ -355,7 +366,7 @@ class SDFlowObjective(nn.Module):
                    "perceptual": cfg.perceptual, "perceptual_ds": cfg.perceptual_ds,
                    "mode_hr": cfg.mode_hr, "mode_lr": cfg.mode_lr,
                    "content_cycle": cfg.content_cycle,
-                   "content_synthetic": cfg.content_synthetic}
+                   "content_synthetic": cfg.content_synthetic, "spectrum": cfg.spectrum}
         return sum(weights[k] * v for k, v in terms.items() if weights[k] != 0)
 
     # ------------------------------------------------------------------ discriminators
