@@ -45,11 +45,16 @@ class InvertibleConv1x1(Bijection):
         return self.perm @ lower @ upper
 
     def _compute_inverse_weight(self) -> Tensor:
-        """``W^{-1} = U^{-1} L^{-1} P^T`` by triangular solves (better conditioned than inv(W))."""
+        """``W^{-1} = U^{-1} L^{-1} P^T`` by triangular solves (better conditioned than inv(W)),
+        in float32 at least: the solves have no float16/bfloat16 kernels, and a model cast
+        whole to half precision (spandrel's ``.to(dtype)``) still needs its inverse."""
         lower, upper = self._factors()
-        l_inv = torch.linalg.solve_triangular(lower, self.eye, upper=False, unitriangular=True)
-        u_inv = torch.linalg.solve_triangular(upper, self.eye, upper=True)
-        return u_inv @ l_inv @ self.perm.T
+        dtype = lower.dtype
+        work = torch.promote_types(dtype, torch.float32)
+        lower, upper, eye = lower.to(work), upper.to(work), self.eye.to(work)
+        l_inv = torch.linalg.solve_triangular(lower, eye, upper=False, unitriangular=True)
+        u_inv = torch.linalg.solve_triangular(upper, eye, upper=True)
+        return (u_inv @ l_inv @ self.perm.T.to(work)).to(dtype)
 
     def weight(self) -> Tensor:
         """``W``, computed from the factors on every call (a prepared model bakes it once:

@@ -3,12 +3,22 @@ and the contract of what a model can do (protocols checked by ``isinstance``).""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from dataclasses import asdict, fields, replace
 from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
 from torch import Tensor
 
 C = TypeVar("C", bound="PresetConfig")
+
+
+def numbered_children(state: Mapping[str, Any], prefix: str) -> int:
+    """How many numbered submodules ``prefix.0``, ``prefix.1``, ... hold weights in a state
+    dict: the length of an ``nn.ModuleList``, or the number of layers with weights in an
+    ``nn.Sequential`` (activations between them hold none)."""
+    pattern = re.compile(re.escape(prefix) + r"\.(\d+)\.")
+    return len({m.group(1) for key in state if (m := pattern.match(key))})
 
 
 class PresetConfig:

@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from sdflow.config import FieldError, check_ranges
 from sdflow.metrics.resize import imresize_down
-from sdflow.models.base import PresetConfig
+from sdflow.models.base import PresetConfig, numbered_children
 from sdflow.models.sampling import check_image as _check_image
 from sdflow.models.sampling import finite_or_raise as _finite_or_raise
 from sdflow.models.sampling import pad_to_multiple as _pad_to_multiple
@@ -80,6 +80,28 @@ class DAICCV21Config(PresetConfig):
         if self.scale not in SUPPORTED_SCALES:
             raise FieldError("scale", f"must be a power of two in {SUPPORTED_SCALES}, "
                                       f"got {self.scale}")
+
+
+def config_from_state_dict(state) -> DAICCV21Config:
+    """The sizes that produced ``state`` (a state dict, or the keys and shapes of a
+    safetensors file), from key names and tensor shapes (spandrel). A file without G_t
+    (sdflow 0.1) gives G_t's default sizes."""
+    def shape(key: str) -> tuple[int, ...]:
+        return tuple(state[key].shape)
+
+    has_lr = "lr_decoder.head.weight" in state
+    default = DAICCV21Config()
+    return DAICCV21Config(
+        scale=2 ** numbered_children(state, "sr_decoder.upconvs"),
+        image_channels=shape("encoder.head.weight")[1],
+        channels=shape("encoder.head.weight")[0],
+        encoder_blocks=numbered_children(state, "encoder.body"),
+        sr_channels=shape("sr_decoder.conv_first.weight")[0],
+        sr_blocks=numbered_children(state, "sr_decoder.trunk"),
+        sr_growth=shape("sr_decoder.trunk.0.rdb1.conv1.weight")[0],
+        lr_channels=shape("lr_decoder.head.weight")[0] if has_lr else default.lr_channels,
+        lr_blocks=numbered_children(state, "lr_decoder.body") if has_lr else default.lr_blocks,
+    )
 
 
 DA_PRESETS: dict[str, DAICCV21Config] = {

@@ -31,7 +31,7 @@ from sdflow.flows import (
     LinearPredictor,
     data_init,
 )
-from sdflow.models.base import PresetConfig
+from sdflow.models.base import PresetConfig, numbered_children
 from sdflow.models.sampling import (
     SR_DEFAULT_TAU,
     MixtureDownscaling,
@@ -134,6 +134,45 @@ class SDFlowConfig(PresetConfig):
     def hf_channels(self) -> int:
         """Channels of the HF latent z_h: everything after the split except z_c."""
         return self.image_channels * (self.scale**2 - 1)
+
+
+#: Config fields that no weight records (sampling and training switches): a config read
+#: from a bare state dict has them at their defaults.
+SDFLOW_FIELDS_NOT_IN_WEIGHTS = ("mixture_mode", "log_std_min", "detach_hf_condition",
+                                "detach_deg_condition")
+
+
+def config_from_state_dict(state) -> SDFlowConfig:
+    """The SDFlow sizes that produced ``state`` (a state dict, or the keys and shapes of a
+    safetensors file), read from its key names and tensor shapes: for tools that hold the
+    weights without sdflow's header (spandrel). The fields in
+    :data:`SDFLOW_FIELDS_NOT_IN_WEIGHTS` keep their defaults."""
+    def shape(key: str) -> tuple[int, ...]:
+        return tuple(state[key].shape)
+
+    split = "hr_flow.split"
+    levels = numbered_children(state, "hr_flow.levels")
+    rrdb = f"{split}.flow.cond_net.trunk.0.rdb1.conv1.weight"
+    predictor = f"{split}.predictor.weight"
+    return SDFlowConfig(
+        scale=2 ** levels,
+        image_channels=shape("content_extractor.head.0.weight")[1],
+        hr_steps=numbered_children(state, "hr_flow.levels.0.steps.layers"),
+        lr_steps=numbered_children(state, "lr_flow.steps.layers"),
+        coupling_hidden=shape("lr_flow.steps.layers.0.coupling.net.conv_in.weight")[0],
+        transition_steps=numbered_children(state, "lr_flow.transition_in.layers"),
+        hf_steps=numbered_children(state, f"{split}.flow.steps.layers"),
+        hf_cond_blocks=numbered_children(state, f"{split}.flow.cond_net.trunk"),
+        deg_steps=numbered_children(state, "deg_flow.steps.layers"),
+        deg_cond_blocks=numbered_children(state, "deg_flow.cond_net.0.trunk"),
+        cond_channels=shape(f"{split}.flow.cond_net.conv_in.weight")[0],
+        cond_growth=shape(rrdb)[0],
+        encoder_channels=shape("content_extractor.head.0.weight")[0],
+        encoder_blocks=numbered_children(state, "content_extractor.trunk"),
+        encoder_mod_layers=numbered_children(state, "content_extractor.modulation"),
+        mixture_components=shape("deg_prior.means")[0],
+        hf_predictor_kernel=shape(predictor)[-1] if predictor in state else 0,
+    )
 
 
 SDFLOW_PRESETS: dict[str, SDFlowConfig] = {
