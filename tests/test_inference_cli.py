@@ -20,7 +20,7 @@ from sdflow.errors import NonFiniteOutputError
 from sdflow.imageio import from_array, read_image
 from sdflow.inference import pipeline, uncertainty
 from sdflow.inference.metadata import ModelIdentity, read_metadata
-from sdflow.inference.progress import Progress
+from sdflow.progress import Progress
 
 from inference_helpers import fast_model, one_thread, real_pixels
 

@@ -106,3 +106,44 @@ def test_tensorboard_logs_what_metrics_jsonl_records(shared, tmp_path, capsys):
     jsonl = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     recorded = [r["loss"] for r in jsonl if r["type"] == "train"]
     assert [e.value for e in losses] == pytest.approx(recorded, rel=1e-6)
+
+
+class _Terminal:
+    """A stdout that says it is a terminal and keeps what was written."""
+
+    def __init__(self):
+        self.text = ""
+
+    def write(self, s: str) -> int:
+        self.text += s
+        return len(s)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_train_shows_the_progress_bar_on_a_terminal_and_lines_elsewhere(
+        shared, tmp_path, monkeypatch, capsys):
+    """On a terminal, train draws the tqdm bar the other commands draw (iterations, rate,
+    the loss in its postfix); in a pipe or log file one line per log_every (issue 21)."""
+    from sdflow.cli import main
+
+    data = shared / "data/RealSR_x4/train"
+    args = ["train", "--preset", "smoke", "--lr-dir", str(data / "LR"), "--hr-dir",
+            str(data / "HR"), "--iterations", "3", "--set", "run.log_every=1",
+            "--set", "run.threads=1"]
+    term = _Terminal()
+    monkeypatch.setattr(sys, "stdout", term)
+    assert main(args + ["-o", str(tmp_path / "tty")]) == 0
+    monkeypatch.undo()
+    assert "/3 [" in term.text and "it/s" in term.text and "loss=" in term.text  # tqdm
+    assert "\nit 1/3" not in term.text  # no plain progress lines under the bar
+    assert "model (EMA weights):" in term.text  # messages still get through
+    capsys.readouterr()
+    assert main(args + ["-o", str(tmp_path / "pipe")]) == 0
+    out = capsys.readouterr().out
+    assert [line.split()[1] for line in out.splitlines() if line.startswith("it ")] == \
+        ["1/3", "2/3", "3/3"]

@@ -27,9 +27,9 @@ from sdflow.evaluation import (
     write_json,
 )
 from sdflow.hardware import DEVICE_HELP, resolve_device
-from sdflow.inference.progress import Progress
 from sdflow.metrics.lpips import NETS
 from sdflow.options import positive_int
+from sdflow.progress import Progress
 from sdflow.registry import DEFAULT_DS_BASELINE, default_model, load
 from sdflow.weights import WeightsNotFoundError
 

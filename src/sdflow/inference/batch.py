@@ -50,7 +50,6 @@ from sdflow.inference.naming import (
     uncertainty_names,
 )
 from sdflow.inference.pipeline import process
-from sdflow.inference.progress import Progress
 from sdflow.inference.tiling import (
     MIN_DS_TILE,
     MIN_SR_TILE,
@@ -60,6 +59,7 @@ from sdflow.inference.tiling import (
 from sdflow.models.base import is_stochastic
 from sdflow.models.prepare import PRECISIONS, prepare
 from sdflow.options import flag
+from sdflow.progress import Progress
 from sdflow.seeding import image_generator, image_key, image_seed
 from sdflow.version import __version__
 

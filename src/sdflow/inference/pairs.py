@@ -35,12 +35,12 @@ from sdflow.inference.inputs import Job
 from sdflow.inference.metadata import ModelIdentity
 from sdflow.inference.naming import fit_name
 from sdflow.inference.pipeline import process
-from sdflow.inference.progress import Progress
 from sdflow.inference.tiling import MIN_DS_TILE, parse_memory
 from sdflow.models.base import StochasticDS
 from sdflow.models.prepare import prepare
 from sdflow.models.sampling import DS_DEFAULT_TAU, default_tau
 from sdflow.options import flag
+from sdflow.progress import Progress
 from sdflow.seeding import image_generator, image_key, image_seed
 
 MANIFEST_FIELDS = ("pair", "source", "model", "model_sha256", "tau", "tau_used", "seed",

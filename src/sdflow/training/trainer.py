@@ -37,6 +37,7 @@ from sdflow.checkpoint import save as save_model
 from sdflow.checkpoint import state_mismatch
 from sdflow.errors import CheckpointError, Interrupted, SDFlowError, is_oom
 from sdflow.hardware import resolve_device
+from sdflow.progress import Progress
 from sdflow.provenance import data_name, portable_train_config
 from sdflow.training import distributed as D
 from sdflow.training.config import TrainConfig
@@ -272,6 +273,7 @@ class Trainer:
                 raise ValueError("run.tensorboard needs the tensorboard package: pip install "
                                  "'sdflow[tensorboard]' (or leave --tensorboard out)") from None
         self.board = None  # the TensorBoard writer while fit runs with run.tensorboard
+        self._bar: Progress | None = None  # the progress bar while fit runs (main process)
         self.val_pairs = load_pairs(cfg.data.val_dir, self._scale(), cfg.data.val_lr_crop,
                                     cfg.data.val_limit) if cfg.data.val_dir else []
         self._g_call = _Call(self.generator, self.task.generator_loss)
@@ -303,7 +305,11 @@ class Trainer:
         return SummaryWriter(log_dir=str(self.run_dir / "tensorboard"))
 
     def _say(self, text: str) -> None:
-        if self.ctx.is_main:
+        if not self.ctx.is_main:
+            return
+        if self._bar is not None:
+            self._bar.message(text)  # above the bar, which is redrawn below it
+        else:
             print(text, flush=True)
 
     def _truncate_log(self, start: int) -> None:
@@ -656,6 +662,9 @@ class Trainer:
         last_log = (time.perf_counter(), self.iteration)
         clock = time.perf_counter()  # train_seconds: the loop's wall time, validation included
         self.board = self._open_board()
+        if self.ctx.is_main:
+            self._bar = Progress(cfg.run.iterations, sys.stdout, unit="it",
+                                 initial=self.iteration)
         try:
             with StopRequest(self._say) as interrupt:
                 clock = self._loop(batches, g_runner, d_runner, start_time, last_log, clock,
@@ -667,6 +676,9 @@ class Trainer:
                 self.save_checkpoint()
             return self.export()
         finally:
+            if self._bar is not None:
+                self._bar.close()
+                self._bar = None
             if self.board is not None:
                 self.board.close()
                 self.board = None
@@ -813,9 +825,9 @@ class Trainer:
             return
         keys = getattr(self.task, "progress_keys", ("loss",))
         shown = " ".join(f"{k}={record[k]:.4g}" for k in keys if k in record)
-        line = (f"it {self.iteration}/{self.cfg.run.iterations} {shown} "
-                f"{record['it_per_s']:.2f} it/s skipped={self.counters['skipped_g']}")
-        if sys.stdout.isatty():
-            print("\r" + line[:200], end="", flush=True)
-        else:
-            print(line, flush=True)
+        skipped = f"skipped={self.counters['skipped_g']}"
+        if self._bar is not None and self._bar.enabled:  # a terminal: sdflow sr's bar
+            self._bar.advance(self.iteration, f"{shown} {skipped}")
+        else:  # a pipe or log file: one line per log_every iterations
+            print(f"it {self.iteration}/{self.cfg.run.iterations} {shown} "
+                  f"{record['it_per_s']:.2f} it/s {skipped}", flush=True)

@@ -1,9 +1,10 @@
-"""The batch progress bar: ``tqdm`` on a terminal, silence elsewhere; messages always get
-through.
+"""The progress bar of every command: ``tqdm`` on a terminal, silence elsewhere; messages
+always get through.
 
 A small adapter rather than tqdm at each call site, because ``sdflow sr``/``downscale``
-(:mod:`sdflow.inference.batch`) and ``make-pairs`` (:mod:`sdflow.inference.pairs`) share
-one behaviour that tqdm spells in several calls: the bar counts images while the postfix
+(:mod:`sdflow.inference.batch`), ``make-pairs`` (:mod:`sdflow.inference.pairs`), ``eval``
+and ``train`` (:mod:`sdflow.training.trainer`, counting iterations) share one behaviour
+that tqdm spells in several calls: the bar counts images while the postfix
 shows the tile of the current image (redrawn at most 10 times a second), the one-line
 messages (failures, skips, notes) go through ``tqdm.write`` so that they never tear the
 bar, and the bar is drawn only on a TTY (``enabled=None``; a stream whose ``isatty``
@@ -32,14 +33,15 @@ class Progress:
     a TTY. On anything else (a pipe, a log file) nothing is drawn and :meth:`message`
     just prints lines."""
 
-    def __init__(self, total: int, stream: TextIO | None = None, enabled: bool | None = None):
+    def __init__(self, total: int, stream: TextIO | None = None, enabled: bool | None = None,
+                 *, unit: str = "img", initial: int = 0):
         self.stream = stream if stream is not None else sys.stderr
         self.enabled = _isatty(self.stream) if enabled is None else enabled
         # miniters=0: every update may redraw, limited only by mininterval (0.1 s), so
         # that tile progress shows although the image count does not move
-        self._bar = tqdm(total=total, file=self.stream, disable=not self.enabled,
-                         unit="img", leave=False, mininterval=0.1, miniters=0,
-                         dynamic_ncols=True)
+        self._bar = tqdm(total=total, initial=initial, file=self.stream,
+                         disable=not self.enabled, unit=unit, leave=False, mininterval=0.1,
+                         miniters=0, dynamic_ncols=True)
 
     def image(self, done: int, name: str) -> None:
         """``done`` images finished; ``name`` is the one now being processed."""
@@ -51,6 +53,13 @@ class Progress:
         self._bar.set_postfix_str("", refresh=False)
         self._bar.update(done - self._bar.n)
         self._bar.refresh()
+
+    def advance(self, done: int, postfix: str = "") -> None:
+        """``done`` units finished (training: iterations); ``postfix`` after the rate."""
+        if not self.enabled:
+            return
+        self._bar.set_postfix_str(postfix, refresh=False)
+        self._bar.update(done - self._bar.n)
 
     def tile(self, done: int, total: int) -> None:
         if not self.enabled:
