@@ -103,6 +103,9 @@ class RunSection:
     # Start from an exported model's weights (a path or registered name; a new optimiser,
     # schedule and iteration count): the next "leg" of a recipe trained in several runs.
     init_from: str | None = None
+    # measure one image's training step before the first and refuse a batch size that
+    # clearly does not fit in the free memory (sdflow.training.memory)
+    memory_check: bool = True
 
     def __post_init__(self) -> None:
         check_ranges(self, {

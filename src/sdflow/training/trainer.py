@@ -40,6 +40,7 @@ from sdflow.hardware import resolve_device
 from sdflow.progress import Progress
 from sdflow.provenance import data_name, portable_train_config
 from sdflow.training import distributed as D
+from sdflow.training import memory
 from sdflow.training.config import TrainConfig
 from sdflow.training.data import IterationSampler, UnpairedDataset, load_pairs
 from sdflow.training.ema import EMA
@@ -474,10 +475,33 @@ class Trainer:
         for batch in loader:
             yield {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
 
-    def _init_batch(self) -> dict[str, torch.Tensor]:
-        n = self.cfg.data.init_batch
+    def _init_batch(self, count: int | None = None) -> dict[str, torch.Tensor]:
+        n = self.cfg.data.init_batch if count is None else count
         items = [self.dataset[(-1, self.ctx.rank * n + i)] for i in range(n)]
         return {k: torch.stack([it[k] for it in items]).to(self.device) for k in items[0]}
+
+    def _check_step_memory(self) -> None:
+        """Refuse a batch size whose training step clearly does not fit in the free memory
+        (:mod:`sdflow.training.memory`), naming one that does; every rank agrees."""
+        one = {k: v[:1] for k, v in self._init_batch(count=1).items()}
+        last = self.cfg.run.iterations - 1  # the last stage: every loss term on
+        modules = [m for m in (self.generator, self.discriminators) if m is not None]
+        step = memory.measure_step(
+            modules, lambda: self._g_call(one, last, torch.Generator().manual_seed(0), 0, 1))
+        free = memory.available_memory(self.device)
+        data = self.cfg.data
+        need = step.step_bytes(data.batch_size)
+        fits = free is None or need <= memory.HEADROOM * free
+        if D.all_true(fits, self.ctx):
+            return
+        largest = step.largest_batch(free)
+        fix = (f"--set data.batch_size={largest} fits" if largest >= 1 else
+               f"even data.batch_size=1 does not: lower data.lr_crop (now {data.lr_crop})")
+        raise SDFlowError(
+            f"a training step needs about {memory.human(need)} at data.batch_size="
+            f"{data.batch_size} and data.lr_crop={data.lr_crop} ({memory.human(step.per_image)}"
+            f" of activations per image), but only {memory.human(free)} is free on "
+            f"{self.device}: {fix} (or --set run.memory_check=false to try anyway)")
 
     # ------------------------------------------------------------------ the loop
     def _set_lr(self) -> None:
@@ -631,6 +655,8 @@ class Trainer:
                     "checkpoints, metrics and model are deleted), or choose another -o")
             if cfg.run.init_from:  # a bad model must not leave a half-written folder
                 self._init_from(cfg.run.init_from)
+            if cfg.run.memory_check:  # a batch that cannot fit: refused before any write
+                self._check_step_memory()
             D.barrier(self.ctx)
             if held and self.ctx.is_main:
                 for path in held:
