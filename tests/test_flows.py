@@ -173,3 +173,17 @@ def test_conditional_layers_require_condition():
         AffineInjector(4, COND)(torch.zeros(1, 4, 2, 2))
     with pytest.raises(ValueError, match="unconditional"):
         FlowSequence([ActNorm(4)])(torch.zeros(1, 4, 2, 2), torch.zeros(1, 1, 2, 2))
+
+
+def test_every_exported_bijection_gets_the_float64_tests():
+    """A new layer exported from sdflow.flows fails here until LAYERS builds it (and so
+    runs it through the invertibility and log-det tests above)."""
+    import sdflow.flows as flows
+    from sdflow.flows.base import Bijection
+
+    exported = {getattr(flows, n) for n in flows.__all__}
+    layers = {c for c in exported if isinstance(c, type) and issubclass(c, Bijection)
+              and c is not Bijection}
+    covered = {type(factory()) for factory, _, _ in LAYERS.values()}
+    missing = sorted(c.__name__ for c in layers - covered)
+    assert not missing, f"add these to LAYERS: {missing}"

@@ -212,15 +212,16 @@ def model_config(info: CheckpointInfo, path: str | os.PathLike):
 
 def parameter_count(path: str | os.PathLike, info: CheckpointInfo | None = None) -> int:
     """Number of model parameters from the tensor shapes in the header (no weights are
-    read; persistent buffers of the architecture are not counted)."""
-    from sdflow.models import ARCHITECTURES
-
+    read). The buffers are told from the parameters by the module itself: the recorded
+    config is built on the ``meta`` device (no memory, no initialisation) and its buffer
+    names are left out of the count."""
     info = info or read_info(path)
-    arch = ARCHITECTURES.get(info.architecture)
-    buffers = set(arch.buffers) if arch is not None else set()
+    arch, config = model_config(info, path)
+    with torch.device("meta"):
+        buffers = {name for name, _ in arch.build(config).named_buffers()}
     with safe_open(str(path), framework="pt") as f:
         return sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys()
-                   if k.rsplit(".", 1)[-1] not in buffers)
+                   if k not in buffers)
 
 
 def compute_summary(extra: dict[str, Any]) -> str:

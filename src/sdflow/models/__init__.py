@@ -21,9 +21,6 @@ class Architecture:
     model_cls: type[nn.Module]
     presets: dict[str, Any]
     label: str = ""  # what users are told the architecture is
-    #: Leaf names of the persistent buffers in its state dict (everything else is a
-    #: parameter): lets ``sdflow info`` count parameters from a checkpoint's header alone.
-    buffers: tuple[str, ...] = ()
     #: Submodules a file may lack because it was written before they were kept; such a
     #: file loads with the attribute set to None (the model says what it then cannot do).
     optional_modules: tuple[str, ...] = ()
@@ -34,13 +31,11 @@ class Architecture:
 
 #: Every architecture a checkpoint may name (explicit, no import-time registration).
 ARCHITECTURES: dict[str, Architecture] = {
-    "sdflow": Architecture("sdflow", SDFlowConfig, SDFlow, SDFLOW_PRESETS, SDFlow.label,
-                           buffers=("initialized", "perm", "sign_diag")),
+    "sdflow": Architecture("sdflow", SDFlowConfig, SDFlow, SDFLOW_PRESETS, SDFlow.label),
     "da-iccv21": Architecture("da-iccv21", DAICCV21Config, DAICCV21, DA_PRESETS,
                               DAICCV21.label, optional_modules=("lr_decoder",)),
     "gaussian-fit": Architecture("gaussian-fit", GaussianFitConfig, GaussianDownscaler,
-                                 GaussianFitConfig._presets, GaussianDownscaler.label,
-                                 buffers=()),
+                                 GaussianFitConfig._presets, GaussianDownscaler.label),
 }
 
 
