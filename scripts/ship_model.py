@@ -24,6 +24,7 @@ from safetensors.torch import save_file
 
 from sdflow.atomic import write_atomic
 from sdflow.checkpoint import METADATA_KEY, file_sha256, read_info
+from sdflow.provenance import portable_evidence
 
 
 def evidence_record(path: Path) -> dict:
@@ -48,7 +49,7 @@ def main() -> None:
     info = read_info(args.source)
     extra = dict(info.extra)
     extra["registered_name"] = args.name
-    extra["evidence"] = [evidence_record(Path(p)) for p in args.evidence]
+    extra["evidence"] = portable_evidence([evidence_record(Path(p)) for p in args.evidence])
     if args.compute:
         if "compute" in extra:
             raise SystemExit("the model already has a compute record; --compute is for "
