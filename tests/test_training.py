@@ -215,3 +215,27 @@ def test_degradation_blur_auto_is_fitted_before_step_zero_and_recorded(shared, t
     assert again.loss.degradation_blur == sigma
     trainer.fit(resume="auto")
     assert len(_records(run)) == 3 and len(_records(run, "fitted")) == 1
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed missing")
+def test_a_diverging_run_under_torchrun_ends_on_every_rank(shared, tmp_path):
+    """lr_g = 1 with 2 gloo processes: the ranks roll back together and, after
+    run.max_rollbacks, all stop with the one-line divergence error (exit 1), in bounded time,
+    nothing exported (issue 24, item 1: 'all ranks agree to stop')."""
+    run = tmp_path / "div"
+    args = ["--preset", "smoke"] + [a for o in _overrides(shared, run, **{
+        "run.iterations": 60, "optim.lr_g": 1.0, "run.max_rollbacks": 2,
+        "data.batch_size": 1, "data.init_batch": 4, "run.threads": 1}) for a in ("--set", o)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                          "--nproc-per-node", "2", "-m", "sdflow", "train", *args],
+                         cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
+    assert res.returncode != 0
+    lines = [x for x in res.stderr.splitlines() if "diverged at iteration" in x]
+    assert len(lines) >= 1 and "2 rollback(s)" in lines[0], res.stderr[-3000:]
+    assert "Traceback" not in res.stderr.split("diverged at iteration")[0][-2000:]
+    records = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["lr_scale"] for r in records if r["type"] == "rollback"] == [0.5, 0.25]
+    assert records[-1]["type"] == "diverged"
+    assert not (run / "model_ema.safetensors").exists()
