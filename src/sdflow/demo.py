@@ -14,7 +14,6 @@ Two layers, so that the page stays thin:
 
 from __future__ import annotations
 
-import secrets
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +24,13 @@ import torch
 
 from sdflow import registry
 from sdflow.errors import SDFlowError
-from sdflow.imageio import image_to_tensor, read_image, tensor_to_image, write_image
+from sdflow.imageio import (
+    image_to_tensor,
+    read_image,
+    tensor_to_image,
+    to_uint8,
+    write_image,
+)
 from sdflow.inference.batch import open_model
 from sdflow.inference.naming import output_names
 from sdflow.inference.pipeline import process
@@ -33,6 +38,7 @@ from sdflow.inference.uncertainty import colormap, default_vmax
 from sdflow.metrics.resize import imresize
 from sdflow.models.base import SuperResolver, downscales, is_stochastic
 from sdflow.models.sampling import default_tau
+from sdflow.seeding import new_seed
 
 TASK_LABELS = {"sr": "Super-resolve x4", "ds": "Downscale x1/4"}
 MAX_SAMPLES = 4
@@ -70,9 +76,7 @@ class DemoResult:
 
 def _display(arr: np.ndarray) -> np.ndarray:
     """Any pipeline output (gray, alpha, 16-bit) as 8-bit RGB for the page."""
-    a = np.asarray(arr)
-    if a.dtype == np.uint16:
-        a = np.round(a.astype(np.float64) / 257.0).astype(np.uint8)
+    a = to_uint8(np.asarray(arr))
     if a.ndim == 2:
         a = a[..., None]
     if a.shape[2] in (1, 2):
@@ -128,7 +132,7 @@ class DemoSession:
             if not 0.0 <= tau <= MAX_TAU:
                 raise SDFlowError(f"tau must be in 0..{MAX_TAU}, got {tau}")
             samples = max(1, min(int(samples), MAX_SAMPLES))
-            seed = secrets.randbelow(2**31) if seed is None else int(seed)
+            seed = new_seed() if seed is None else int(seed)
             generator = torch.Generator().manual_seed(seed)
         else:
             tau, samples, seed, generator, component = 0.0, 1, None, None, None

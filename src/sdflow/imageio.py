@@ -417,6 +417,13 @@ def from_array(arr: np.ndarray) -> LoadedImage:
 
 
 # ---------------------------------------------------------------------------- tensors
+def to_uint8(arr: np.ndarray) -> np.ndarray:
+    """An 8- or 16-bit array as 8 bits (16-bit values rounded: v / 257)."""
+    if arr.dtype == np.uint8:
+        return arr
+    return np.round(arr.astype(np.float32) / 257.0).astype(np.uint8)
+
+
 def image_to_tensor(rgb: np.ndarray) -> Tensor:
     """``H x W x C`` uint8/uint16 array -> ``[1, C, H, W]`` float32 in [-1, 1]."""
     if rgb.dtype == np.uint8:

@@ -10,10 +10,16 @@ that key (flat folders) and seeds with it too.
 
 from __future__ import annotations
 
+import secrets
 import zlib
 from pathlib import PurePath
 
 import torch
+
+
+def new_seed() -> int:
+    """A fresh random seed for a job given none (recorded and shown, so it can be reused)."""
+    return secrets.randbelow(2**31)
 
 
 def image_key(rel: str | PurePath) -> str:

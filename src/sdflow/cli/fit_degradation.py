@@ -12,7 +12,7 @@ import torch
 
 from sdflow.checkpoint import save
 from sdflow.errors import SDFlowError
-from sdflow.imageio import ImageReadError, read_image
+from sdflow.imageio import ImageReadError, read_image, to_uint8
 from sdflow.metrics.degradation_fit import fit_gaussian_degradation
 from sdflow.models import GaussianDownscaler, GaussianFitConfig
 from sdflow.training.data import list_images
@@ -55,9 +55,7 @@ def _read_all(dirs: list[str], err) -> list[np.ndarray]:
         except ImageReadError as exc:
             print(f"skipped: {exc}", file=err)
             continue
-        if rgb.dtype != np.uint8:
-            rgb = np.round(rgb.astype(np.float32) / 257.0).astype(np.uint8)
-        images.append(rgb)
+        images.append(to_uint8(rgb))
     return images
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import secrets
 import sys
 import time
 from dataclasses import dataclass, field
@@ -60,7 +59,7 @@ from sdflow.models.base import is_stochastic
 from sdflow.models.prepare import PRECISIONS, prepare
 from sdflow.options import flag
 from sdflow.progress import Progress
-from sdflow.seeding import image_generator, image_key, image_seed
+from sdflow.seeding import image_generator, image_key, image_seed, new_seed
 from sdflow.version import __version__
 
 #: ``--ext`` values: ``auto`` keeps the input's format where it can be written, else PNG.
@@ -373,7 +372,7 @@ def _run_batch(model, model_id: ModelIdentity, jobs: list[Job], options: Options
     stream = stream if stream is not None else sys.stderr
     verb = TASK_NAMES[options.task]
     summary = Summary()
-    seed = options.seed if options.seed is not None else secrets.randbelow(2**31)
+    seed = options.seed if options.seed is not None else new_seed()
     bar = Progress(len(jobs), stream, enabled=False if options.dry_run else progress_enabled)
     start = time.monotonic()
 

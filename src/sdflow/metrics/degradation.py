@@ -98,6 +98,21 @@ def blur_index(img: np.ndarray | Tensor) -> float:
 HIGH_BAND = (0.25, 0.5)  # cycles per pixel
 
 
+def windowed_power_spectrum(x: Tensor) -> tuple[Tensor, Tensor]:
+    """``(power, radius)``: the power spectrum of ``x`` (``[..., H, W]``, the mean of each
+    image removed, Hann-windowed) and the radial frequency of each bin in cycles per pixel
+    (``[H, W]``; 0.5 is Nyquist). Shared by :func:`high_band_energy` and the training loss
+    ``sdflow.training.losses.spectrum_distance``."""
+    h, w = x.shape[-2:]
+    kw = {"dtype": x.dtype, "device": x.device}
+    window = torch.outer(torch.hann_window(h, periodic=False, **kw),
+                         torch.hann_window(w, periodic=False, **kw))
+    power = torch.fft.fft2((x - x.mean(dim=(-2, -1), keepdim=True)) * window).abs().pow(2)
+    fy = torch.fft.fftfreq(h, **kw).view(-1, 1)
+    fx = torch.fft.fftfreq(w, **kw).view(1, -1)
+    return power, torch.sqrt(fy**2 + fx**2)
+
+
 def high_band_energy(img: np.ndarray | Tensor, band: tuple[float, float] = HIGH_BAND) -> float:
     """Fraction of the Hann-windowed, mean-removed Y spectrum's energy at radial frequencies
     in ``band`` (cycles per pixel; 0.5 is Nyquist) of an 8-bit RGB image."""
@@ -107,12 +122,7 @@ def high_band_energy(img: np.ndarray | Tensor, band: tuple[float, float] = HIGH_
         raise ValueError(f"band energy needs at least 8x8 pixels, got {w}x{h}")
     if float(y.max() - y.min()) == 0:
         return 0.0  # a flat image has no detail at any frequency
-    window = torch.outer(torch.hann_window(h, periodic=False, dtype=torch.float64),
-                         torch.hann_window(w, periodic=False, dtype=torch.float64))
-    power = torch.fft.fft2((y - y.mean()) * window).abs().pow(2)
-    fy = torch.fft.fftfreq(h, dtype=torch.float64).view(-1, 1)
-    fx = torch.fft.fftfreq(w, dtype=torch.float64).view(1, -1)
-    radius = torch.sqrt(fy**2 + fx**2)
+    power, radius = windowed_power_spectrum(y)
     total = float(power.sum())
     if total == 0:
         return 0.0

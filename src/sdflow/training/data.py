@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from sdflow.imageio import IMAGE_EXTENSIONS, ImageReadError, read_image
+from sdflow.imageio import IMAGE_EXTENSIONS, ImageReadError, read_image, to_uint8
 from sdflow.value_range import to_signed
 
 log = logging.getLogger(__name__)
@@ -80,8 +80,7 @@ class ImagePool:
                 self.report.unreadable.append(str(path))
                 continue
             rgb = img.rgb
-            if rgb.dtype != np.uint8:  # 16-bit sources: train on their 8-bit rounding
-                rgb = np.round(rgb.astype(np.float32) / 257.0).astype(np.uint8)
+            rgb = to_uint8(rgb)  # 16-bit sources: train on their 8-bit rounding
             h, w = rgb.shape[:2]
             if h < min_size or w < min_size:
                 log.warning("skipping %s: %dx%d is smaller than the crop %d", path, w, h,

@@ -167,15 +167,11 @@ def radial_band_energy(x: Tensor, n_bands: int = 8) -> Tensor:
     """Per image and channel, the energy of the Hann-windowed, mean-removed power spectrum
     in each of ``n_bands`` equal radial bands from 0 to Nyquist (0.5 cycles per pixel; the
     corners beyond it count in the last band): ``[B, C, n_bands]``."""
-    b, c, h, w = x.shape
-    window = torch.outer(torch.hann_window(h, periodic=False, dtype=x.dtype, device=x.device),
-                         torch.hann_window(w, periodic=False, dtype=x.dtype, device=x.device))
-    centred = (x - x.mean(dim=(2, 3), keepdim=True)) * window
-    power = torch.fft.fft2(centred).abs().pow(2).flatten(2)
-    fy = torch.fft.fftfreq(h, dtype=x.dtype, device=x.device).view(-1, 1)
-    fx = torch.fft.fftfreq(w, dtype=x.dtype, device=x.device).view(1, -1)
-    band = (torch.sqrt(fy ** 2 + fx ** 2) / 0.5 * n_bands).long().clamp(max=n_bands - 1)
-    return power @ F.one_hot(band.flatten(), n_bands).to(x.dtype)
+    from sdflow.metrics.degradation import windowed_power_spectrum
+
+    power, radius = windowed_power_spectrum(x)
+    band = (radius / 0.5 * n_bands).long().clamp(max=n_bands - 1)
+    return power.flatten(2) @ F.one_hot(band.flatten(), n_bands).to(x.dtype)
 
 
 def band_shares(x: Tensor, n_bands: int = 8) -> Tensor:

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from sdflow.hardware import available_ram
+
 ACTIVATION_FACTOR = 1.5
 STATE_FACTOR = 5.0
 #: the share of the free memory a step may plan to use
@@ -82,16 +84,7 @@ def available_memory(device: torch.device) -> int | None:
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
         return int(free)
-    if device.type != "cpu":
-        return None
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
+    return available_ram() if device.type == "cpu" else None
 
 
 def human(n: float) -> str:
