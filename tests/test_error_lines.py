@@ -310,7 +310,7 @@ def test_resume_of_a_pickle_with_code_is_refused_without_weights_only_advice(
     line = one_line(capsys, _train(opts, "--resume", str(evil)), str(evil), "refused")
     assert "weights_only" not in line and not marker.exists()
     with pytest.raises(CheckpointError) as info:
-        from sdflow.training.trainer import load_training_state
+        from sdflow.training.state import load_training_state
 
         load_training_state(evil)
     assert info.value.__cause__ is None and info.value.__context__ is None

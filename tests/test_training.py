@@ -18,7 +18,8 @@ import torch
 import sdflow
 from sdflow.config import ConfigError
 from sdflow.training.config import load_config
-from sdflow.training.trainer import Trainer, list_checkpoints
+from sdflow.training.state import list_checkpoints
+from sdflow.training.trainer import Trainer
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -239,3 +240,18 @@ def test_a_diverging_run_under_torchrun_ends_on_every_rank(shared, tmp_path):
     assert [r["lr_scale"] for r in records if r["type"] == "rollback"] == [0.5, 0.25]
     assert records[-1]["type"] == "diverged"
     assert not (run / "model_ema.safetensors").exists()
+
+
+def test_building_a_trainer_leaves_the_process_random_state_alone(shared, tmp_path):
+    """The networks are initialised from run.seed whatever the caller's random state, and
+    the caller's state is the same after the constructor as before it."""
+    cfg = load_config("smoke", None, _overrides(shared, tmp_path / "run"))
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    first = Trainer(cfg)
+    assert torch.equal(torch.get_rng_state(), before)
+    torch.manual_seed(456)  # another caller state: the same networks
+    second = Trainer(cfg)
+    for (name, a), b in zip(first.generator.state_dict().items(),
+                            second.generator.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import pickle
 import shutil
 import signal
 import sys
@@ -34,24 +33,30 @@ from torch.utils.data import DataLoader
 
 from sdflow.atomic import remove_stale_temporaries, write_atomic
 from sdflow.checkpoint import save as save_model
-from sdflow.checkpoint import state_mismatch
 from sdflow.errors import CheckpointError, Interrupted, SDFlowError, is_oom
 from sdflow.hardware import resolve_device
 from sdflow.progress import Progress
 from sdflow.provenance import data_name, portable_train_config
+from sdflow.training import compute, memory
 from sdflow.training import distributed as D
-from sdflow.training import memory
 from sdflow.training.config import TrainConfig
 from sdflow.training.data import IterationSampler, UnpairedDataset, load_pairs
 from sdflow.training.ema import EMA
+from sdflow.training.state import (
+    RunFolderError,
+    check_resumable,
+    checkpoint_path,
+    list_checkpoints,
+    load_training_state,
+    newest_healthy_checkpoint,
+    newest_valid_checkpoint,
+    run_files,
+)
 from sdflow.training.tasks import TrainingTask, build_task
 from sdflow.training.validation import save_grid
 from sdflow.version import __version__
 
 log = logging.getLogger("sdflow.train")
-
-CHECKPOINT_PREFIX = "step_"
-
 
 class _Call(nn.Module):
     """Owns ``owner``'s parameters and runs ``fn`` in ``forward``, so that
@@ -74,102 +79,6 @@ def lr_factor(iteration: int, total: int, milestones: list[float], gamma: float)
     """Multi-step decay: ``gamma`` at each milestone (fractions of ``total`` iterations)."""
     passed = sum(1 for m in milestones if iteration >= int(round(m * total)))
     return gamma**passed
-
-
-def list_checkpoints(run_dir: Path) -> list[Path]:
-    """Checkpoint files of a run, newest first."""
-    ckpt_dir = run_dir / "checkpoints"
-    if not ckpt_dir.is_dir():
-        return []
-    files = [p for p in ckpt_dir.glob(f"{CHECKPOINT_PREFIX}*.pt") if p.stem[5:].isdigit()]
-    return sorted(files, key=lambda p: int(p.stem[5:]), reverse=True)
-
-
-#: What every training state written by :meth:`Trainer.save_checkpoint` holds.
-STATE_KEYS = ("iteration", "generator", "ema", "discriminators", "opt_g", "opt_d", "schedule",
-              "rng", "counters", "config")
-_RESUME_FIX = "resume from a run's checkpoints/step_*.pt (or --resume auto)"
-
-
-def _is_safetensors(path: Path) -> bool:
-    """A safetensors file: an 8-byte little-endian header length, then a JSON header."""
-    with open(path, "rb") as f:
-        head = f.read(9)
-    return (len(head) == 9 and head[8:9] == b"{"
-            and int.from_bytes(head[:8], "little") < path.stat().st_size)
-
-
-def load_training_state(path: str | Path) -> dict[str, Any]:
-    """A training checkpoint written by ``sdflow train`` (``torch.load`` with
-    ``weights_only=True``: no pickled code runs). Anything else raises a one-line
-    :class:`CheckpointError`; torch's advice to turn ``weights_only`` off is never passed
-    on, and its exception is not chained."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such training checkpoint; {_RESUME_FIX}")
-    try:
-        exported = _is_safetensors(path)
-    except OSError as exc:
-        raise CheckpointError(f"{path}: cannot be read ({exc.strerror or exc})") from None
-    if exported:
-        raise CheckpointError(f"{path}: an exported model, not a training checkpoint; to "
-                              "start a new run from its weights use --init-from (--resume "
-                              "takes a run's checkpoints/step_*.pt)")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        error = CheckpointError(f"{path}: refused: it holds pickled objects other than "
-                                "tensors (not a checkpoint sdflow train wrote, and sdflow "
-                                f"never runs code from a file); {_RESUME_FIX}")
-    except Exception:  # torch raises RuntimeError, EOFError, KeyError... for corrupt files
-        error = CheckpointError(f"{path}: not a readable training checkpoint (truncated or "
-                                f"corrupt); {_RESUME_FIX}")
-    else:
-        missing = [k for k in STATE_KEYS if k not in state] if isinstance(state, dict) \
-            else list(STATE_KEYS)
-        if not missing:
-            return state
-        error = CheckpointError(f"{path}: not an sdflow training checkpoint (lacks "
-                                f"{', '.join(missing[:3])}); {_RESUME_FIX}")
-    raise error  # outside the except blocks: torch's message is not even chained
-
-
-def newest_valid_checkpoint(run_dir: Path) -> tuple[Path, dict[str, Any]] | None:
-    """The newest checkpoint that loads; corrupt ones are reported and passed over."""
-    for path in list_checkpoints(run_dir):
-        try:
-            return path, load_training_state(path)
-        except CheckpointError as exc:  # a truncated or corrupt file: try the previous one
-            log.warning("ignoring %s", str(exc).split("; ")[0])
-    return None
-
-
-def newest_healthy_checkpoint(run_dir: Path) -> tuple[Path, dict[str, Any]] | None:
-    """The newest loadable checkpoint that was healthy when written (files from before
-    health was recorded count as healthy)."""
-    for path in list_checkpoints(run_dir):
-        try:
-            state = load_training_state(path)
-        except CheckpointError as exc:
-            log.warning("ignoring %s", str(exc).split("; ")[0])
-            continue
-        if state.get("healthy", True):
-            return path, state
-    return None
-
-
-def _flat(data: Any, prefix: str = "") -> dict[str, Any]:
-    if not isinstance(data, dict):
-        return {prefix: data}
-    out: dict[str, Any] = {}
-    for key, value in data.items():
-        out.update(_flat(value, f"{prefix}.{key}" if prefix else str(key)))
-    return out
-
-
-#: What a run writes into its folder: a folder holding any of them holds a run.
-RUN_FILES = ("config.json", "metrics.jsonl", "checkpoints", "model_ema.safetensors",
-             "samples")
 
 
 class DivergenceError(SDFlowError):
@@ -227,30 +136,20 @@ class StopRequest:
             signal.signal(sig, old)
 
 
-class RunFolderError(SDFlowError):
-    """The run folder already holds a run and neither resume nor overwrite was asked for."""
-
-
-def run_files(run_dir: Path) -> list[Path]:
-    """The files and folders of a run in ``run_dir`` (empty: no run there)."""
-    return [run_dir / name for name in RUN_FILES if (run_dir / name).exists()]
-
-
 class Trainer:
     def __init__(self, cfg: TrainConfig, ctx: D.DistContext | None = None):
         self.cfg = cfg
         self.ctx = ctx or D.DistContext(device=resolve_device(cfg.run.device))
         self.device = self.ctx.device
         self.run_dir = Path(cfg.run.out_dir)
-        torch.manual_seed(cfg.run.seed)
-        self.task: TrainingTask = build_task(cfg, self.device)
-        self.generator = self.task.generator
-        self.discriminators = self.task.discriminators
-        betas = tuple(cfg.optim.betas)
-        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=cfg.optim.lr_g,
-                                      betas=betas)
-        self.opt_d = torch.optim.Adam(self.discriminators.parameters(), lr=cfg.optim.lr_d,
-                                      betas=betas) if self.discriminators is not None else None
+        if cfg.run.tensorboard:  # refused before any work, not after a first checkpoint
+            try:
+                import tensorboard  # noqa: F401
+            except ImportError:
+                raise ValueError("run.tensorboard needs the tensorboard package: pip install "
+                                 "'sdflow[tensorboard]' (or leave --tensorboard out)") from None
+        self.board = None  # the TensorBoard writer while fit runs with run.tensorboard
+        self._bar: Progress | None = None  # the progress bar while fit runs (main process)
         self.ema: EMA | None = None
         self.iteration = 0
         self.lr_scale = 1.0
@@ -260,26 +159,41 @@ class Trainer:
         self.train_seconds = 0.0  # wall time spent in the training loop (kept across resume)
         self.previous_legs: list[dict[str, Any]] = []  # compute of the runs before this one
         self.init_source: dict[str, Any] | None = None
-        self.dataset = UnpairedDataset(
-            cfg.data.lr_dirs, cfg.data.hr_dirs, cfg.data.lr_crop, self._scale(),
-            flips=cfg.data.flips, rot90=cfg.data.rot90, dequantize=cfg.data.dequantize,
-            seed=cfg.run.seed)
-        fitted = self.task.fit_to_data(self.dataset.lr.images, self.dataset.hr.images)
-        #: what was fitted to the training images (logged by fit)
-        self.fitted = fitted
-        if cfg.run.tensorboard:  # refused before any work, not after a first checkpoint
-            try:
-                import tensorboard  # noqa: F401
-            except ImportError:
-                raise ValueError("run.tensorboard needs the tensorboard package: pip install "
-                                 "'sdflow[tensorboard]' (or leave --tensorboard out)") from None
-        self.board = None  # the TensorBoard writer while fit runs with run.tensorboard
-        self._bar: Progress | None = None  # the progress bar while fit runs (main process)
-        self.val_pairs = load_pairs(cfg.data.val_dir, self._scale(), cfg.data.val_lr_crop,
-                                    cfg.data.val_limit) if cfg.data.val_dir else []
-        self._g_call = _Call(self.generator, self.task.generator_loss)
-        self._d_call = _Call(self.discriminators, self.task.discriminator_loss) \
-            if self.discriminators is not None else None
+        # The networks are initialised from run.seed without changing the process's random
+        # state: the seeded generator is forked here, and fit()/start() continue from it.
+        cuda = [self.device.index or 0] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda):
+            torch.manual_seed(cfg.run.seed)
+            self.task: TrainingTask = build_task(cfg, self.device)
+            self.generator = self.task.generator
+            self.discriminators = self.task.discriminators
+            betas = tuple(cfg.optim.betas)
+            self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=cfg.optim.lr_g,
+                                          betas=betas)
+            self.opt_d = torch.optim.Adam(self.discriminators.parameters(), lr=cfg.optim.lr_d,
+                                          betas=betas) if self.discriminators is not None else None
+            self.dataset = UnpairedDataset(
+                cfg.data.lr_dirs, cfg.data.hr_dirs, cfg.data.lr_crop, self._scale(),
+                flips=cfg.data.flips, rot90=cfg.data.rot90, dequantize=cfg.data.dequantize,
+                seed=cfg.run.seed)
+            fitted = self.task.fit_to_data(self.dataset.lr.images, self.dataset.hr.images)
+            #: what was fitted to the training images (logged by fit)
+            self.fitted = fitted
+            self.val_pairs = load_pairs(cfg.data.val_dir, self._scale(), cfg.data.val_lr_crop,
+                                        cfg.data.val_limit) if cfg.data.val_dir else []
+            self._g_call = _Call(self.generator, self.task.generator_loss)
+            self._d_call = _Call(self.discriminators, self.task.discriminator_loss) \
+                if self.discriminators is not None else None
+            self._rng_after_init = (torch.get_rng_state(),
+                                    {d: torch.cuda.get_rng_state(d) for d in cuda})
+
+    def _continue_init_rng(self) -> None:
+        """Set the random state to where building the run left the seeded generator (the
+        process-wide state belongs to fit and start, not to the constructor)."""
+        cpu, cuda = self._rng_after_init
+        torch.set_rng_state(cpu)
+        for index, state in cuda.items():
+            torch.cuda.set_rng_state(state, index)
 
     def _scale(self) -> int:
         return int(getattr(self.task.generator, "scale", 4))
@@ -371,7 +285,7 @@ class Trainer:
         """Load an exported model's weights into the generator (same architecture and config
         required; parts the file lacks, such as the G_t of a da-iccv21 file exported before
         G_t was kept, start fresh) and take over its compute record."""
-        from sdflow.checkpoint import CheckpointError, file_sha256
+        from sdflow.checkpoint import file_sha256
         from sdflow.registry import load as load_model
 
         try:
@@ -387,15 +301,10 @@ class Trainer:
                              f"{type(target).__name__} (differs in: {', '.join(diff) or 'type'});"
                              " use the same model preset and overrides as the run it came from")
         missing = target.load_state_dict(source.state_dict(), strict=False).missing_keys
-        extra = source.checkpoint_info.extra
-        compute = extra.get("compute") or {}
-        legs = list(compute.get("legs", []))
-        if not legs and "iterations" in extra:  # exported before compute was recorded
-            legs = [{"iterations": int(extra["iterations"]), "hours": None, "cpu_hours": None,
-                     "device": None, "note": "no compute record in the model"}]
+        legs = compute.earlier_legs(source.checkpoint_info.extra)
         self.previous_legs = legs
-        self.init_source = {"model": Path(name_or_path).name,
-                            "sha256": file_sha256(source.checkpoint_path, length=64)}
+        self.init_source = compute.init_source(
+            name_or_path, file_sha256(source.checkpoint_path, length=64))
         fresh = len(missing)
         self._say(f"initialised from {name_or_path} ({len(legs)} earlier leg(s), "
                   f"{sum(int(leg.get('iterations') or 0) for leg in legs)} iterations)"
@@ -403,34 +312,16 @@ class Trainer:
 
     def compute_record(self) -> dict[str, Any]:
         """Training compute of this run plus the legs it was initialised from."""
-        hours = self.train_seconds / 3600.0
-        threads = torch.get_num_threads()
-        leg: dict[str, Any] = {
-            "iterations": self.iteration, "hours": round(hours, 4),
-            "device": self.device.type, "processes": self.ctx.world_size,
-            "threads_per_process": threads if self.device.type == "cpu" else None,
-            "cpu_hours": round(hours * threads * self.ctx.world_size, 4)
-            if self.device.type == "cpu" else None,
-            "device_hours": round(hours * self.ctx.world_size, 4)
-            if self.device.type != "cpu" else None,
-            "init_from": self.init_source,
-        }
-        legs = self.previous_legs + [leg]
-
-        def total(key: str) -> float | None:
-            values = [leg.get(key) for leg in legs]
-            return None if any(v is None for v in values) else round(sum(values), 4)
-
-        return {"legs": legs, "total_iterations": sum(int(leg["iterations"]) for leg in legs),
-                "total_hours": total("hours"), "total_cpu_hours": total("cpu_hours")
-                if all(leg.get("device") == "cpu" for leg in legs) else None}
+        leg = compute.leg_record(self.iteration, self.train_seconds, self.device.type,
+                                 self.ctx.world_size, torch.get_num_threads(), self.init_source)
+        return compute.with_totals(self.previous_legs + [leg])
 
     def save_checkpoint(self) -> Path | None:
         """Write the training state atomically (rank 0) and prune old checkpoints."""
         in_sync = D.parameters_in_sync(self.generator, self.ctx)
         if not self.ctx.is_main:
             return None
-        path = self.run_dir / "checkpoints" / f"{CHECKPOINT_PREFIX}{self.iteration:08d}.pt"
+        path = checkpoint_path(self.run_dir, self.iteration)
         healthy = self.healthy()
         write_atomic(path, lambda tmp: torch.save(self._state(), tmp))  # makes the folder
         if healthy:
@@ -645,6 +536,7 @@ class Trainer:
         unless it is resumed or ``overwrite`` is given (then that run's files are deleted
         first). Every argument is checked before anything is written to the folder."""
         cfg = self.cfg
+        self._continue_init_rng()
         state = self._resume_state(resume)
         if state is None:
             held = run_files(self.run_dir)
@@ -782,43 +674,16 @@ class Trainer:
             path, state = found
         else:
             path, state = Path(resume), load_training_state(Path(resume))
-        self._check_resumable(state, path)
+        check_resumable(state, path, {"generator": self.generator,
+                                      "discriminators": self.discriminators},
+                        self.cfg.to_dict())
         return state
-
-    def _check_resumable(self, state: dict[str, Any], path: Path) -> None:
-        """The checkpoint's networks have this run's shapes, else one line naming the
-        settings that differ (model and loss sections of the two configs)."""
-        problems = []
-        for name, module in (("generator", self.generator),
-                             ("discriminators", self.discriminators)):
-            saved = state[name]
-            if module is None or saved is None:
-                if (module is None) != (saved is None):
-                    problems.append(f"{name}: present in only one of them")
-                continue
-            if not isinstance(saved, dict):
-                problems.append(f"{name}: not a state dict")
-                continue
-            mismatch = state_mismatch(module, saved)
-            if mismatch:
-                problems.append(f"{name}: {mismatch}")
-        if not problems:
-            return
-        saved_cfg = state["config"] if isinstance(state["config"], dict) else {}
-        theirs = _flat({k: v for k, v in saved_cfg.items() if k in ("model", "loss")})
-        ours = _flat({k: v for k, v in self.cfg.to_dict().items() if k in ("model", "loss")})
-        diff = sorted(k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k))
-        shown = ", ".join(diff[:5]) + (f" and {len(diff) - 5} more" if len(diff) > 5 else "")
-        raise CheckpointError(
-            f"{path}: a training checkpoint of another model than this run's "
-            f"({'settings differ in ' + shown if diff else problems[0]}); resume with the "
-            "settings it was written with (its run's config.json), or start a new run from "
-            "an exported model with --init-from")
 
     # ------------------------------------------------------------------ stepping by hand
     def start(self) -> None:
         """What :meth:`fit` does before step 0 of a fresh run (data-dependent init, the EMA),
         for code that steps the trainer itself (benchmarks, tests)."""
+        self._continue_init_rng()
         self.task.initialize(self._init_batch())
         self.ema = EMA(self.generator, self.cfg.optim.ema_decay, self.cfg.speed.foreach_updates)
 
