@@ -28,6 +28,7 @@ from sdflow.training.da_objective import (
     parameter_groups,
 )
 from sdflow.training.losses import PerceptualLoss
+from sdflow.training.objective import term_weights
 from sdflow.training.trainer import Trainer
 
 from helpers import real_crops, without_g_t
@@ -266,7 +267,7 @@ def test_target_values_with_constant_discriminators(shared, odd):
     terms, stats, _ = obj.generator_terms(hr, lr, 0)
     assert terms["align"].item() == pytest.approx(0.25)
     assert terms["sty"].item() == 1 and stats["rec_adversarial"] == 1
-    weights = obj.cfg.weights()
+    weights = term_weights(obj.cfg)
     total = obj.weighted_total(terms)
     assert total.item() == pytest.approx(sum(weights[k] * terms[k].item() for k in terms))
 

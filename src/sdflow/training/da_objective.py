@@ -22,7 +22,7 @@ y_{s->s} and, when L_cyc has its adversarial part, y_{s->t->s}.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -42,15 +42,16 @@ from sdflow.training.losses import (
     quantize_8bit,
     run_pair,
 )
-
-#: The generator terms, in the order of the paper's full objective.
-TERMS = ("align", "rec", "res", "sty", "idt", "cyc")
+from sdflow.training.objective import Objective
 
 
 @dataclass
 class DALossConfig:
     """Weights and switches of the objective. Defaults: the toolkit default of the design
     notes (§A.5); the ``da_usr_compat_x4`` preset sets USR_DA's values."""
+
+    #: The generator terms, in the order of the paper's full objective.
+    TERMS: ClassVar[tuple[str, ...]] = ("align", "rec", "res", "sty", "idt", "cyc")
 
     align: float = 0.01  # lambda_align
     rec: float = 1.0  # lambda_rec
@@ -76,7 +77,7 @@ class DALossConfig:
     hr_disc_down: int = 3  # D_HR on SR images
 
     def __post_init__(self) -> None:
-        check_loss_fields(self, (*TERMS, "perceptual", "adversarial"))
+        check_loss_fields(self, (*self.TERMS, "perceptual", "adversarial"))
         if self.source_blur != "auto":
             check_ranges(self, {"source_blur": (0.0, 8.0)})
 
@@ -84,9 +85,6 @@ class DALossConfig:
     def needs_perceptual(self) -> bool:
         return self.perceptual > 0 and (self.rec > 0 or (self.cyc > 0 and
                                                           self.cyc_mode == "full"))
-
-    def weights(self) -> dict[str, float]:
-        return {k: float(getattr(self, k)) for k in TERMS}
 
 
 def parameter_groups(generator: DAICCV21,
@@ -129,7 +127,7 @@ def identity_loss(f_tilde: Tensor, f_s: Tensor, stop_gradient: bool = False) -> 
     return F.l1_loss(f_tilde, f_s.detach() if stop_gradient else f_s)
 
 
-class DAObjective(nn.Module):
+class DAObjective(Objective):
     """Computes the generator terms and, from its cache, the discriminator terms.
 
     ``generator_terms`` returns the six unweighted losses (L_rec and L_cyc already hold
@@ -139,18 +137,8 @@ class DAObjective(nn.Module):
 
     def __init__(self, generator: DAICCV21, discriminators: DADiscriminators,
                  cfg: DALossConfig, perceptual: PerceptualLoss | None = None):
-        super().__init__()
+        super().__init__(cfg, discriminators, perceptual, "set loss.perceptual=0 (alpha)")
         self.generator = generator
-        self.cfg = cfg
-        # Not registered as submodules: the generator step must not own their parameters.
-        object.__setattr__(self, "discriminators", discriminators)
-        object.__setattr__(self, "perceptual", perceptual)
-        if cfg.needs_perceptual and perceptual is None:
-            raise ValueError("loss.perceptual (alpha) is > 0 but no PerceptualLoss was given; "
-                             "set loss.perceptual=0 to train without VGG features")
-
-    def adversarial_on(self, iteration: int) -> bool:
-        return iteration >= self.cfg.n_pre
 
     def source_lr(self, hr: Tensor) -> Tensor:
         """``x_s``: MATLAB-style antialiased bicubic x1/scale of the HR crop, after the
@@ -162,11 +150,14 @@ class DAObjective(nn.Module):
             return quantize_8bit(x_s) if self.cfg.quantize_source else x_s
 
 
-    def generator_terms(self, hr: Tensor, lr: Tensor, iteration: int
+    def generator_terms(self, hr: Tensor, lr: Tensor, iteration: int,
+                        generator: torch.Generator | None = None, batch_offset: int = 0,
+                        global_batch: int | None = None
                         ) -> tuple[dict[str, Tensor], dict[str, float], dict[str, Tensor]]:
-        """``hr`` = y_s, ``lr`` = x_t. Returns (terms, logged components, cache)."""
+        """``hr`` = y_s, ``lr`` = x_t. Returns (terms, logged components, cache); nothing
+        in it is random, so the noise generator and batch position are not used."""
         g, cfg, d = self.generator, self.cfg, self.discriminators
-        adv = self.adversarial_on(iteration) and cfg.adversarial > 0
+        adv = self.past_warm_up(iteration) and cfg.adversarial > 0
         y_s, x_t = hr, lr
         x_s = self.source_lr(y_s)
         f_s, f_t = run_pair(g.encoder, x_s, x_t)
@@ -181,7 +172,7 @@ class DAObjective(nn.Module):
             with torch.no_grad():
                 target_features = self.perceptual.features(y_s)
         with frozen(d):
-            if self.adversarial_on(iteration):  # absent during the warm-up
+            if self.past_warm_up(iteration):  # absent during the warm-up
                 terms["align"] = align_generator_loss(d.feature(f_s), d.feature(f_t))
                 terms["sty"] = lsgan(d.lr(x_st), 1.0)
             logs["rec_l1"] = F.l1_loss(y_ss, y_s)
@@ -213,16 +204,12 @@ class DAObjective(nn.Module):
                  "x_st": x_st.detach(), "y_ss": y_ss.detach(), "y_sts": y_sts.detach()}
         return terms, stats, cache
 
-    def weighted_total(self, terms: dict[str, Tensor]) -> Tensor:
-        w = self.cfg.weights()
-        return sum(w[k] * v for k, v in terms.items() if w[k] != 0)
-
     def discriminator_terms(self, cache: dict[str, Tensor], iteration: int
                             ) -> dict[str, Tensor]:
         """Each discriminator is trained only while its generator term is active."""
         d, cfg = self.discriminators, self.cfg
         terms: dict[str, Tensor] = {}
-        if not self.adversarial_on(iteration):
+        if not self.past_warm_up(iteration):
             return terms
         if cfg.align > 0:
             terms["d_f"] = align_discriminator_loss(d.feature(cache["f_s"]),

@@ -25,7 +25,7 @@ crops (unpaired, dequantised)::
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
@@ -49,11 +49,19 @@ from sdflow.training.losses import (
     run_pair,
     spectrum_distance,
 )
+from sdflow.training.objective import Objective
 
 
 @dataclass
 class SDFlowLossConfig:
     """Weights and switches of the SDFlow objective (defaults: design notes §9.4)."""
+
+    #: The generator terms, each weighted by the field of its name (content_perceptual is
+    #: a weight inside the content term).
+    TERMS: ClassVar[tuple[str, ...]] = (
+        "nll_hr", "nll_lr", "content", "domain", "beta1", "beta2", "adversarial",
+        "low_frequency", "perceptual", "perceptual_ds", "mode_hr", "mode_lr", "content_cycle",
+        "content_synthetic", "spectrum")
 
     nll_hr: float = 1.0
     nll_lr: float = 1.0
@@ -116,7 +124,7 @@ class SDFlowLossConfig:
         default_factory=lambda: ["relu1_2", "relu2_2", "relu3_3"])
 
     def __post_init__(self) -> None:
-        check_loss_fields(self, _WEIGHTS)
+        check_loss_fields(self, (*self.TERMS, "content_perceptual"))
         check_ranges(self, {"synthetic_blur_max": (0.0, 20.0), "synthetic_noise_max": (0.0, 255.0),
                             "tau_train": (0.0, 2.0), "blur_size": (0, 31),
                             "spectrum_bands": (2, 64),
@@ -129,12 +137,6 @@ class SDFlowLossConfig:
     @property
     def needs_perceptual(self) -> bool:
         return self.content_perceptual > 0 or self.perceptual > 0 or self.perceptual_ds > 0
-
-
-#: The weights of :class:`SDFlowLossConfig`'s terms (each must be >= 0).
-_WEIGHTS = ("nll_hr", "nll_lr", "content", "content_perceptual", "domain", "beta1", "beta2",
-            "adversarial", "low_frequency", "perceptual", "perceptual_ds", "mode_hr", "mode_lr",
-            "content_cycle", "content_synthetic", "spectrum")
 
 
 #: The model groups a gradient can reach, for the gradient-flow tests.
@@ -159,7 +161,7 @@ class SDFlowDiscriminators(nn.Module):
         self.lr = PatchDiscriminator(channels, cfg.disc_base, cfg.lr_disc_down)
 
 
-class SDFlowObjective(nn.Module):
+class SDFlowObjective(Objective):
     """Computes the generator terms and, from its cache, the discriminator terms.
 
     ``generator_terms`` returns unweighted terms; ``weighted_total`` applies the config. The
@@ -169,29 +171,18 @@ class SDFlowObjective(nn.Module):
     def __init__(self, model: SDFlow, discriminators: SDFlowDiscriminators,
                  cfg: SDFlowLossConfig, perceptual: PerceptualLoss | None = None, *,
                  share_targets: bool = True, batch_frozen_passes: bool = True):
-        super().__init__()
+        super().__init__(cfg, discriminators, perceptual, "set loss.content_perceptual=0, "
+                         "loss.perceptual=0 and loss.perceptual_ds=0")
         self.model = model
-        self.cfg = cfg
         # the speed section of the training config (float rounding only)
         self.share_targets = share_targets
         self.batch_frozen_passes = batch_frozen_passes
-        # Not registered as submodules: the generator step must not own their parameters.
-        object.__setattr__(self, "discriminators", discriminators)
-        object.__setattr__(self, "perceptual", perceptual)
         #: sigma of the HR-side anchor's blur (loss.degradation_blur); None until an "auto"
         #: value is fitted to the data (SDFlowTask.fit_to_data)
         self.degradation_sigma: float | None = \
             None if cfg.degradation_blur == "auto" else float(cfg.degradation_blur)
-        if cfg.needs_perceptual and perceptual is None:
-            raise ValueError("the perceptual weights are > 0 but no PerceptualLoss was given; "
-                             "set loss.content_perceptual=0, loss.perceptual=0 and "
-                             "loss.perceptual_ds=0 to train "
-                             "without VGG features")
 
     # ------------------------------------------------------------------ helpers
-    def stage2(self, iteration: int) -> bool:
-        return iteration >= self.cfg.n_pre
-
     def _blur(self, x: Tensor) -> Tensor:
         return gaussian_blur(x, self.cfg.blur_size, self.cfg.blur_sigma)
 
@@ -314,7 +305,7 @@ class SDFlowObjective(nn.Module):
                 (m.content_extractor(fake_lr) - z_c_x.detach()).abs().mean()
 
         cache = {"z_c_x": z_c_x.detach(), "z_c_y": z_c_y.detach(), "hr": hr, "lr": lr}
-        if self.stage2(iteration):
+        if self.past_warm_up(iteration):
             tau = cfg.tau_train
             b, c, h, w = z_c_x.shape
             n = global_batch or b
@@ -358,17 +349,6 @@ class SDFlowObjective(nn.Module):
             stats["sigma_mean"] = float(m.deg_prior.effective_log_stds().exp().mean())
         return terms, stats, cache
 
-    def weighted_total(self, terms: dict[str, Tensor]) -> Tensor:
-        cfg = self.cfg
-        weights = {"nll_hr": cfg.nll_hr, "nll_lr": cfg.nll_lr, "content": cfg.content,
-                   "domain": cfg.domain, "beta1": cfg.beta1, "beta2": cfg.beta2,
-                   "adversarial": cfg.adversarial, "low_frequency": cfg.low_frequency,
-                   "perceptual": cfg.perceptual, "perceptual_ds": cfg.perceptual_ds,
-                   "mode_hr": cfg.mode_hr, "mode_lr": cfg.mode_lr,
-                   "content_cycle": cfg.content_cycle,
-                   "content_synthetic": cfg.content_synthetic, "spectrum": cfg.spectrum}
-        return sum(weights[k] * v for k, v in terms.items() if weights[k] != 0)
-
     # ------------------------------------------------------------------ discriminators
     def discriminator_terms(self, cache: dict[str, Tensor], iteration: int
                             ) -> dict[str, Tensor]:
@@ -377,7 +357,7 @@ class SDFlowObjective(nn.Module):
         if self.cfg.domain > 0:
             terms["d_content"] = lsgan_discriminator(d.content(cache["z_c_x"]),
                                                      d.content(cache["z_c_y"]))
-        if self.stage2(iteration) and self.cfg.adversarial > 0:
+        if self.past_warm_up(iteration) and self.cfg.adversarial > 0:
             terms["d_hr"] = lsgan_discriminator(d.hr(cache["hr"]), d.hr(cache["sr"]))
             terms["d_lr"] = lsgan_discriminator(d.lr(self._lr_disc_input(cache["lr"])),
                                                 d.lr(self._lr_disc_input(cache["ds"])))

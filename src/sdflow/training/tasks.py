@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from sdflow.training.config import TrainConfig
 from sdflow.training.data import PairedImage
+from sdflow.training.objective import Objective
 
 
 class TrainingTask(Protocol):
@@ -46,12 +47,12 @@ class TrainingTask(Protocol):
 
 
 class ObjectiveTask:
-    """Plumbing shared by the tasks whose ``objective`` has ``generator_terms`` (unweighted),
-    ``weighted_total`` and ``discriminator_terms``: logging, the discriminator total and a
-    lazily built LPIPS for validation. Subclasses set ``generator``, ``discriminators``,
-    ``objective`` and call :meth:`_setup_validation`."""
+    """What the tasks share around their :class:`~sdflow.training.objective.Objective`:
+    the weighted generator loss and its logs, the discriminator total, the projections
+    after each step and a lazily built LPIPS for validation. Subclasses set ``generator``,
+    ``discriminators``, ``objective`` and call :meth:`_setup_validation`."""
 
-    objective: Any
+    objective: Objective
 
     def _setup_validation(self, cfg: TrainConfig, device: torch.device) -> None:
         self._weights_dir = cfg.run.weights_dir
@@ -67,11 +68,12 @@ class ObjectiveTask:
             self._lpips_tried = True
         return self._lpips
 
-    def _total_and_logs(self, terms: dict[str, Tensor], stats: dict[str, float]
-                        ) -> tuple[Tensor, dict[str, float]]:
+    def generator_loss(self, batch, iteration, generator, batch_offset, global_batch):
+        terms, stats, cache = self.objective.generator_terms(
+            batch["hr"], batch["lr"], iteration, generator, batch_offset, global_batch)
         logs = {k: float(v.detach()) for k, v in terms.items()}
         logs.update(stats)
-        return self.objective.weighted_total(terms), logs
+        return self.objective.weighted_total(terms), logs, cache
 
     def discriminator_loss(self, cache, iteration):
         terms = self.objective.discriminator_terms(cache, iteration)
@@ -80,7 +82,7 @@ class ObjectiveTask:
         return sum(terms.values()), {k: float(v.detach()) for k, v in terms.items()}
 
     def after_generator_step(self) -> None:
-        """No constraints to project."""
+        self.objective.after_generator_step()
 
     def fit_to_data(self, lr_images: list, hr_images: list) -> dict[str, Any] | None:
         """Settings of the objective fitted to the training images before step 0 (the
@@ -129,14 +131,6 @@ class SDFlowTask(ObjectiveTask):
     def initialize(self, batch: dict[str, Tensor]) -> None:
         self.model.initialize_actnorm(batch["hr"], batch["lr"])
 
-    def generator_loss(self, batch, iteration, generator, batch_offset, global_batch):
-        terms, stats, cache = self.objective.generator_terms(
-            batch["hr"], batch["lr"], iteration, generator, batch_offset, global_batch)
-        return (*self._total_and_logs(terms, stats), cache)
-
-    def after_generator_step(self) -> None:
-        self.objective.after_generator_step()
-
     def fit_to_data(self, lr_images, hr_images):
         """``loss.degradation_blur: auto``: the Gaussian blur that makes degraded HR images
         as blurred as the real LR (unpaired statistics), written into ``cfg.loss``."""
@@ -182,11 +176,6 @@ class DATask(ObjectiveTask):
 
     def initialize(self, batch: dict[str, Tensor]) -> None:
         """Nothing data-dependent to initialise."""
-
-    def generator_loss(self, batch, iteration, generator, batch_offset, global_batch):
-        terms, stats, cache = self.objective.generator_terms(batch["hr"], batch["lr"],
-                                                             iteration)
-        return (*self._total_and_logs(terms, stats), cache)
 
     def fit_to_data(self, lr_images, hr_images):
         """``loss.source_blur: auto``: the Gaussian camera blur of the source LR, fitted to
