@@ -14,10 +14,11 @@ from _evaldata import NAMES, make_model, make_pairs, one_thread  # noqa: F401
 import sdflow
 from sdflow.checkpoint import file_sha256
 from sdflow.cli import main
-from sdflow.evaluation import EvalOptions, evaluate_bicubic, image_seed
+from sdflow.evaluation import EvalOptions, evaluate_bicubic
 from sdflow.imageio import image_to_tensor, read_image, tensor_to_image
 from sdflow.metrics import imresize_uint8, lr_psnr, noise_sigma, psnr, ssim
 from sdflow.metrics.artefacts import block_ratio, spearman
+from sdflow.seeding import image_seed
 
 
 @pytest.fixture(scope="module")
@@ -180,7 +181,7 @@ def test_bicubic_on_realsr_val_matches_documented_figures(shared):
 
 def test_non_finite_samples_are_dropped_and_counted():
     from sdflow.errors import NonFiniteOutputError
-    from sdflow.evaluation.runner import _generate
+    from sdflow.evaluation.scoring import generate as _generate
 
     def fake(x, tau, num_samples, generator):
         out = torch.zeros(1, num_samples, 3, 8, 8)

@@ -19,9 +19,8 @@ from sdflow.evaluation.runner import (
     evaluate_ds,
     evaluate_folders,
     evaluate_sr,
-    image_seed,
-    is_stochastic,
 )
+from sdflow.evaluation.scoring import Scorer, draw_outputs
 
 __all__ = [
     "DatasetError",
@@ -30,16 +29,16 @@ __all__ = [
     "Figure",
     "Pair",
     "Panel",
+    "Scorer",
     "check_can_downscale",
     "check_taus",
     "default_taus",
+    "draw_outputs",
     "evaluate_bicubic",
     "evaluate_ds",
     "evaluate_folders",
     "evaluate_sr",
     "format_table",
-    "image_seed",
-    "is_stochastic",
     "list_images",
     "pair_folders",
     "read_rgb8",

@@ -19,20 +19,19 @@ import numpy as np
 import torch
 from torch import nn
 
-from sdflow.errors import NonFiniteOutputError
 from sdflow.evaluation.data import DatasetError, Pair, count_images, pair_folders, read_rgb8
 from sdflow.evaluation.results import EvalResult, Figure, Panel
-from sdflow.imageio import image_to_tensor, tensor_to_image, write_image
+from sdflow.evaluation.scoring import Scorer, draw_outputs, sample_count
+from sdflow.imageio import image_to_tensor, write_image
 from sdflow.metrics import lpips as lpips_module
 from sdflow.metrics.artefacts import block_ratio, gradient_magnitude, spearman
-from sdflow.metrics.consistency import lr_psnr, pairwise_lpips, pixel_std
+from sdflow.metrics.consistency import lr_psnr
 from sdflow.metrics.degradation import blur_index, high_band_energy, noise_sigma
 from sdflow.metrics.lpips import LPIPS
-from sdflow.metrics.psnr_ssim import COLOR_SPACES, psnr, ssim
+from sdflow.metrics.psnr_ssim import COLOR_SPACES
 from sdflow.metrics.resize import imresize_uint8
-from sdflow.models.base import StochasticSR, downscales, is_stochastic
+from sdflow.models.base import downscales, is_stochastic
 from sdflow.models.prepare import prepare
-from sdflow.seeding import image_seed
 from sdflow.version import __version__
 
 #: How many samples of the largest tau a report row shows.
@@ -70,43 +69,6 @@ class EvalOptions:
             raise ValueError(f"tau must be >= 0, got {list(self.taus)}")
         if self.shave is not None and self.shave < 0:
             raise ValueError(f"shave must be >= 0, got {self.shave}")
-
-
-class _Scorer:
-    """Fidelity metrics of 8-bit images under one protocol."""
-
-    def __init__(self, options: EvalOptions):
-        self.options = options
-        self.lpips: LPIPS | None = None
-        if options.lpips_net is not None:
-            self.lpips = LPIPS(options.lpips_net, options.weights_dir).to(options.device)
-
-    def fidelity(self, pred: np.ndarray, target: np.ndarray, shave: int) -> dict[str, float]:
-        out = {"psnr": psnr(pred, target, shave=shave, color=self.options.color),
-               "ssim": ssim(pred, target, shave=shave, color=self.options.color)}
-        if self.lpips is not None:
-            out["lpips"] = self.lpips.distance(pred, target)
-        return out
-
-    def samples(self, preds: list[np.ndarray], target: np.ndarray, shave: int,
-                best_of: bool) -> dict[str, float]:
-        """Mean metrics over samples; with ``best_of`` also each metric's best sample
-        (chosen per metric) and the diversity of the samples."""
-        if not preds:
-            keys = ["psnr", "ssim"] + (["lpips"] if self.lpips is not None else [])
-            return {k: float("nan") for k in keys}
-        per = [self.fidelity(p, target, shave) for p in preds]
-        out = {k: float(np.mean([m[k] for m in per])) for k in per[0]}
-        if best_of:
-            out["psnr_best"] = max(m["psnr"] for m in per)
-            out["ssim_best"] = max(m["ssim"] for m in per)
-            if self.lpips is not None:
-                out["lpips_best"] = min(m["lpips"] for m in per)
-            if len(preds) >= 2:
-                out["div_std"] = pixel_std(preds)
-                if self.lpips is not None:
-                    out["div_lpips"] = pairwise_lpips(preds, self.lpips)
-        return out
 
 
 def _block(image: np.ndarray, scale: int) -> float:
@@ -261,27 +223,75 @@ def _prepared(model: nn.Module) -> nn.Module:
     return model if model.preparation is not None else prepare(model)
 
 
-def _sampler(model: nn.Module) -> Callable[..., torch.Tensor]:
-    """``model.sr`` with the sampling signature; a deterministic model (one output, tau 0
-    checked by :func:`check_taus`) gets it wrapped."""
-    if isinstance(model, StochasticSR):
-        return model.sr
-    return lambda y, tau, num_samples, generator: model.sr(y)
+# ------------------------------------------------------------------ the one loop
+#: What scoring one pair gives: its table rows and its report figure (None: no crop).
+PairScore = tuple[list[dict[str, Any]], "Figure | None"]
 
 
-def _generate(fn: Callable[..., torch.Tensor], x: torch.Tensor, tau: float, n: int,
-              gen: torch.Generator) -> tuple[list[np.ndarray], int]:
-    """Run ``fn(x, tau, num_samples=n, generator=gen)``; return the finite samples as 8-bit
-    images and the number of non-finite ones."""
-    try:
-        with torch.no_grad():
-            out = fn(x, tau, num_samples=n, generator=gen)
-    except NonFiniteOutputError as exc:
-        out = exc.output
-    samples = out.reshape(n, *out.shape[-3:])  # a batch of one image
-    finite = torch.isfinite(samples.reshape(n, -1)).all(dim=1).cpu()
-    images = [tensor_to_image(samples[k]) for k in range(n) if bool(finite[k])]
-    return images, int(n - len(images))
+def _score_pairs(pairs: list[Pair], options: EvalOptions,
+                 score: Callable[[Pair], PairScore]) -> tuple[list[dict[str, Any]], list[Figure]]:
+    """Every mode's loop: ``score`` each pair in order, collect rows and figures, report
+    progress after each image."""
+    rows: list[dict[str, Any]] = []
+    figures: list[Figure] = []
+    for i, pair in enumerate(pairs):
+        start = time.perf_counter()
+        pair_rows, figure = score(pair)
+        rows += pair_rows
+        if figure is not None:
+            figures.append(figure)
+        _report(options, i + 1, len(pairs), f"[{i + 1}/{len(pairs)}] {pair.name} "
+                                             f"({time.perf_counter() - start:.1f} s)")
+    return rows, figures
+
+
+def _scorer(options: EvalOptions) -> Scorer:
+    lpips = None if options.lpips_net is None else \
+        LPIPS(options.lpips_net, options.weights_dir).to(options.device)
+    return Scorer(options.color, lpips)
+
+
+def _model_rows(model: nn.Module, task: str, x: torch.Tensor, target: np.ndarray,
+                name: str, options: EvalOptions, scorer: Scorer, shave: int,
+                extra: Callable[[list[np.ndarray], dict[float, list[np.ndarray]]],
+                                dict[str, Any]],
+                taus: Sequence[float] | None = None, samples: int | None = None
+                ) -> tuple[list[dict[str, Any]], dict[float, list[np.ndarray]]]:
+    """A model's row per tau for one image (SR or DS, the same rules: seeds, sample
+    counts, non-finite outputs, the first sample saved), with ``extra(images, tau)``'s
+    task-specific columns (``images`` and the images of the taus before); returns the rows
+    and the images per tau."""
+    method = _method_name(model)
+    rows, outputs = [], {}
+    for tau in options.taus if taus is None else taus:
+        n = sample_count(model, task, tau, options.samples) if samples is None else samples
+        images, bad = draw_outputs(model, task, x, tau, n, options.seed, name)
+        if images and taus is None:
+            _save(options, f"{method}_{_tau_label(tau)}", name, images[0])
+        rows.append({"image": name, "method": method, "tau": float(tau), "samples": n,
+                     **scorer.samples(images, target, shave, best_of=n > 1),
+                     **extra(images, outputs), "nonfinite": bad})
+        outputs[tau] = images
+    return rows, outputs
+
+
+def _sr_extra(lr: np.ndarray, hr: np.ndarray, scale: int
+              ) -> Callable[[list[np.ndarray], dict[float, list[np.ndarray]]], dict[str, Any]]:
+    """SR's own columns: LR-consistency, the block ratio and, with samples, how their
+    spread follows the error of the tau 0 output and the edges."""
+
+    def extra(images: list[np.ndarray], earlier: dict[float, list[np.ndarray]]
+              ) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "lr_psnr": float(np.mean([lr_psnr(im, lr, scale) for im in images]))
+            if images else float("nan"),
+            "block": float(np.mean([_block(im, scale) for im in images]))
+            if images else float("nan")}
+        if len(images) >= 2:
+            out.update(_uncertainty_rhos(images, earlier.get(0.0, [None])[0], hr))
+        return out
+
+    return extra
 
 
 # ------------------------------------------------------------------ modes
@@ -289,23 +299,26 @@ def evaluate_bicubic(lr_dir: str | os.PathLike, hr_dir: str | os.PathLike, optio
                      scale: int = 4) -> EvalResult:
     """The bicubic baseline: MATLAB-bicubic x``scale`` of each LR versus its HR."""
     pairs = pair_folders(lr_dir, hr_dir, options.limit)
-    scorer = _Scorer(options)
+    scorer = _scorer(options)
     shave = scale if options.shave is None else options.shave
-    rows, figures = [], []
-    for i, pair in enumerate(pairs):
+
+    def score(pair: Pair) -> PairScore:
         lr, hr = read_rgb8(pair.first), read_rgb8(pair.second)
         _check_sr_sizes(pair, lr, hr, scale)
         sr = imresize_uint8(lr, scale=scale)
         _save(options, "bicubic", pair.name, sr)
-        rows.append({"image": pair.name, "method": "bicubic", "tau": None, "samples": 1,
-                     **scorer.fidelity(sr, hr, shave), "lr_psnr": lr_psnr(sr, lr, scale),
-                     "block": _block(sr, scale)})
+        row = {"image": pair.name, "method": "bicubic", "tau": None, "samples": 1,
+               **scorer.fidelity(sr, hr, shave), "lr_psnr": lr_psnr(sr, lr, scale),
+               "block": _block(sr, scale)}
+        figure = None
         if options.crop:
             box = pick_crop(hr, options.crop, scale)
-            figures.append(Figure(pair.name, [
+            figure = Figure(pair.name, [
                 Panel(f"LR ×{scale} (nearest)", _nearest(_crop(lr, box, scale), scale)),
-                Panel("bicubic", _crop(sr, box)), Panel("GT", _crop(hr, box))]))
-        _report(options, i + 1, len(pairs), f"[{i + 1}/{len(pairs)}] {pair.name}")
+                Panel("bicubic", _crop(sr, box)), Panel("GT", _crop(hr, box))])
+        return [row], figure
+
+    rows, figures = _score_pairs(pairs, options, score)
     info = _base_info("bicubic", options)
     info["protocol"] = _protocol(options, scale, shave, f"bicubic x{scale} of LR vs HR")
     info["protocol"].update(_sr_artefact_protocol(scale))
@@ -322,10 +335,10 @@ def evaluate_folders(pred_dir: str | os.PathLike, gt_dir: str | os.PathLike,
     lr_files = None
     if lr_dir is not None:
         lr_files = {p.name: p.second for p in pair_folders(gt_dir, lr_dir)}
-    scorer = _Scorer(options)
+    scorer = _scorer(options)
     shave = scale if options.shave is None else options.shave
-    rows, figures = [], []
-    for i, pair in enumerate(pairs):
+
+    def score(pair: Pair) -> PairScore:
         pred, gt = read_rgb8(pair.first), read_rgb8(pair.second)
         if pred.shape != gt.shape:
             raise DatasetError(f"{pair.first}: size {pred.shape[1]}x{pred.shape[0]} differs "
@@ -338,14 +351,16 @@ def evaluate_folders(pred_dir: str | os.PathLike, gt_dir: str | os.PathLike,
             lr = read_rgb8(lr_files[pair.name])
             _check_sr_sizes(pair, lr, gt, scale)
             row["lr_psnr"] = lr_psnr(pred, lr, scale)
-        rows.append(row)
+        figure = None
         if options.crop:
             box = pick_crop(gt, options.crop, scale if lr is not None else 1)
             panels = [] if lr is None else [
                 Panel(f"LR ×{scale} (nearest)", _nearest(_crop(lr, box, scale), scale))]
             panels += [Panel(method, _crop(pred, box)), Panel("GT", _crop(gt, box))]
-            figures.append(Figure(pair.name, panels))
-        _report(options, i + 1, len(pairs), f"[{i + 1}/{len(pairs)}] {pair.name}")
+            figure = Figure(pair.name, panels)
+        return [row], figure
+
+    rows, figures = _score_pairs(pairs, options, score)
     info = _base_info("folders", options)
     info["protocol"] = _protocol(options, scale, shave, "prediction folder vs ground truth")
     info["protocol"].update(_sr_artefact_protocol(scale))
@@ -364,46 +379,30 @@ def evaluate_sr(model: nn.Module, lr_dir: str | os.PathLike, hr_dir: str | os.Pa
     model = _prepared(model)
     scale = int(model.scale)
     pairs = pair_folders(lr_dir, hr_dir, options.limit)
-    scorer = _Scorer(options)
+    scorer = _scorer(options)
     shave = scale if options.shave is None else options.shave
-    method = _method_name(model)
-    rows, figures = [], []
-    for i, pair in enumerate(pairs):
-        start = time.perf_counter()
+
+    def score(pair: Pair) -> PairScore:
         lr, hr = read_rgb8(pair.first), read_rgb8(pair.second)
         _check_sr_sizes(pair, lr, hr, scale)
         bicubic = imresize_uint8(lr, scale=scale)
-        rows.append({"image": pair.name, "method": "bicubic", "tau": None, "samples": 1,
-                     **scorer.fidelity(bicubic, hr, shave), "lr_psnr": lr_psnr(bicubic, lr, scale),
-                     "block": _block(bicubic, scale)})
-        y = image_to_tensor(lr).to(options.device)
-        outputs: dict[float, list[np.ndarray]] = {}
-        for tau in options.taus:
-            n = 1 if tau == 0 else options.samples  # tau = 0 is deterministic
-            gen = torch.Generator().manual_seed(image_seed(options.seed, pair.name))
-            images, bad = _generate(_sampler(model), y, tau, n, gen)
-            if images:
-                _save(options, f"{method}_{_tau_label(tau)}", pair.name, images[0])
-            row = {"image": pair.name, "method": method, "tau": float(tau), "samples": n,
-                   **scorer.samples(images, hr, shave, best_of=n > 1),
-                   "lr_psnr": float(np.mean([lr_psnr(im, lr, scale) for im in images]))
-                   if images else float("nan"),
-                   "block": float(np.mean([_block(im, scale) for im in images]))
-                   if images else float("nan"), "nonfinite": bad}
-            if len(images) >= 2:
-                tau0 = outputs.get(0.0, [None])[0]
-                row.update(_uncertainty_rhos(images, tau0, hr))
-            rows.append(row)
-            outputs[tau] = images
+        rows = [{"image": pair.name, "method": "bicubic", "tau": None, "samples": 1,
+                 **scorer.fidelity(bicubic, hr, shave), "lr_psnr": lr_psnr(bicubic, lr, scale),
+                 "block": _block(bicubic, scale)}]
+        x = image_to_tensor(lr).to(options.device)
+        model_rows, outputs = _model_rows(model, "sr", x, hr, pair.name, options, scorer,
+                                          shave, _sr_extra(lr, hr, scale))
+        figure = None
         if options.crop:
             box = pick_crop(hr, options.crop, scale)
             panels = [Panel(f"LR ×{scale} (nearest)", _nearest(_crop(lr, box, scale), scale)),
                       Panel("bicubic", _crop(bicubic, box))]
             panels += _sample_panels(outputs, box, 1, 1)
             panels.append(Panel("GT", _crop(hr, box)))
-            figures.append(Figure(pair.name, panels))
-        _report(options, i + 1, len(pairs), f"[{i + 1}/{len(pairs)}] {pair.name} "
-                                             f"({time.perf_counter() - start:.1f} s)")
+            figure = Figure(pair.name, panels)
+        return rows + model_rows, figure
+
+    rows, figures = _score_pairs(pairs, options, score)
     info = _base_info("sr", options)
     info["protocol"] = _protocol(options, scale, shave, "SR of LR vs HR")
     info["protocol"]["lr_consistency"] = ("PSNR (RGB, no shave) between the 8-bit MATLAB "
@@ -441,43 +440,31 @@ def evaluate_ds(model: nn.Module, hr_dir: str | os.PathLike, lr_dir: str | os.Pa
     if any(int(other.scale) != scale for other in baselines):
         raise ValueError(f"every baseline must downscale by {scale}, like the model")
     pairs = pair_folders(lr_dir, hr_dir, options.limit)
-    scorer = _Scorer(options)
+    scorer = _scorer(options)
     shave = 0 if options.shave is None else options.shave
-    method = _method_name(model)
-    rows, figures = [], []
-    for i, pair in enumerate(pairs):
-        start = time.perf_counter()
+
+    def score(pair: Pair) -> PairScore:
         real, hr = read_rgb8(pair.first), read_rgb8(pair.second)
         _check_ds_sizes(pair, real, hr, scale)
         real_band = high_band_energy(real)
         stats_real = {"noise_real": noise_sigma(real), "blur_real": blur_index(real)}
+
+        def extra(images: list[np.ndarray], earlier: object = None) -> dict[str, Any]:
+            return {**_ds_stats(images, real, real_band), **stats_real}
+
         bicubic = imresize_uint8(hr, scale=1.0 / scale)
-        rows.append({"image": pair.name, "method": "bicubic", "tau": None, "samples": 1,
-                     **scorer.fidelity(bicubic, real, shave),
-                     **_ds_stats([bicubic], real, real_band), **stats_real})
+        rows = [{"image": pair.name, "method": "bicubic", "tau": None, "samples": 1,
+                 **scorer.fidelity(bicubic, real, shave), **extra([bicubic])}]
         x = image_to_tensor(hr).to(options.device)
         baseline_images = []
-        for other in baselines:
-            gen = torch.Generator().manual_seed(image_seed(options.seed, pair.name))
-            images, bad = _generate(other.downscale, x, 0.0, 1, gen)
-            rows.append({"image": pair.name, "method": _method_name(other), "tau": 0.0,
-                         "samples": 1, **scorer.samples(images, real, shave, best_of=False),
-                         **_ds_stats(images, real, real_band), **stats_real,
-                         "nonfinite": bad})
-            baseline_images.append((_method_name(other), images))
-        outputs: dict[float, list[np.ndarray]] = {}
-        for tau in options.taus:
-            # the mixture component is drawn even at tau = 0; a deterministic one: 1
-            n = options.samples if is_stochastic(model, "ds") else 1
-            gen = torch.Generator().manual_seed(image_seed(options.seed, pair.name))
-            images, bad = _generate(model.downscale, x, tau, n, gen)
-            if images:
-                _save(options, f"{method}_{_tau_label(tau)}", pair.name, images[0])
-            rows.append({"image": pair.name, "method": method, "tau": float(tau), "samples": n,
-                         **scorer.samples(images, real, shave, best_of=n > 1),
-                         **_ds_stats(images, real, real_band), **stats_real,
-                         "nonfinite": bad})
-            outputs[tau] = images
+        for other in baselines:  # at tau 0, one output each, not saved
+            other_rows, other_out = _model_rows(other, "ds", x, real, pair.name, options,
+                                                scorer, shave, extra, taus=[0.0], samples=1)
+            rows += other_rows
+            baseline_images.append((_method_name(other), other_out[0.0]))
+        model_rows, outputs = _model_rows(model, "ds", x, real, pair.name, options, scorer,
+                                          shave, extra)
+        figure = None
         if options.crop:
             box = pick_crop(hr, options.crop, scale)
             panels = [Panel("HR", _crop(hr, box)),
@@ -486,9 +473,10 @@ def evaluate_ds(model: nn.Module, hr_dir: str | os.PathLike, lr_dir: str | os.Pa
                        for name, images in baseline_images if images]
             panels += _sample_panels(outputs, box, scale, scale)
             panels.append(Panel("real LR", _nearest(_crop(real, box, scale), scale)))
-            figures.append(Figure(pair.name, panels))
-        _report(options, i + 1, len(pairs), f"[{i + 1}/{len(pairs)}] {pair.name} "
-                                             f"({time.perf_counter() - start:.1f} s)")
+            figure = Figure(pair.name, panels)
+        return rows + model_rows, figure
+
+    rows, figures = _score_pairs(pairs, options, score)
     info = _base_info("ds", options)
     info["protocol"] = _protocol(options, scale, shave, "downscaled HR vs real LR")
     info["protocol"]["degradation_stats"] = {
