@@ -7,17 +7,6 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from helpers import tiny_model
-
-#: A cut-down lite model: every part of the architecture, a fraction of the compute. For
-#: tests of input kinds, naming and the batch runner, where output quality is irrelevant.
-FAST = dict(hr_steps=2, lr_steps=2, hf_steps=2, hf_cond_blocks=1, deg_steps=2,
-            deg_cond_blocks=1, encoder_blocks=1, encoder_mod_layers=1)
-
-
-def fast_model(shared: Path, **overrides):
-    return tiny_model(shared, **{**FAST, **overrides})
-
 
 def real_pixels(shared: Path, h: int, w: int, top: int = 60, left: int = 80) -> np.ndarray:
     """An ``h x w`` uint8 RGB crop of a real LR photo (read from ../shared, never copied

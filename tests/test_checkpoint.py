@@ -56,7 +56,7 @@ def test_bad_checkpoints_raise_clear_errors(shared, tmp_path):
     tensors = {k: v.contiguous() for k, v in m.state_dict().items()}
     for field, value, message in (("architecture", "gan", "unknown architecture"),
                                   ("format_version", 99, "newer"),
-                                  ("config", {**meta["config"], "hr_steps": 2}, "do not match")):
+                                  ("config", {**meta["config"], "hr_steps": 3}, "do not match")):
         bad = tmp_path / f"bad_{field}.safetensors"
         save_file(tensors, bad, metadata={"sdflow": json.dumps({**meta, field: value})})
         with pytest.raises(CheckpointError, match=message):

@@ -33,7 +33,7 @@ from sdflow.models.base import (
     is_stochastic,
 )
 
-from inference_helpers import FAST, real_pixels
+from inference_helpers import real_pixels
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -119,7 +119,7 @@ def test_the_cycle_finder_finds_a_cycle():
 
 
 def test_capabilities_are_protocols_of_each_architecture():
-    sd, da = SDFlow(SDFlowConfig.preset("lite", **FAST)), DAICCV21(DAICCV21Config.preset("tiny"))
+    sd, da = SDFlow(SDFlowConfig.preset("tiny")), DAICCV21(DAICCV21Config.preset("tiny"))
     for proto in (SuperResolver, StochasticSR, Downscaler, StochasticDS, LatentModel,
                   DensityModel):
         assert isinstance(sd, proto)
@@ -139,7 +139,7 @@ def test_capabilities_are_protocols_of_each_architecture():
 
 def test_forward_is_sr_with_an_explicit_latent(shared):
     torch.manual_seed(0)
-    model = SDFlow(SDFlowConfig.preset("lite", **FAST)).eval()
+    model = SDFlow(SDFlowConfig.preset("tiny")).eval()
     y = torch.from_numpy(real_pixels(shared, 12, 10)).permute(2, 0, 1)[None].float() / 127.5 - 1
     with torch.no_grad():
         assert torch.equal(model(y), model.sr(y, tau=0.0))
@@ -150,7 +150,7 @@ def test_forward_is_sr_with_an_explicit_latent(shared):
 
 
 def test_model_methods_take_tensors_and_the_image_api_takes_images(shared):
-    model = SDFlow(SDFlowConfig.preset("lite", **FAST)).eval()
+    model = SDFlow(SDFlowConfig.preset("tiny")).eval()
     image = Image.fromarray(real_pixels(shared, 8, 8))
     for method, api in ((model.sr, "super_resolve"), (model.downscale, "downscale")):
         with pytest.raises(TypeError, match=f"sdflow.{api}"):

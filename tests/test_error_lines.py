@@ -31,9 +31,6 @@ from sdflow.training.trainer import Trainer
 from sdflow.weights import WEIGHT_FILES
 
 #: A few-thousand-parameter SDFlow: builds and saves in milliseconds.
-TINY = dict(hr_steps=2, lr_steps=2, coupling_hidden=8, hf_steps=2, hf_cond_blocks=1,
-            deg_steps=2, deg_cond_blocks=1, cond_channels=8, cond_growth=4,
-            encoder_channels=8, encoder_blocks=1, encoder_mod_layers=1, mixture_components=4)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -60,7 +57,7 @@ def one_line(capsys, code: int, *needles: str) -> str:
 def tiny_ckpt(tmp_path_factory) -> tuple[Path, dict, dict[str, torch.Tensor]]:
     """A valid tiny checkpoint, its metadata record and its tensors (to forge variants)."""
     path = tmp_path_factory.mktemp("ckpt") / "tiny.safetensors"
-    model = SDFlow(SDFlowConfig.preset("lite", **TINY), seed=0)
+    model = SDFlow(SDFlowConfig.preset("tiny"), seed=0)
     sdflow.save(model, path)
     tensors = {k: v.contiguous() for k, v in model.state_dict().items()}
     return path, json.loads(read_info(path).to_json()), tensors
@@ -167,7 +164,7 @@ def test_info_reads_the_header_without_building_the_model(tiny_ckpt, capsys, mon
     monkeypatch.setattr(type(ARCHITECTURES["sdflow"]), "build", meta_only)
     assert main(["info", str(path), "--json"]) == 0
     record = json.loads(capsys.readouterr().out)
-    assert record["parameters"] == SDFlow(SDFlowConfig.preset("lite", **TINY)).num_parameters()
+    assert record["parameters"] == SDFlow(SDFlowConfig.preset("tiny")).num_parameters()
     assert set(record) == {"path", "sha256", "architecture", "label", "parameters", "scale",
                            "sdflow_version", "trained_on", "notes", "created", "compute",
                            "config"}
@@ -376,7 +373,7 @@ def test_convert_records_file_names_and_digests_not_the_path(shared, tmp_path, m
     # the provenance logic is under test, not the conversion (tests/test_parity.py): a tiny
     # model stands in for the 14 M-parameter one
     monkeypatch.setattr(convert, "load_official", lambda directory, mixture_mode:
-                        SDFlow(SDFlowConfig.preset("lite", **TINY), seed=0))
+                        SDFlow(SDFlowConfig.preset("tiny"), seed=0))
     out = tmp_path / "converted.safetensors"
     assert main(["convert", "--official", str(parity), "--out", str(out)]) == 0
     info = read_info(out)

@@ -14,8 +14,8 @@ from sdflow.export.onnx import ExportError, export_onnx
 from sdflow.imageio import read_image
 from sdflow.models import DAICCV21, DAICCV21Config
 
-from helpers import without_g_t
-from inference_helpers import fast_model, one_thread, real_pixels
+from helpers import tiny_model, without_g_t
+from inference_helpers import one_thread, real_pixels
 
 ort = pytest.importorskip("onnxruntime")
 _one_thread = pytest.fixture(autouse=True, scope="module")(one_thread)
@@ -25,7 +25,7 @@ _one_thread = pytest.fixture(autouse=True, scope="module")(one_thread)
 def checkpoints(shared, tmp_path_factory):
     root = tmp_path_factory.mktemp("models")
     paths = {"sdflow": root / "sdflow.safetensors", "da": root / "da.safetensors"}
-    save(fast_model(shared), paths["sdflow"])
+    save(tiny_model(shared), paths["sdflow"])
     torch.manual_seed(0)
     save(DAICCV21(DAICCV21Config.preset("tiny")), paths["da"])
     return paths

@@ -22,14 +22,15 @@ from sdflow.inference import pipeline, uncertainty
 from sdflow.inference.metadata import ModelIdentity, read_metadata
 from sdflow.progress import Progress
 
-from inference_helpers import fast_model, one_thread, real_pixels
+from helpers import tiny_model
+from inference_helpers import one_thread, real_pixels
 
 _one_thread = pytest.fixture(autouse=True, scope="module")(one_thread)
 
 
 @pytest.fixture(scope="module")
 def model(shared):
-    return fast_model(shared)
+    return tiny_model(shared)
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,8 @@ from sdflow.inference.metadata import read_metadata
 from sdflow.metrics import imresize_uint8
 from sdflow.options import add_flags, flag_fields, from_args
 
-from inference_helpers import fast_model, one_thread, real_pixels
+from helpers import tiny_model
+from inference_helpers import one_thread, real_pixels
 
 _one_thread = pytest.fixture(autouse=True, scope="module")(one_thread)
 
@@ -30,7 +31,7 @@ _one_thread = pytest.fixture(autouse=True, scope="module")(one_thread)
 @pytest.fixture(scope="module")
 def ckpt(shared, tmp_path_factory):
     path = tmp_path_factory.mktemp("ckpt") / "fast.safetensors"
-    save(fast_model(shared), path)
+    save(tiny_model(shared), path)
     return path
 
 

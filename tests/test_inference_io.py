@@ -18,14 +18,15 @@ from sdflow.inference import batch
 from sdflow.inference.inputs import collect_inputs
 from sdflow.inference.metadata import ModelIdentity, read_metadata
 
-from inference_helpers import fast_model, one_thread, real_pixels
+from helpers import tiny_model
+from inference_helpers import one_thread, real_pixels
 
 _one_thread = pytest.fixture(autouse=True, scope="module")(one_thread)
 
 
 @pytest.fixture(scope="module")
 def model(shared):
-    return fast_model(shared)
+    return tiny_model(shared)
 
 
 # ---------------------------------------------------------------------------- 16-bit PNG

@@ -14,7 +14,8 @@ from sdflow.cli import main
 from sdflow.imageio import read_image
 from sdflow.inference.pairs import Shard, patch_boxes
 
-from inference_helpers import fast_model, one_thread
+from helpers import tiny_model
+from inference_helpers import one_thread
 
 _one_thread = pytest.fixture(autouse=True, scope="module")(one_thread)
 
@@ -22,7 +23,7 @@ _one_thread = pytest.fixture(autouse=True, scope="module")(one_thread)
 @pytest.fixture(scope="module")
 def ckpt(shared, tmp_path_factory):
     path = tmp_path_factory.mktemp("ckpt") / "fast.safetensors"
-    save(fast_model(shared), path, trained_on="nothing (test)")
+    save(tiny_model(shared), path, trained_on="nothing (test)")
     return path
 
 

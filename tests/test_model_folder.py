@@ -36,7 +36,8 @@ from sdflow.model_folder import (
     verify_folder,
 )
 
-from inference_helpers import fast_model, one_thread
+from helpers import tiny_model
+from inference_helpers import one_thread
 
 _one_thread = pytest.fixture(autouse=True, scope="module")(one_thread)
 
@@ -104,7 +105,7 @@ def test_a_folder_loads_the_same_model(exported, lr_crop, name):
 
 
 def test_a_saved_model_exports_and_round_trips(shared, tmp_path, lr_crop):
-    model = fast_model(shared)
+    model = tiny_model(shared)
     ckpt = tmp_path / "tiny.safetensors"
     save(model, ckpt, trained_on="three RealSR crops", notes="a test model",
          extra={"iterations": 7})

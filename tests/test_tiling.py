@@ -174,9 +174,8 @@ def test_is_oom_recognises_allocation_failures():
 
 
 def test_tiled_tensor_functions_handle_batches(shared):
-    from inference_helpers import fast_model
 
-    m = fast_model(shared)
+    m = tiny_model(shared)
     y = torch.stack([image_to_tensor(real_pixels(shared, 20, 18, top=t))[0] for t in (0, 40)])
     with torch.no_grad():
         ref = m.sr(y, 0.6, num_samples=2, generator=torch.Generator().manual_seed(0))

@@ -194,6 +194,24 @@ SDFLOW_PRESETS: dict[str, SDFlowConfig] = {
         encoder_mod_layers=3,
         mixture_mode="image",
     ),
+    # Seconds on a CPU: the model of the tests and of the smoke training preset (random
+    # weights are enough to check a set-up end to end; nothing shipped uses it).
+    "tiny": SDFlowConfig(
+        hr_steps=2,
+        lr_steps=2,
+        coupling_hidden=16,
+        hf_steps=2,
+        hf_cond_blocks=1,
+        deg_steps=2,
+        deg_cond_blocks=1,
+        cond_channels=16,
+        cond_growth=8,
+        encoder_channels=16,
+        encoder_blocks=1,
+        encoder_mod_layers=1,
+        mixture_components=4,
+        mixture_mode="image",
+    ),
 }
 SDFlowConfig._presets = SDFLOW_PRESETS
 

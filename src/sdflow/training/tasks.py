@@ -191,7 +191,7 @@ class DATask(ObjectiveTask):
     def validate(self, model, pairs, samples, seed):
         from sdflow.training.validation import validate_da
 
-        res = validate_da(model, pairs, lpips=self._lpips_or_none())
+        res = validate_da(model, pairs, seed=seed, lpips=self._lpips_or_none())
         return res.metrics, res.grid
 
 
