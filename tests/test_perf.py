@@ -26,10 +26,11 @@ def expected(shared):
     return torch.load(shared / "fixtures/official_parity/expected.pt", weights_only=True)
 
 
-def _run(model, lr, hr):
+def _run(model, lr, hr, component=5):
     with torch.no_grad():
         return (model.sr(lr, 0.0), model.sr(lr, 0.8, seed=1),
-                model.downscale(hr, 0.0, component=5), model.downscale(hr, 0.8, seed=2),
+                model.downscale(hr, 0.0, component=component),
+                model.downscale(hr, 0.8, seed=2),
                 model.log_prob_hr(hr), model.log_prob_lr(lr))
 
 
@@ -48,9 +49,9 @@ def test_prepared_equals_reference_on_parity_fixture(official, expected):
 def test_prepared_equals_reference_on_real_images(shared, channels_last):
     model = tiny_model(shared)
     hr, lr = real_crops(shared, 128, "Nikon_035.png")
-    fast = _run(prepare(model, channels_last=channels_last), lr, hr)
+    fast = _run(prepare(model, channels_last=channels_last), lr, hr, component=3)
     with perf.reference():
-        ref = _run(model, lr, hr)
+        ref = _run(model, lr, hr, component=3)
     for a, b in zip(fast, ref, strict=True):
         assert (a - b).abs().max() < 1e-4 * max(1.0, float(b.abs().max()))
 
