@@ -2,7 +2,7 @@
 
     python benchmarks/alternatives.py [--threads 2] [--steps 5] [--cases inference training]
 
-Each against the eager path of the same process (the default ``sdflow.perf`` switches):
+Each against the eager path of the same process:
 
 1. inference: ``torch.compile`` (inductor) of the `paper` model's HF condition network
    (8 RRDBs, the largest network of SR) on a 128x128 LR latent, with and without

@@ -9,7 +9,7 @@ and DS 512 -> 128 (a real HR image), it prints the median seconds over ``--repea
 after a warm-up (whose time is printed too: it includes compilation), the conv GMACs, the
 achieved GFLOP/s (2 FLOP per MAC; the header prints the machine's peak for a plain large
 conv, ``sdflow.profiling.conv_peak_gflops``), and the ratio to the reference path measured in the
-same process (the model itself under ``sdflow.perf.reference()``: plain eager fp32, every
+same process (the model itself, unprepared: plain eager fp32, every
 optimisation off); the other variants run ``sdflow.prepare(model, ...)`` copies.
 Variants other than the reference also print their largest difference from the reference
 output and the PSNR of its 8-bit image against the reference's 8-bit image. ``--tiled``
@@ -31,7 +31,6 @@ from pathlib import Path
 
 import torch
 
-from sdflow import perf
 from sdflow.allocator import keep_freed_memory
 from sdflow.diagnostics import perturb_parameters_
 from sdflow.hardware import cpu_features
@@ -42,16 +41,14 @@ from sdflow.models.prepare import prepare
 from sdflow.profiling import conv_rates, count_macs
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "RealSR_x4"
-#: name -> (keywords of sdflow.prepare, or None for the unprepared reference path; switches
-#: of sdflow.perf set around the run)
+#: name -> keywords of sdflow.prepare, or None for the unprepared reference path
 VARIANTS = {
-    "reference": (None, {}),
-    "optimised": ({}, {}),
-    "no_channels_last": ({"channels_last": False}, {}),  # optimised, minus one choice
-    "no_shared_padding": ({}, {"share_condition_padding": False}),  # the same
-    "bf16": ({"precision": "bf16"}, {}),
-    "compiled": ({"compile": True}, {}),  # the first call includes compilation
-    "onnxruntime": ("onnxruntime", {}),  # SR only: the exported graph in ONNX Runtime
+    "reference": None,
+    "optimised": {},
+    "no_channels_last": {"channels_last": False},  # optimised, minus one choice
+    "bf16": {"precision": "bf16"},
+    "compiled": {"compile": True},  # the first call includes compilation
+    "onnxruntime": "onnxruntime",  # SR only: the exported graph in ONNX Runtime
 }
 
 
@@ -113,22 +110,20 @@ def bench_preset(preset: str, variants: list[str], repeats: int) -> None:
     model = build(preset)
     data = inputs()
     for task, x in data.items():
-        with count_macs(model) as macs, perf.reference():
+        with count_macs(model) as macs:
             run_case(model, task, x)
         gmac = macs["total"] / 1e9
         results = {}
         for name in variants:
-            keywords, switches = VARIANTS[name]
+            keywords = VARIANTS[name]
             if keywords == "onnxruntime":
                 if task != "sr":
                     continue
                 runner = onnxruntime_runner(model, preset)
             else:
                 runner = model if keywords is None else prepare(model, **keywords)
-            ctx = perf.reference() if keywords is None else perf.configured(**switches)
-            with ctx:
-                first, sec, out = timed(lambda task=task, x=x, m=runner: run_case(m, task, x),
-                                        repeats)
+            first, sec, out = timed(lambda task=task, x=x, m=runner: run_case(m, task, x),
+                                    repeats)
             results[name] = (first, sec, out)
         _, ref_sec, ref_out = results.get("reference", (None, None, None))
         for name, (first, sec, out) in results.items():

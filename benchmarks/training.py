@@ -7,8 +7,8 @@ not a test).
 For each preset and stage (SDFlow: stage 1 = NLL, content and domain terms; stage 2 = plus
 the SR/DS samples, their discriminators and perceptual terms; DA: without / with the
 adversarial terms) two trainers are built from the same seed: one steps with the config's
-``speed`` section and ``sdflow.perf`` as they are (the optimised path), one with both off
-(``speed.*=false`` under ``sdflow.perf.reference()``: plain eager fp32). Their steps
+``speed`` section as it is (the optimised path), one with it off (``speed.*=false``: plain
+eager fp32). Their steps
 alternate in this one process, so machine noise hits both alike. Printed per case: median
 seconds per step over ``--steps`` steps after one warm-up step each, the forward convolution
 GMACs of one step of each path (counted, generator + discriminators + VGG), the achieved
@@ -24,12 +24,10 @@ import resource
 import statistics
 import tempfile
 import time
-from contextlib import nullcontext
 
 import torch
 from torch import nn
 
-from sdflow import perf
 from sdflow.hardware import cpu_features
 from sdflow.profiling import count_macs
 from sdflow.training.config import load_config
@@ -52,17 +50,13 @@ class SteppedTrainer:
         self.reference = reference
         speed = ["speed.share_targets=false", "speed.batch_frozen_passes=false",
                  "speed.foreach_updates=false"] if reference else []
-        with self._mode():
-            cfg = load_config(preset, None, [f"run.out_dir={out_dir}", "data.val_dir=null",
-                                             *overrides, *speed])
-            self.cfg = cfg
-            self.trainer = Trainer(cfg)
-            self.trainer.start()
-            self.batches = self.trainer.batches(0)
+        cfg = load_config(preset, None, [f"run.out_dir={out_dir}", "data.val_dir=null",
+                                         *overrides, *speed])
+        self.cfg = cfg
+        self.trainer = Trainer(cfg)
+        self.trainer.start()
+        self.batches = self.trainer.batches(0)
         self.times: list[float] = []
-
-    def _mode(self):
-        return perf.reference() if self.reference else nullcontext()
 
     def modules(self) -> nn.Module:
         task = self.trainer.task
@@ -71,10 +65,9 @@ class SteppedTrainer:
 
     def step(self, record: bool = True) -> None:
         batch = next(self.batches)
-        with self._mode():
-            t0 = time.perf_counter()
-            self.trainer.train_step(batch)
-            elapsed = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        self.trainer.train_step(batch)
+        elapsed = time.perf_counter() - t0
         if record:
             self.times.append(elapsed)
 
@@ -120,7 +113,7 @@ def main() -> None:
             f"data.hr_dirs={json.dumps([f'{args.data}/HR'])}",
             f"run.weights_dir={json.dumps(args.weights)}"]
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {args.threads} threads, {perf.SETTINGS}; CPU: "
+    print(f"torch {torch.__version__}, {args.threads} threads; CPU: "
           f"{cpu_features().describe()}")
     for preset in args.presets:
         for stage in args.stages:

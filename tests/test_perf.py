@@ -1,12 +1,11 @@
-"""A prepared model (sdflow.prepare) and the remaining switches compute what the
-reference path computes."""
+"""A prepared model (sdflow.prepare) computes what the unprepared reference path computes,
+and the condition padding a conditional flow makes once changes nothing."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from sdflow import perf
 from sdflow.flows import ActNorm, CouplingNet, FlowStep, data_init
 from sdflow.models import DAICCV21, DAICCV21Config
 from sdflow.models.prepare import Preparation, prepare
@@ -37,8 +36,7 @@ def _run(model, lr, hr, component=5):
 def test_prepared_equals_reference_on_parity_fixture(official, expected):
     lr, hr = expected["lr"], expected["hr"]
     fast = _run(prepare(official), lr, hr)
-    with perf.reference():
-        ref = _run(official, lr, hr)
+    ref = _run(official, lr, hr)
     for a, b in zip(fast, ref, strict=True):
         assert (a - b).abs().max() < 1e-4 * max(1.0, float(b.abs().max()))
     assert (fast[0] - expected["sr_tau0"]).abs().max() < 1e-4
@@ -50,8 +48,7 @@ def test_prepared_equals_reference_on_real_images(shared, channels_last):
     model = tiny_model(shared)
     hr, lr = real_crops(shared, 128, "Nikon_035.png")
     fast = _run(prepare(model, channels_last=channels_last), lr, hr, component=3)
-    with perf.reference():
-        ref = _run(model, lr, hr, component=3)
+    ref = _run(model, lr, hr, component=3)
     for a, b in zip(fast, ref, strict=True):
         assert (a - b).abs().max() < 1e-4 * max(1.0, float(b.abs().max()))
 
@@ -84,8 +81,7 @@ def test_a_prepared_copy_is_an_ordinary_frozen_module_and_leaves_the_original_al
         assert torch.equal(prepared.sr(lr, 0.0), before)
         model.eval()
         again = prepare(model).sr(lr, 0.0)
-        with perf.reference():
-            ref = model.sr(lr, 0.0)
+        ref = model.sr(lr, 0.0)
     assert not torch.allclose(before, again)
     torch.testing.assert_close(again, ref, atol=1e-5, rtol=0)
 
@@ -151,9 +147,6 @@ def test_bf16_preparation_changes_little_and_needs_condition_nets(shared):
         prepare(model, precision="fp16")
     with pytest.raises(ValueError, match="has none"):
         prepare(DAICCV21(DAICCV21Config.preset("tiny")), precision="bf16")
-    with pytest.raises(ValueError, match="unknown"):
-        with perf.configured(turbo=True):
-            pass
 
 
 def test_a_prepared_model_exports_with_torch_export(shared):
@@ -206,9 +199,13 @@ def test_compile_failure_falls_back_to_eager(monkeypatch, caplog):
     assert caplog.text.count("torch.compile failed") == 1  # then eager for good
 
 
-def test_condition_padding_is_shared_within_a_flow_pass_and_changes_nothing(shared,
-                                                                          monkeypatch):
+def test_condition_padding_is_made_once_per_flow_pass_and_changes_nothing(shared,
+                                                                           monkeypatch):
+    """A conditional flow pads its condition features once (flows.PaddedCondition) for all
+    its injectors and couplings; the layers given the bare features pad them each. Both
+    compute the same log-likelihood and gradients."""
     from sdflow.flows import coupling
+    from sdflow.flows.steps import ConditionalFlow
 
     model = tiny_model(shared, dtype=torch.float64).train()
     hr, lr = real_crops(shared, 32)
@@ -227,17 +224,17 @@ def test_condition_padding_is_shared_within_a_flow_pass_and_changes_nothing(shar
                                 if p.grad is not None}, list(pads)
 
     fast, fast_grads, fast_pads = run()
-    with perf.configured(share_condition_padding=False):
-        ref, ref_grads, ref_pads = run()
+    # the bare features instead: every conditional layer pads them itself
+    monkeypatch.setattr(coupling.PaddedCondition, "of", classmethod(lambda cls, u: u))
+    ref, ref_grads, ref_pads = run()
     assert torch.allclose(fast, ref, rtol=1e-12, atol=0)
     assert fast_grads.keys() == ref_grads.keys()
     for n, g in ref_grads.items():
         assert torch.allclose(fast_grads[n], g, rtol=1e-10, atol=1e-12), n
     cond_channels = model.config.cond_channels
-    # every conditional layer used to pad the condition features itself; now each of the
-    # two conditional flows (HF, degradation) pads them once
-    assert ref_pads.count(cond_channels) > 2 and fast_pads.count(cond_channels) == 2
-
+    flows = sum(isinstance(m, ConditionalFlow) for m in model.modules())
+    assert ref_pads.count(cond_channels) > 2 * flows
+    assert fast_pads.count(cond_channels) == flows == 2  # HF and degradation flows
 
 def test_cpu_features_describe_this_machine():
     from sdflow.hardware import cpu_features

@@ -1,5 +1,5 @@
-"""The training speed-ups (the config's ``speed`` section, sdflow.perf's shared padding)
-compute what the reference path computes."""
+"""The training speed-ups (the config's ``speed`` section) compute what the reference path
+(every switch off) computes."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import pytest
 import torch
 
 import sdflow
-from sdflow import perf
 from sdflow.training.config import load_config
 from sdflow.training.losses import PerceptualLoss, TargetCache
 from sdflow.training.sdflow_objective import (
@@ -48,8 +47,7 @@ def test_generator_terms_and_gradients_equal_the_reference(shared):
     fast_terms, fast_grads, fast_cache = _terms_and_grads(obj, model, hr, lr)
     fast_vgg, vgg_batches[:] = list(vgg_batches), []
     obj.share_targets = obj.batch_frozen_passes = False  # the speed section off
-    with perf.reference():
-        ref_terms, ref_grads, ref_cache = _terms_and_grads(obj, model, hr, lr)
+    ref_terms, ref_grads, ref_cache = _terms_and_grads(obj, model, hr, lr)
     # reference: (generated, target) per pair, 4 pairs; optimised: each target once, then
     # the 4 generated images in one batch
     assert vgg_batches == [2] * 8 and fast_vgg == [2, 2, 8]
@@ -106,8 +104,7 @@ def test_training_run_equals_the_reference_run(shared, tmp_path):
     """A few whole steps (both stages, Adam, clipping, weight average) with every training
     switch on and with all off: the same losses and the same averaged weights."""
     fast = _train(shared, tmp_path / "fast")
-    with perf.reference():
-        ref = _train(shared, tmp_path / "ref", speed=False)
+    ref = _train(shared, tmp_path / "ref", speed=False)
     recorded = json.loads((tmp_path / "ref" / "config.json").read_text())
     assert recorded["speed"] == {"share_targets": False, "batch_frozen_passes": False,
                                  "foreach_updates": False}  # the run says what it used

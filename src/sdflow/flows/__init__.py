@@ -13,6 +13,7 @@ from sdflow.flows.coupling import (
     AffineCoupling,
     AffineInjector,
     CouplingNet,
+    PaddedCondition,
     ZeroConv2d,
     soft_clamp,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "CouplingNet",
     "FlowSequence",
     "FlowLevel",
+    "PaddedCondition",
     "FlowStep",
     "InvertibleConv1x1",
     "LinearPredictor",

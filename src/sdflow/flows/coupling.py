@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sdflow import perf
 from sdflow.flows.base import Bijection, sum_except_batch
 
 #: The log-scale of every affine layer is ``CLAMP_GAIN * atan(2 * raw)``, so it stays
@@ -42,29 +39,24 @@ def reflect_pad(x: Tensor) -> Tensor:
     return F.pad(x, (1, 1, 1, 1), mode="reflect")
 
 
-_SHARED_PADDING: ContextVar[tuple[Tensor, Tensor] | None] = \
-    ContextVar("sdflow_shared_condition_padding", default=None)
+class PaddedCondition(NamedTuple):
+    """A condition and its one-pixel reflect padding, made once by a conditional flow
+    (:meth:`of`) and passed to all its injectors and couplings instead of the bare tensor,
+    so that their coupling networks do not pad it again each (reflect padding is per
+    channel: padding a concatenation equals concatenating paddings, so the outputs are the
+    same either way). A layer given a bare tensor pads it itself."""
+
+    features: Tensor
+    padded: Tensor
+
+    @classmethod
+    def of(cls, features: Tensor) -> PaddedCondition:
+        return cls(features, reflect_pad(features))
 
 
-@contextmanager
-def condition_padded_once(features: Tensor) -> Iterator[None]:
-    """Inside, the coupling networks that take ``features`` (every injector and coupling of
-    one conditional flow pass) share one reflect-padded copy of them instead of padding
-    them again each (sdflow.perf ``share_condition_padding``; reflect padding is per
-    channel, so padding a concatenation equals concatenating paddings)."""
-    if not perf.SETTINGS.share_condition_padding:
-        yield
-        return
-    token = _SHARED_PADDING.set((features, reflect_pad(features)))
-    try:
-        yield
-    finally:
-        _SHARED_PADDING.reset(token)
-
-
-def padded_condition(cond: Tensor) -> Tensor:
-    shared = _SHARED_PADDING.get()
-    return shared[1] if shared is not None and shared[0] is cond else reflect_pad(cond)
+def padded_condition(cond: Tensor | PaddedCondition) -> Tensor:
+    """The condition reflect-padded by one pixel, padded here only if it is not yet."""
+    return cond.padded if isinstance(cond, PaddedCondition) else reflect_pad(cond)
 
 
 class CouplingNet(nn.Module):
@@ -126,7 +118,8 @@ class AffineCoupling(Bijection):
     """``y_b = (x_b + t) * exp(s)`` with ``(s, t) = net([x_a, cond])``; ``x_a`` passes through.
 
     ``x_a`` is the first ``channels // 2`` channels. With ``cond_channels > 0`` the layer
-    is conditional and the condition is concatenated after ``x_a``.
+    is conditional and the condition (a tensor or a :class:`PaddedCondition`) is
+    concatenated after ``x_a``.
     """
 
     def __init__(self, channels: int, cond_channels: int = 0, hidden: int = 64):
@@ -135,7 +128,8 @@ class AffineCoupling(Bijection):
         self.conditional = cond_channels > 0
         self.net = CouplingNet(self.split + cond_channels, 2 * (channels - self.split), hidden)
 
-    def _params(self, xa: Tensor, cond: Tensor | None) -> tuple[Tensor, Tensor]:
+    def _params(self, xa: Tensor, cond: Tensor | PaddedCondition | None
+                ) -> tuple[Tensor, Tensor]:
         xa = reflect_pad(xa)
         h = self.net(xa if cond is None else torch.cat([xa, padded_condition(cond)], dim=1))
         return _scale_shift(h)

@@ -8,7 +8,7 @@ from torch import Tensor, nn
 
 from sdflow.flows.actnorm import ActNorm
 from sdflow.flows.base import Bijection, Composite, FlowSequence
-from sdflow.flows.coupling import AffineCoupling, AffineInjector, condition_padded_once
+from sdflow.flows.coupling import AffineCoupling, AffineInjector, PaddedCondition
 from sdflow.flows.invconv import InvertibleConv1x1
 from sdflow.flows.predict import LinearPredictor
 from sdflow.flows.reshape import Squeeze, Unsqueeze
@@ -146,13 +146,11 @@ class ConditionalFlow(Bijection):
         logdet = z.new_zeros(z.shape[0])
         if self.transition is not None:
             z, logdet = self.transition(Squeeze()(z)[0])
-        with condition_padded_once(features):
-            z, ld = self.steps(z, features)
+        z, ld = self.steps(z, PaddedCondition.of(features))  # padded once for all steps
         return z, logdet + ld
 
     def inverse_features(self, z: Tensor, features: Tensor) -> tuple[Tensor, Tensor]:
-        with condition_padded_once(features):
-            z, logdet = self.steps.inverse(z, features)
+        z, logdet = self.steps.inverse(z, PaddedCondition.of(features))
         if self.transition is not None:
             z, ld = self.transition.inverse(z)
             z = Squeeze().inverse(z)[0]
