@@ -19,8 +19,17 @@ from sdflow.config import (
     to_dict,
 )
 
-PRESETS = ("paper_x4", "cpu_x4", "smoke", "da_default_x4", "da_usr_compat_x4", "da_cpu_x4",
-           "da_smoke")
+
+def _preset_names() -> tuple[str, ...]:
+    """The training presets: every ``presets/*.yaml`` shipped in the package, so adding one
+    is adding its file."""
+    folder = resources.files("sdflow.training").joinpath("presets")
+    return tuple(sorted(entry.name[: -len(".yaml")] for entry in folder.iterdir()
+                        if entry.name.endswith(".yaml")))
+
+
+#: The training presets by name (``sdflow train --preset``).
+PRESETS = _preset_names()
 
 
 @dataclass
@@ -147,30 +156,28 @@ class TrainConfig:
 
 
 def loss_config_class(architecture: str) -> type:
-    """The ``loss`` section's dataclass of an architecture (each objective defines its own;
-    the training tasks that use them import this module, not the other way round)."""
-    from sdflow.training.da_objective import DALossConfig
-    from sdflow.training.sdflow_objective import SDFlowLossConfig
+    """The ``loss`` section's dataclass of an architecture (registered with its training
+    task in ``training.tasks.TRAINABLE``, which imports this module, not the reverse)."""
+    from sdflow.training.tasks import TRAINABLE
 
-    classes: dict[str, type] = {"sdflow": SDFlowLossConfig, "da-iccv21": DALossConfig}
-    if architecture not in classes:
+    if architecture not in TRAINABLE:
         raise ConfigError(f"model.architecture: no training task for {architecture!r}; "
-                          f"choose from {sorted(classes)}")
-    return classes[architecture]
+                          f"choose from {sorted(TRAINABLE)}")
+    return TRAINABLE[architecture].loss_config
 
 
 def check_model_section(model: ModelSection) -> None:
     """The model config the section describes is valid (preset, overrides' types and
     ranges, init scheme), so a bad value fails at config time naming its key."""
     from sdflow.models import ARCHITECTURES
-    from sdflow.models.init import INIT_SCHEMES
+    from sdflow.training.tasks import TRAINABLE
 
     arch = ARCHITECTURES[model.architecture]
     if model.preset not in arch.presets:
         raise ConfigError(f"model.preset: {model.architecture} has no preset "
                           f"{model.preset!r}; choose from {', '.join(sorted(arch.presets))}")
     arch.config_cls.preset_from_dict(model.preset, model.overrides, "model.overrides")
-    schemes = INIT_SCHEMES if model.architecture == "sdflow" else ("random",)
+    schemes = TRAINABLE[model.architecture].init_schemes
     if model.init not in schemes:
         raise ConfigError(f"model.init: {model.architecture} has the initialisation(s) "
                           f"{', '.join(schemes)}, got {model.init!r}")

@@ -1,16 +1,22 @@
 """Training tasks: what the generic :class:`~sdflow.training.trainer.Trainer` needs from a
-model family. One entry per architecture in :data:`TASKS`."""
+model family. A trainable architecture is registered once, in :data:`TRAINABLE`: its task
+(networks, objective, data fitting, validation), its ``loss`` section and the
+initialisations it offers; the config checks and the trainer read everything from there."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import torch
 from torch import Tensor, nn
 
+from sdflow.models.init import INIT_SCHEMES
 from sdflow.training.config import TrainConfig
+from sdflow.training.da_objective import DALossConfig
 from sdflow.training.data import PairedImage
 from sdflow.training.objective import Objective
+from sdflow.training.sdflow_objective import SDFlowLossConfig
 
 
 class TrainingTask(Protocol):
@@ -162,9 +168,6 @@ class DATask(ObjectiveTask):
         from sdflow.models.da_iccv21 import DAICCV21, DAICCV21Config
         from sdflow.training.da_objective import DADiscriminators, DAObjective
 
-        if cfg.model.init != "random":
-            raise ValueError(f"model.init: da-iccv21 has only the 'random' initialisation, "
-                             f"got {cfg.model.init!r}")
         self.cfg = cfg
         model_cfg = _model_config(DAICCV21Config, cfg)
         self.generator = DAICCV21(model_cfg, seed=cfg.run.seed).to(device)
@@ -195,10 +198,22 @@ class DATask(ObjectiveTask):
         return res.metrics, res.grid
 
 
-#: The training task of each architecture (its loss section: training.config).
-TASKS: dict[str, type] = {"sdflow": SDFlowTask, "da-iccv21": DATask}
+@dataclass(frozen=True)
+class TrainingSpec:
+    """What training an architecture of ``sdflow.models.ARCHITECTURES`` takes."""
+
+    task: type  # a TrainingTask: built from (TrainConfig, device)
+    loss_config: type  # the dataclass of the config's ``loss`` section
+    init_schemes: tuple[str, ...] = ("random",)  # the values of ``model.init``
+
+
+#: Every trainable architecture, by its name in ``sdflow.models.ARCHITECTURES``.
+TRAINABLE: dict[str, TrainingSpec] = {
+    "sdflow": TrainingSpec(SDFlowTask, SDFlowLossConfig, INIT_SCHEMES),
+    "da-iccv21": TrainingSpec(DATask, DALossConfig),
+}
 
 
 def build_task(cfg: TrainConfig, device: torch.device) -> TrainingTask:
-    return TASKS[cfg.model.architecture](cfg, device)
+    return TRAINABLE[cfg.model.architecture].task(cfg, device)
 
