@@ -8,7 +8,7 @@ from sdflow.flows.actnorm import (
     data_init,
     mark_initialized,
 )
-from sdflow.flows.base import Bijection, FlowSequence, sum_except_batch
+from sdflow.flows.base import Bakeable, Bijection, FlowSequence, sum_except_batch
 from sdflow.flows.coupling import (
     AffineCoupling,
     AffineInjector,
@@ -30,6 +30,7 @@ from sdflow.flows.steps import (
 
 __all__ = [
     "ActNorm",
+    "Bakeable",
     "AffineCoupling",
     "AffineInjector",
     "Bijection",

@@ -13,7 +13,9 @@ independent images.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Protocol, runtime_checkable
 
+import torch
 from torch import Tensor, nn
 
 
@@ -24,6 +26,16 @@ def sum_except_batch(x: Tensor) -> Tensor:
 
 def zero_logdet(x: Tensor) -> Tensor:
     return x.new_zeros(x.shape[0])
+
+
+@runtime_checkable
+class Bakeable(Protocol):
+    """A layer that can fix its inference weights once (fold normalisations, precompute an
+    inverse, pick a memory format): :func:`sdflow.prepare` calls ``bake`` on every module
+    that has it, so a new layer with weights worth baking needs no edit there."""
+
+    def bake(self, memory_format: torch.memory_format = torch.contiguous_format) -> None:
+        ...
 
 
 class Bijection(nn.Module):

@@ -37,11 +37,12 @@ class FlowStep(Composite):
                 if m is not None]
 
     @torch.no_grad()
-    def bake(self) -> None:
+    def bake(self, memory_format: torch.memory_format = torch.contiguous_format) -> None:
         """Fold ActNorm into the 1x1 conv and fix the weights of both directions (for
         :func:`sdflow.prepare`; the step is then for inference only): forward
         ``W' = W diag(e^s)`` with bias ``W' b``, inverse ``diag(e^-s) W^-1`` then ``- b``,
-        as non-persistent buffers (the checkpoint format is unchanged)."""
+        as non-persistent buffers (the checkpoint format is unchanged). The 1x1 convs on
+        the flow's narrow tensors keep their format: ``memory_format`` is not used."""
         an, ic = self.actnorm, self.invconv
         if an.wants_init:
             raise RuntimeError("bake() inside data_init(): the ActNorm is about to be "

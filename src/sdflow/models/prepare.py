@@ -24,8 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from sdflow.errors import first_line
-from sdflow.flows.coupling import CouplingNet
-from sdflow.flows.steps import FlowStep
+from sdflow.flows.base import Bakeable
 from sdflow.hardware import cpu_features
 from sdflow.nets.rrdb import ConditionNet
 
@@ -76,9 +75,7 @@ def prepare(model: nn.Module, *, precision: str = "fp32", channels_last: bool | 
         channels_last = default_channels_last(device)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     for module in prepared.modules():
-        if isinstance(module, FlowStep):
-            module.bake()
-        elif isinstance(module, CouplingNet):
+        if isinstance(module, Bakeable):  # whatever layer can fix its inference weights
             module.bake(fmt)
     for net in nets:
         net.to(memory_format=fmt)
