@@ -105,7 +105,7 @@ def config_from_state_dict(state) -> DAICCV21Config:
 
 
 DA_PRESETS: dict[str, DAICCV21Config] = {
-    # Toolkit default (shared/docs/domain-adaptation-sr.md §A.4): E 8 residual blocks, ESRGAN-size
+    # Toolkit default (docs/domain-adaptation.md): E 8 residual blocks, ESRGAN-size
     # G_SR (23 RRDBs), G_t 6 residual blocks, all 64 wide.
     "default": DAICCV21Config(),
     # CPU-trainable: same structure, narrower and shallower.

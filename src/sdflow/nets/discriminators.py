@@ -17,7 +17,8 @@ class PatchDiscriminator(nn.Module):
     layers, spectral norm on every conv by default. Scores are raw (LSGAN: 1 real, 0 fake).
 
     Receptive field: ``n_down = 2``: 22 px, 3: 46 px, 4: 94 px. With ``base = 64`` and
-    ``n_down = 2`` this is the latent discriminator of the design notes (about 0.66 M).
+    ``n_down = 2`` this is the latent discriminator D_c of SDFlow's objective
+    (docs/training.md; about 0.66 M).
     """
 
     def __init__(self, in_channels: int = 3, base: int = 64, n_down: int = 3,

@@ -1,5 +1,5 @@
 """The training objective of ``da-iccv21``, **our re-implementation** of Wang et al.,
-ICCV 2021 (docs/domain-adaptation.md; loss table: shared/docs/domain-adaptation-sr.md §A.2).
+ICCV 2021 (docs/domain-adaptation.md, "Losses").
 
 Notation: ``y_s`` clean HR crop (source), ``x_s = bicubic x1/4 (y_s)`` (MATLAB imresize,
 antialiased), ``x_t`` a real LR crop (target, unpaired). ``f_s = E(x_s)``, ``f_t = E(x_t)``,
@@ -47,8 +47,9 @@ from sdflow.training.objective import Objective
 
 @dataclass
 class DALossConfig:
-    """Weights and switches of the objective. Defaults: the toolkit default of the design
-    notes (§A.5); the ``da_usr_compat_x4`` preset sets USR_DA's values."""
+    """Weights and switches of the objective. Defaults: the toolkit default
+    (docs/domain-adaptation.md, "What we chose, and why"); the ``da_usr_compat_x4`` preset
+    sets USR_DA's values."""
 
     #: The generator terms, in the order of the paper's full objective.
     TERMS: ClassVar[tuple[str, ...]] = ("align", "rec", "res", "sty", "idt", "cyc")

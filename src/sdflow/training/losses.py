@@ -44,7 +44,7 @@ def gaussian_kernel(size: int, sigma: float) -> Tensor:
 
 
 def gaussian_blur(x: Tensor, size: int = 5, sigma: float = 1.1) -> Tensor:
-    """Separable Gaussian low-pass, reflect-padded (``G_sigma`` of the design notes)."""
+    """Separable Gaussian low-pass, reflect-padded (``G_sigma`` of docs/training.md)."""
     if size <= 1 or sigma <= 0:
         return x
     k = gaussian_kernel(size, sigma).to(x)

@@ -1,6 +1,6 @@
 """The unpaired SDFlow training objective (the authors never released it).
 
-It follows §9 of the design notes; every assumed choice is a field of
+docs/training.md ("The objective") states it term by term; every assumed choice is a field of
 :class:`SDFlowLossConfig` whose default is the documented one. With ``x`` HR and ``y`` LR
 crops (unpaired, dequantised)::
 
@@ -16,9 +16,9 @@ crops (unpaired, dequantised)::
 - Stage 2: SR samples x^ = SR(y; tau) and DS samples y^ = DS(x; tau), 8-bit quantised with a
   straight-through gradient, against D_HR / D_LR (LSGAN), and low-frequency consistency
   ||G B(x^) - G y||_1 + ||G y^ - G B(x)||_1, plus VGG perceptual distances on the same
-  pairs: lambda_per for the SR pair, lambda_per_ds for the DS pair (the design notes use
-  one weight for both; a full-band distance between y^ and the bicubic B(x) pulls the
-  downscaling towards bicubic, so the DS pair has its own weight).
+  pairs: lambda_per for the SR pair, lambda_per_ds for the DS pair (the project's first
+  reading of the paper used one weight for both; a full-band distance between y^ and the
+  bicubic B(x) pulls the downscaling towards bicubic, so the DS pair has its own weight).
   No pixel loss ever compares a generated image with an unpaired image.
 """
 
@@ -54,7 +54,8 @@ from sdflow.training.objective import Objective
 
 @dataclass
 class SDFlowLossConfig:
-    """Weights and switches of the SDFlow objective (defaults: design notes §9.4)."""
+    """Weights and switches of the SDFlow objective (defaults: docs/training.md, "The
+    objective")."""
 
     #: The generator terms, each weighted by the field of its name (content_perceptual is
     #: a weight inside the content term).
@@ -74,7 +75,7 @@ class SDFlowLossConfig:
     low_frequency: float = 1.0  # lambda_lf, stage 2
     perceptual: float = 0.5  # lambda_per, stage 2: VGG distance of B(x^) to y (SR pair)
     perceptual_ds: float = 0.5  # the same for the DS pair, y^ to B(x)
-    # Our addition (not in the design notes; 0 = off): the tau = 0 outputs as
+    # Our addition (not in the paper's objective; 0 = off): the tau = 0 outputs as
     # reconstructions of the training image itself, which needs no pairing:
     # mode_hr: ||decode_hr(z_c^x, z_h' = 0) - x||_1, the HR image from its own content at
     # the latent mode (what SR at tau = 0 outputs); mode_lr: ||decode_lr(E(y), mu_k*) - y||_1
