@@ -236,12 +236,36 @@ def test_condition_padding_is_made_once_per_flow_pass_and_changes_nothing(shared
     assert ref_pads.count(cond_channels) > 2 * flows
     assert fast_pads.count(cond_channels) == flows == 2  # HF and degradation flows
 
-def test_cpu_features_describe_this_machine():
-    from sdflow.hardware import cpu_features
+@pytest.mark.parametrize("flags, probes, expected", [
+    # an AVX2-only CPU known from /proc/cpuinfo alone: channels-last stays off there
+    ({"avx2", "fma"}, {}, dict(avx2=True, avx512=False, avx512_bf16=False, amx=False,
+                               channels_last=False, described="AVX2")),
+    # AVX-512 with bf16 and AMX tiles
+    ({"avx2", "avx512f", "avx512_bf16", "amx_tile"}, {},
+     dict(avx2=True, avx512=True, avx512_bf16=True, amx=True, channels_last=True,
+          described="AVX2, AVX-512, AVX512-BF16, AMX")),
+    # PyTorch's own probe wins over the flags where the build has it
+    ({"avx2", "avx512f"}, {"_is_avx512_supported": False},
+     dict(avx2=True, avx512=False, avx512_bf16=False, amx=False, channels_last=False,
+          described="AVX2")),
+    ({}, {}, dict(avx2=False, avx512=False, avx512_bf16=False, amx=False,
+                  channels_last=False, described="no AVX2/AVX-512/AMX")),
+])
+def test_cpu_features_read_probes_then_flags_and_choose_channels_last(monkeypatch, flags,
+                                                                      probes, expected):
+    from sdflow import hardware
+    from sdflow.models import prepare as prepare_module
 
-    cpu = cpu_features()
-    assert cpu.cores >= 1 and f"{cpu.cores} cores" in cpu.describe()
-    assert cpu.bf16_matrix_units == (cpu.avx512_bf16 or cpu.amx)
+    monkeypatch.setattr(hardware, "_proc_flags", lambda: set(flags))
+    monkeypatch.setattr(hardware, "_torch_probe", lambda name: probes.get(name))
+    monkeypatch.setattr(prepare_module, "cpu_features", hardware.cpu_features)
+    cpu = hardware.cpu_features()
+    for name in ("avx2", "avx512", "avx512_bf16", "amx"):
+        assert getattr(cpu, name) == expected[name], name
+    assert cpu.describe().endswith(expected["described"])
+    assert prepare_module.default_channels_last(torch.device("cpu")) == \
+        expected["channels_last"]
+    assert prepare_module.default_channels_last(torch.device("cuda"))
 
 
 def test_count_macs_counts_convs_and_invertible_1x1s_and_refuses_a_prepared_copy(shared):
