@@ -340,3 +340,37 @@ def test_photos_keep_their_exif_with_orientation_normalised(shared, tmp_path, ex
             if ext != "tiff":  # compressed TIFF (libtiff) cannot carry the GPS sub-IFD
                 assert exif.get_ifd(0x8825)[1] == "N"
     capsys.readouterr()
+
+
+def test_reading_leaves_pillows_pixel_limit_as_it_was_also_after_a_refusal(tmp_path):
+    """The limit is lifted for a read only (sdflow checks --max-pixels itself), under a
+    lock, and restored when the read ends, succeeded or refused."""
+    import threading
+
+    from PIL import Image
+
+    from sdflow.imageio import ImageReadError, read_image, write_image
+
+    path = tmp_path / "a.png"
+    write_image(path, np.zeros((40, 30, 3), np.uint8))
+    before = Image.MAX_IMAGE_PIXELS
+    assert read_image(path).rgb.shape == (40, 30, 3)
+    assert Image.MAX_IMAGE_PIXELS == before
+    with pytest.raises(ImageReadError, match="exceeds the limit of 100 pixels"):
+        read_image(path, max_pixels=100)
+    assert Image.MAX_IMAGE_PIXELS == before
+    errors: list[BaseException] = []
+
+    def read_many():
+        try:
+            for _ in range(20):
+                read_image(path)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=read_many) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and Image.MAX_IMAGE_PIXELS == before

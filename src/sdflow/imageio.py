@@ -18,6 +18,7 @@ import contextlib
 import errno
 import os
 import struct
+import threading
 import zlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -100,17 +101,25 @@ class LoadedImage:
 
 
 # ---------------------------------------------------------------------------- reading
+#: Held while Pillow's module-level pixel limit is lifted (threads reading images at once,
+#: e.g. the demo's, must not restore each other's value halfway).
+_PIXEL_LIMIT_LOCK = threading.RLock()
+
+
 @contextlib.contextmanager
 def _pixel_limit(max_pixels: int):
-    """Pillow's own decompression-bomb guard is switched off while a header is opened:
+    """Pillow's own decompression-bomb guard is switched off while a file is read:
     :func:`read_image` checks the size against ``max_pixels`` itself before decoding
-    (Pillow decodes lazily), so the user gets one message with the size and the option."""
-    old = Image.MAX_IMAGE_PIXELS
-    Image.MAX_IMAGE_PIXELS = None
-    try:
-        yield
-    finally:
-        Image.MAX_IMAGE_PIXELS = old
+    (Pillow decodes lazily), so the user gets one message with the size and the option.
+    Pillow has no per-call limit and checks again while decoding (TIFF tiles, crops), so
+    its module-level one is lifted for the whole read, under a lock, and always restored."""
+    with _PIXEL_LIMIT_LOCK:
+        old = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = None
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = old
 
 
 def _too_big(path: Path, w: int | None, h: int | None, max_pixels: int) -> ImageReadError:
