@@ -6,18 +6,19 @@ initialisations it offers; the config checks and the trainer read everything fro
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 from torch import Tensor, nn
 
 from sdflow.models.init import INIT_SCHEMES
-from sdflow.training.config import TrainConfig
 from sdflow.training.da_objective import DALossConfig
 from sdflow.training.data import PairedImage
 from sdflow.training.objective import Objective
 from sdflow.training.sdflow_objective import SDFlowLossConfig
 
+if TYPE_CHECKING:  # annotations only: training.config reads TRAINABLE from here
+    from sdflow.training.config import TrainConfig
 
 class TrainingTask(Protocol):
     """A model family's training logic. The trainer owns optimisers, EMA, checkpoints,
