@@ -30,12 +30,12 @@ PAIRS = ("Canon_031.png", "Nikon_034.png", "Canon_038.png")
 
 # Means over the three crops; measured values in the comments.
 FLOORS = {
-    # shipped (2026-12-06, second leg with loss.spectrum): SR - bicubic +0.08 dB (per crop
-    # -0.28 / +0.18 / +0.34), block ratio 1.25, LR-consistency 39.3 dB (bicubic
+    # shipped (2026-12-07, third leg, loss.spectrum 3.0): SR - bicubic +0.10 dB (per crop
+    # -0.23 / +0.21 / +0.32), block ratio 1.22, LR-consistency 39.5 dB (bicubic
     # re-downscaling: the SR is consistent with the fitted camera blur instead), DS - bicubic
-    # +1.66 dB (+1.80 / +1.43 / +1.73). Untrained (Haar + data init): SR -13.6 dB,
+    # +1.83 dB (+2.03 / +1.83 / +1.64). Untrained (Haar + data init): SR -13.6 dB,
     # LR-consistency 15.1 dB, DS -0.94 dB. The 2026-11 default: SR -0.73, block 5.14; the
-    # 2026-12-01 one: DS -0.08 dB (bicubic in effect); the first 12-06 one: DS +1.51 dB.
+    # 2026-12-01 one: DS -0.08 dB (bicubic in effect); the 12-06 ones: DS +1.51, +1.66 dB.
     "sdflow-lite-realsr-x4": {"sr_vs_bicubic_db": -0.3, "block_max": 1.6,
                               "lr_consistency_db": 35.0, "ds_vs_bicubic_db": 0.8},
     # shipped (2026-12-06, with G_t): SR - bicubic +0.50 dB (+0.22 / +0.94 / +0.33),

@@ -41,19 +41,19 @@ MODELS: dict[str, RegisteredModel] = {
     "sdflow-lite-realsr-x4": RegisteredModel(
         name="sdflow-lite-realsr-x4",
         filename="sdflow_lite_realsr_x4.safetensors",
-        sha256="bd02a4092c0a1627b0e94fcba4ca1e15c15892ec93efca4bf8c1e2b2279a4895",
+        sha256="a51c1d381718e0823e7a8ff74a7066520dc7dfdb1aece76ba2a183651c928371",
         trained_on="RealSR V3 x4, unpaired: train/LR + train/LR_full (LR) and train/HR (HR) "
                    "of the RealSR x4 split in sdflow's shared data",
         description="SDFlow, lite preset with the lifting predict step (1.43 M parameters), "
                     "the degradation anchor (loss.degradation_blur auto: a Gaussian camera "
                     "blur of 1.775 HR pixels fitted to the training folders by unpaired "
                     "statistics) and unpaired power-spectrum matching of its downscaling "
-                    "(loss.spectrum), x4; two legs of sdflow train --preset cpu_x4, 5500 "
-                    "iterations, 4.60 CPU-hours (2026-12-06, docs/training.md). RealSR x4 "
-                    "val: DS tau 0 32.41 dB vs the real LR (bicubic 30.69, gaussian-fit "
-                    "32.22), noise 1.36 and blur 0.293 (real 1.35 / 0.310); SR tau 0 26.91 dB "
-                    "/ SSIM 0.7680 / LPIPS 0.354, tau 0.8 LPIPS 0.349 (bicubic 27.00 / 0.7772 "
-                    "/ 0.455).",
+                    "(loss.spectrum), x4; three legs of sdflow train --preset cpu_x4, 7000 "
+                    "iterations, 7.52 CPU-hours recorded (2026-12-06/07, docs/training.md). "
+                    "RealSR x4 val: DS tau 0 32.68 dB vs the real LR (bicubic 30.69, "
+                    "gaussian-fit 32.22), noise 1.31 and blur 0.293 (real 1.35 / 0.310); SR "
+                    "tau 0 26.93 dB / SSIM 0.7677 / LPIPS 0.352, tau 0.8 LPIPS 0.341 (bicubic "
+                    "27.00 / 0.7772 / 0.455).",
         license="MIT (weights); trained on RealSR images, which are for research use only",
     ),
     "da-iccv21-realsr-x4": RegisteredModel(
