@@ -6,7 +6,7 @@ initialisations it offers; the config checks and the trainer read everything fro
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor, nn
@@ -16,9 +16,8 @@ from sdflow.training.da_objective import DALossConfig
 from sdflow.training.data import PairedImage
 from sdflow.training.objective import Objective
 from sdflow.training.sdflow_objective import SDFlowLossConfig
+from sdflow.training.sections import TrainConfig
 
-if TYPE_CHECKING:  # annotations only: training.config reads TRAINABLE from here
-    from sdflow.training.config import TrainConfig
 
 class TrainingTask(Protocol):
     """A model family's training logic. The trainer owns optimisers, EMA, checkpoints,
