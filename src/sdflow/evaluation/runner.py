@@ -255,18 +255,19 @@ def _model_rows(model: nn.Module, task: str, x: torch.Tensor, target: np.ndarray
                 name: str, options: EvalOptions, scorer: Scorer, shave: int,
                 extra: Callable[[list[np.ndarray], dict[float, list[np.ndarray]]],
                                 dict[str, Any]],
-                taus: Sequence[float] | None = None, samples: int | None = None
+                taus: Sequence[float] | None = None, samples: int | None = None,
+                save: bool = True
                 ) -> tuple[list[dict[str, Any]], dict[float, list[np.ndarray]]]:
     """A model's row per tau for one image (SR or DS, the same rules: seeds, sample
-    counts, non-finite outputs, the first sample saved), with ``extra(images, tau)``'s
-    task-specific columns (``images`` and the images of the taus before); returns the rows
-    and the images per tau."""
+    counts, non-finite outputs, the first sample saved unless ``save`` is False), with
+    ``extra(images, earlier)``'s task-specific columns (``earlier``: the images of the taus
+    before); returns the rows and the images per tau."""
     method = _method_name(model)
     rows, outputs = [], {}
     for tau in options.taus if taus is None else taus:
         n = sample_count(model, task, tau, options.samples) if samples is None else samples
         images, bad = draw_outputs(model, task, x, tau, n, options.seed, name)
-        if images and taus is None:
+        if images and save:
             _save(options, f"{method}_{_tau_label(tau)}", name, images[0])
         rows.append({"image": name, "method": method, "tau": float(tau), "samples": n,
                      **scorer.samples(images, target, shave, best_of=n > 1),
@@ -459,7 +460,8 @@ def evaluate_ds(model: nn.Module, hr_dir: str | os.PathLike, lr_dir: str | os.Pa
         baseline_images = []
         for other in baselines:  # at tau 0, one output each, not saved
             other_rows, other_out = _model_rows(other, "ds", x, real, pair.name, options,
-                                                scorer, shave, extra, taus=[0.0], samples=1)
+                                                scorer, shave, extra, taus=[0.0], samples=1,
+                                                save=False)
             rows += other_rows
             baseline_images.append((_method_name(other), other_out[0.0]))
         model_rows, outputs = _model_rows(model, "ds", x, real, pair.name, options, scorer,
