@@ -387,3 +387,22 @@ def test_spectrum_distance_is_zero_for_alike_batches_and_grows_with_blur():
     b = blurred[1].clone().requires_grad_(True)
     spectrum_distance(b, x).backward()
     assert b.grad is not None and b.grad.abs().sum() > 0
+
+
+def test_ycbcr_spectrum_tells_colour_noise_from_grey_noise():
+    """Per-channel RGB spectra cannot tell noise drawn per channel from noise shared by
+    the three channels; in luma and colour differences the first fills Cb and Cr with fine
+    detail, so spectrum_space="ycbcr" separates them."""
+    from sdflow.training.losses import spectrum_distance, to_ycbcr
+
+    g = torch.Generator().manual_seed(1)
+    scene = gaussian_blur(torch.rand(8, 3, 32, 32, generator=g, dtype=torch.float64), 9, 2.0)
+    grey = scene + 0.05 * torch.randn(8, 1, 32, 32, generator=g, dtype=torch.float64)
+    colour = scene + 0.05 * torch.randn(8, 3, 32, 32, generator=g, dtype=torch.float64)
+    rgb = float(spectrum_distance(colour, grey))
+    ycc = float(spectrum_distance(colour, grey, space="ycbcr"))
+    assert ycc > 3 * rgb
+    # a grey image has no colour difference; the luma row is BT.601's
+    flat = torch.rand(2, 1, 4, 4, generator=g, dtype=torch.float64).expand(2, 3, 4, 4)
+    torch.testing.assert_close(to_ycbcr(flat)[:, 1:], torch.zeros(2, 2, 4, 4, dtype=torch.float64))
+    torch.testing.assert_close(to_ycbcr(flat)[:, :1], flat[:, :1])

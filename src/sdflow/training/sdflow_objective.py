@@ -100,6 +100,9 @@ class SDFlowLossConfig:
     # blur index) and that needs no pairing.
     spectrum: float = 0.0
     spectrum_bands: int = 8
+    # The channels whose spectra are matched: R, G, B, or luma and colour differences
+    # (ycbcr also sees colour noise, which per-channel RGB spectra cannot tell from grey).
+    spectrum_space: Literal["rgb", "ycbcr"] = "rgb"
     synthetic_blur_max: float = 2.5
     synthetic_noise_max: float = 3.0
     n_pre: int = 50_000  # iterations before the stage-2 terms switch on
@@ -326,7 +329,8 @@ class SDFlowObjective(Objective):
             terms["low_frequency"] = self._lowpass_l1(down_sr, lr, targets) + \
                 self._lowpass_l1(ds, down_hr, targets)
             if cfg.spectrum > 0:
-                terms["spectrum"] = spectrum_distance(ds, lr, cfg.spectrum_bands)
+                terms["spectrum"] = spectrum_distance(ds, lr, cfg.spectrum_bands,
+                                                       cfg.spectrum_space)
             if cfg.perceptual > 0:
                 perceptual_pairs["perceptual"] = [(down_sr, lr)]
             if cfg.perceptual_ds > 0:
