@@ -10,7 +10,9 @@ by each model (per image seed, components drawn); their blur index and noise sig
 ``train/LR`` (centre crops of ``--crop / 4``), which show other scenes: what is compared is
 the degradation's statistics, not pixels, so no pairing and no validation image is used.
 The printed gap is the generated mean minus the real mean (0 = the real domain's value);
-`band_ratio` is the mean high-band energy (0.25-0.5 cycles/pixel) over the real LR's (1 = the same).
+`band_ratio` is the mean high-band energy (0.25-0.5 cycles/pixel) over the real LR's (1 = the same),
+`colour_ratio` the same for the colour detail (fine Cb/Cr energy over fine Y energy: above 1 =
+colour noise the real camera does not have).
 This is the recipe-selection signal for downscaling (docs/training.md): it needs no
 ``val/`` data, so choosing on it does not tune on the validation set. For each model it also
 prints where the degradation is (:func:`where_the_degradation_is`).
@@ -28,7 +30,7 @@ import torch
 import sdflow
 from sdflow.imageio import image_to_tensor, read_image, tensor_to_image
 from sdflow.metrics import blur_index, imresize_uint8
-from sdflow.metrics.degradation import high_band_energy, noise_sigma
+from sdflow.metrics.degradation import colour_detail, high_band_energy, noise_sigma
 from sdflow.models.base import LatentModel
 from sdflow.training.data import list_images
 
@@ -42,7 +44,8 @@ def centre(img: np.ndarray, side: int) -> np.ndarray:
 def stats(images: list[np.ndarray]) -> dict[str, float]:
     return {"blur": round(float(np.mean([blur_index(i) for i in images])), 4),
             "noise": round(float(np.mean([noise_sigma(i) for i in images])), 3),
-            "band": round(float(np.mean([high_band_energy(i) for i in images])), 5)}
+            "band": round(float(np.mean([high_band_energy(i) for i in images])), 5),
+            "colour": round(float(np.mean([colour_detail(i) for i in images])), 5)}
 
 
 def main() -> None:
@@ -61,7 +64,8 @@ def main() -> None:
         s = stats(images)
         print(json.dumps({"what": name, **s, "blur_gap": round(s["blur"] - real["blur"], 4),
                           "noise_gap": round(s["noise"] - real["noise"], 3),
-                          "band_ratio": round(s["band"] / real["band"], 3)}), flush=True)
+                          "band_ratio": round(s["band"] / real["band"], 3),
+                          "colour_ratio": round(s["colour"] / real["colour"], 3)}), flush=True)
 
     row("bicubic x1/4", [imresize_uint8(h, scale=0.25) for h in hr])
     for name in args.models:

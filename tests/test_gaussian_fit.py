@@ -123,13 +123,15 @@ def test_eval_ds_scores_the_gaussian_fit_baseline_and_band_ratio(shared, tmp_pat
                  "--limit", "2", "--lpips", "none", "--tau", "0", "--out", str(tmp_path),
                  "--quiet"]) == 0
     table = capsys.readouterr().out
-    assert "gaussian-fit" in table and "band ratio" in table
+    assert "gaussian-fit" in table and "band ratio" in table and "colour ratio" in table
     record = json.loads((tmp_path / "metrics.json").read_text())
     means = {m["method"]: m for m in record["means"]}
     assert set(means) == {"bicubic", "gaussian-fit", "sdflow"}
     # the camera blurs: bicubic keeps far more fine detail than the real LR has
     assert means["bicubic"]["band_ratio"] > 2.0
     assert means["gaussian-fit"]["band_ratio"] < means["bicubic"]["band_ratio"]
+    # ... and more fine colour detail (the camera's demosaicing smooths colour; 1.19 here)
+    assert means["bicubic"]["colour_ratio"] > 1.05
     assert means["gaussian-fit"]["psnr"] > means["bicubic"]["psnr"] + 0.5
     assert record["baselines"][0]["sha256"]
     assert main(["eval", "ds", "--model", "sdflow-lite-realsr-x4", "--data", data,

@@ -309,6 +309,21 @@ def test_noise_sigma_recovers_added_noise():
         assert noise_sigma(noisy) == pytest.approx(sigma, rel=0.1)
 
 
+def test_colour_detail_tells_colour_noise_from_grey_noise():
+    from sdflow.metrics.degradation import colour_detail
+
+    clean = _smooth_image()  # grey: no colour difference anywhere
+    assert colour_detail(clean.round().astype(np.uint8)) < 1e-12
+    rng = np.random.default_rng(0)
+    grey = clean + rng.normal(0.0, 4.0, clean.shape[:2])[:, :, None]
+    colour = clean + rng.normal(0.0, 4.0, clean.shape)
+    as8 = [np.clip(a, 0, 255).round().astype(np.uint8) for a in (grey, colour)]
+    # only rounding puts colour into the grey-noise image; noise per channel puts much
+    assert colour_detail(as8[0]) < 0.05 < 0.3 < colour_detail(as8[1])
+    with pytest.raises(ValueError, match="8x8"):
+        colour_detail(np.zeros((4, 16, 3), np.uint8))
+
+
 def test_blur_index_grows_with_blur(shared):
     img = read_image(shared / "data/RealSR_x4/val/HR/Canon_031.png").rgb
     values = [blur_index(img)]

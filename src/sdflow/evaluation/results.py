@@ -31,6 +31,7 @@ COLUMNS: dict[str, tuple[str, str]] = {
     "blur_gen": ("blur gen", "{:.3f}"),
     "blur_real": ("blur real", "{:.3f}"),
     "band_ratio": ("band ratio", "{:.2f}"),
+    "colour_ratio": ("colour ratio", "{:.2f}"),
     "nonfinite": ("non-finite", "{:.0f}"),
 }
 KEY_COLUMNS = ("image", "method", "tau", "samples")

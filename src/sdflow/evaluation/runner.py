@@ -26,7 +26,7 @@ from sdflow.imageio import image_to_tensor, write_image
 from sdflow.metrics import lpips as lpips_module
 from sdflow.metrics.artefacts import block_ratio, gradient_magnitude, spearman
 from sdflow.metrics.consistency import lr_psnr
-from sdflow.metrics.degradation import blur_index, high_band_energy, noise_sigma
+from sdflow.metrics.degradation import blur_index, colour_detail, high_band_energy, noise_sigma
 from sdflow.metrics.lpips import LPIPS
 from sdflow.metrics.psnr_ssim import COLOR_SPACES
 from sdflow.metrics.resize import imresize_uint8
@@ -415,15 +415,19 @@ def evaluate_sr(model: nn.Module, lr_dir: str | os.PathLike, hr_dir: str | os.Pa
     return EvalResult("sr", rows, info, figures)
 
 
-def _ds_stats(images: Sequence[np.ndarray], real: np.ndarray,
-              real_band: float) -> dict[str, float]:
-    """Noise, blur and the high-band energy ratio (generated / real LR) of some outputs."""
+def _ds_stats(images: Sequence[np.ndarray], real_band: float,
+              real_colour: float) -> dict[str, float]:
+    """Noise, blur, and the high-band energy and colour-detail ratios (generated / real LR)
+    of some outputs."""
     if not images:
-        return {"noise_gen": float("nan"), "blur_gen": float("nan"), "band_ratio": float("nan")}
+        return {key: float("nan") for key in ("noise_gen", "blur_gen", "band_ratio",
+                                              "colour_ratio")}
     return {"noise_gen": float(np.mean([noise_sigma(im) for im in images])),
             "blur_gen": float(np.mean([blur_index(im) for im in images])),
             "band_ratio": float(np.mean([high_band_energy(im) for im in images]))
-            / max(real_band, 1e-12)}
+            / max(real_band, 1e-12),
+            "colour_ratio": float(np.mean([colour_detail(im) for im in images]))
+            / max(real_colour, 1e-12)}
 
 
 def evaluate_ds(model: nn.Module, hr_dir: str | os.PathLike, lr_dir: str | os.PathLike,
@@ -447,11 +451,11 @@ def evaluate_ds(model: nn.Module, hr_dir: str | os.PathLike, lr_dir: str | os.Pa
     def score(pair: Pair) -> PairScore:
         real, hr = read_rgb8(pair.first), read_rgb8(pair.second)
         _check_ds_sizes(pair, real, hr, scale)
-        real_band = high_band_energy(real)
+        real_band, real_colour = high_band_energy(real), colour_detail(real)
         stats_real = {"noise_real": noise_sigma(real), "blur_real": blur_index(real)}
 
         def extra(images: list[np.ndarray], earlier: object = None) -> dict[str, Any]:
-            return {**_ds_stats(images, real, real_band), **stats_real}
+            return {**_ds_stats(images, real_band, real_colour), **stats_real}
 
         bicubic = imresize_uint8(hr, scale=1.0 / scale)
         rows = [{"image": pair.name, "method": "bicubic", "tau": None, "samples": 1,
@@ -488,7 +492,10 @@ def evaluate_ds(model: nn.Module, hr_dir: str | os.PathLike, lr_dir: str | os.Pa
                 "0 sharp .. 1 blurred",
         "band_ratio": "energy of Y (Hann window, mean removed) at 0.25-0.5 cycles/pixel as a "
                       "fraction of all, generated over real LR; 1 = the real LR's fine "
-                      "detail"}
+                      "detail",
+        "colour_ratio": "energy of Cb and Cr over that of Y (BT.601, Hann window, mean "
+                        "removed) at 0.25-0.5 cycles/pixel, generated over real LR; 1 = the "
+                        "real LR's fine colour detail, above 1 = colour noise"}
     info.update(_sampling_info(options, sr=False))
     info["model"] = _model_info(model)
     info["baselines"] = [_model_info(other) for other in baselines]

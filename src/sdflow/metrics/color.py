@@ -33,3 +33,15 @@ def rgb_to_y(rgb: Tensor | np.ndarray) -> Tensor:
     x = rgb.to(torch.float64) / 255.0
     w = torch.tensor(Y_COEFFS, dtype=torch.float64, device=x.device).view(3, 1, 1)
     return (x * w).sum(dim=-3, keepdim=True) + Y_OFFSET
+
+
+#: BT.601 rows for Y, Cb, Cr, full range and without offsets.
+_LUMA_CHROMA = ((0.299, 0.587, 0.114), (-0.168736, -0.331264, 0.5), (0.5, -0.418688, -0.081312))
+
+
+def luma_chroma(rgb: Tensor) -> Tensor:
+    """``[B, 3, H, W]`` RGB (any scale) -> BT.601 luma and the two colour differences on
+    the same scale, without offsets: for spectra, where the mean does not matter, and for
+    telling grey detail from colour detail."""
+    m = torch.tensor(_LUMA_CHROMA, dtype=rgb.dtype, device=rgb.device)
+    return torch.einsum("ij,bjhw->bihw", m, rgb)

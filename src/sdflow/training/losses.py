@@ -184,16 +184,6 @@ def band_shares(x: Tensor, n_bands: int = 8) -> Tensor:
     return energy / energy.sum(dim=1, keepdim=True).clamp(min=1e-12)
 
 
-#: RGB in [-1, 1] -> BT.601 Y, Cb, Cr (full range, no offset: spectra ignore the mean).
-_YCBCR = ((0.299, 0.587, 0.114), (-0.168736, -0.331264, 0.5), (0.5, -0.418688, -0.081312))
-
-
-def to_ycbcr(x: Tensor) -> Tensor:
-    """``[B, 3, H, W]`` RGB -> luma and the two colour differences (BT.601, no offset)."""
-    m = torch.tensor(_YCBCR, dtype=x.dtype, device=x.device)
-    return torch.einsum("ij,bjhw->bihw", m, x)
-
-
 def spectrum_distance(fake: Tensor, real: Tensor, n_bands: int = 8,
                       space: Literal["rgb", "ycbcr"] = "rgb") -> Tensor:
     """Unpaired power-spectrum matching: the mean absolute log ratio of the band shares
@@ -206,7 +196,9 @@ def spectrum_distance(fake: Tensor, real: Tensor, n_bands: int = 8,
     per-channel RGB spectra, but only the first puts fine detail into Cb and Cr, where a
     camera's demosaicing leaves little (docs/training.md, "Colour noise")."""
     if space == "ycbcr":
-        fake, real = to_ycbcr(fake), to_ycbcr(real)
+        from sdflow.metrics.color import luma_chroma
+
+        fake, real = luma_chroma(fake), luma_chroma(real)
     with torch.no_grad():
         target = band_shares(real, n_bands)
     return (torch.log(band_shares(fake, n_bands) + 1e-6) - torch.log(target + 1e-6)).abs().mean()
