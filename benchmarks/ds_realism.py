@@ -12,7 +12,7 @@ the degradation's statistics, not pixels, so no pairing and no validation image 
 The printed gap is the generated mean minus the real mean (0 = the real domain's value);
 `band_ratio` is the mean high-band energy (0.25-0.5 cycles/pixel) over the real LR's (1 = the same),
 `colour_ratio` the same for the colour detail (fine Cb/Cr energy over fine Y energy: above 1 =
-colour noise the real camera does not have).
+colour sharper or noisier than the real camera's).
 This is the recipe-selection signal for downscaling (docs/training.md): it needs no
 ``val/`` data, so choosing on it does not tune on the validation set. For each model it also
 prints where the degradation is (:func:`where_the_degradation_is`).

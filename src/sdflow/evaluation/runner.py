@@ -495,7 +495,8 @@ def evaluate_ds(model: nn.Module, hr_dir: str | os.PathLike, lr_dir: str | os.Pa
                       "detail",
         "colour_ratio": "energy of Cb and Cr over that of Y (BT.601, Hann window, mean "
                         "removed) at 0.25-0.5 cycles/pixel, generated over real LR; 1 = the "
-                        "real LR's fine colour detail, above 1 = colour noise"}
+                        "real LR's fine colour detail, above 1 = colour sharper or noisier "
+                        "than the camera's"}
     info.update(_sampling_info(options, sr=False))
     info["model"] = _model_info(model)
     info["baselines"] = [_model_info(other) for other in baselines]

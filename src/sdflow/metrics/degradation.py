@@ -116,8 +116,8 @@ def windowed_power_spectrum(x: Tensor) -> tuple[Tensor, Tensor]:
 def colour_detail(img: np.ndarray | Tensor, band: tuple[float, float] = HIGH_BAND) -> float:
     """Fine detail in colour against fine detail in brightness: the energy of Cb and Cr
     (BT.601) at radial frequencies in ``band`` over that of Y, Hann-windowed and mean
-    removed, of an 8-bit RGB image. A camera's demosaicing leaves its LR little colour
-    detail (about 0.014 on RealSR's training LR); noise drawn per RGB channel adds much."""
+    removed, of an 8-bit RGB image. A camera's demosaicing leaves its LR less sharp colour
+    than brightness; colour sharper than that, or noise drawn per RGB channel, raises it."""
     x = as_uint8_tensor(img).to(torch.float64)
     if min(x.shape[-2:]) < 8:
         raise ValueError(f"colour detail needs at least 8x8 pixels, got {x.shape[2]}x{x.shape[1]}")

@@ -194,7 +194,7 @@ def spectrum_distance(fake: Tensor, real: Tensor, n_bands: int = 8,
     ``space="ycbcr"`` compares luma and colour-difference channels instead of R, G, B:
     noise drawn independently per RGB channel and noise common to all three give the same
     per-channel RGB spectra, but only the first puts fine detail into Cb and Cr, where a
-    camera's demosaicing leaves little (docs/training.md, "Colour noise")."""
+    camera's demosaicing leaves little (docs/training.md, "Colour detail")."""
     if space == "ycbcr":
         from sdflow.metrics.color import luma_chroma
 

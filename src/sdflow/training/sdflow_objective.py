@@ -101,7 +101,8 @@ class SDFlowLossConfig:
     spectrum: float = 0.0
     spectrum_bands: int = 8
     # The channels whose spectra are matched: R, G, B, or luma and colour differences
-    # (ycbcr also sees colour noise, which per-channel RGB spectra cannot tell from grey).
+    # (ycbcr also sees how sharp or noisy the colour is, which per-channel RGB spectra
+    # cannot tell from grey detail; docs/training.md, "Colour detail").
     spectrum_space: Literal["rgb", "ycbcr"] = "rgb"
     synthetic_blur_max: float = 2.5
     synthetic_noise_max: float = 3.0
