@@ -408,3 +408,31 @@ def test_ycbcr_spectrum_tells_colour_noise_from_grey_noise():
     zeros = torch.zeros(2, 2, 4, 4, dtype=torch.float64)
     torch.testing.assert_close(luma_chroma(flat)[:, 1:], zeros)
     torch.testing.assert_close(luma_chroma(flat)[:, :1], flat[:, :1])
+
+
+def test_spectrum_channel_weights_split_the_term_between_channels():
+    """A weighted mean of the per-channel distances: equal weights are the plain mean, a
+    weight of zero removes a channel (its gradient too), and bad weights are refused."""
+    from sdflow.config import ConfigError, from_dict
+    from sdflow.training.losses import spectrum_distance
+    from sdflow.training.sdflow_objective import SDFlowLossConfig
+
+    g = torch.Generator().manual_seed(2)
+    real = gaussian_blur(torch.rand(6, 3, 32, 32, generator=g, dtype=torch.float64), 9, 2.0)
+    fake = real.clone()
+    fake[:, 1:] += 0.05 * torch.randn(6, 2, 32, 32, generator=g, dtype=torch.float64)
+    fake.requires_grad_(True)
+    plain = spectrum_distance(fake, real)
+    torch.testing.assert_close(spectrum_distance(fake, real, channel_weights=(2, 2, 2)), plain)
+    # only G and B differ from the real batch: a weight on R alone sees nothing
+    assert float(spectrum_distance(fake, real, channel_weights=(1, 0, 0)).detach()) < 1e-9
+    only_gb = spectrum_distance(fake, real, channel_weights=(0, 1, 1))
+    torch.testing.assert_close(only_gb, plain * 3 / 2)
+    spectrum_distance(fake, real, channel_weights=(0, 1, 0)).backward()
+    assert fake.grad[:, 1].abs().sum() > 0 and fake.grad[:, [0, 2]].abs().sum() == 0
+    with pytest.raises(ValueError, match="channel_weights"):
+        spectrum_distance(fake, real, channel_weights=(1, 1))
+    with pytest.raises(ConfigError, match="spectrum_channel_weights"):
+        from_dict(SDFlowLossConfig, {"spectrum_channel_weights": [1.0, -1.0, 1.0]}, "loss")
+    assert from_dict(SDFlowLossConfig, {"spectrum_channel_weights": [3, 1, 1]},
+                     "loss").spectrum_channel_weights == [3.0, 1.0, 1.0]

@@ -185,7 +185,8 @@ def band_shares(x: Tensor, n_bands: int = 8) -> Tensor:
 
 
 def spectrum_distance(fake: Tensor, real: Tensor, n_bands: int = 8,
-                      space: Literal["rgb", "ycbcr"] = "rgb") -> Tensor:
+                      space: Literal["rgb", "ycbcr"] = "rgb",
+                      channel_weights: Sequence[float] = (1.0, 1.0, 1.0)) -> Tensor:
     """Unpaired power-spectrum matching: the mean absolute log ratio of the band shares
     (:func:`band_shares`) of the ``fake`` batch and of the ``real`` batch (no gradient).
     Zero when the two batches spread their detail over scales alike; it needs no pairing,
@@ -194,11 +195,22 @@ def spectrum_distance(fake: Tensor, real: Tensor, n_bands: int = 8,
     ``space="ycbcr"`` compares luma and colour-difference channels instead of R, G, B:
     noise drawn independently per RGB channel and noise common to all three give the same
     per-channel RGB spectra, but only the first puts fine detail into Cb and Cr, where a
-    camera's demosaicing leaves little (docs/training.md, "Colour detail")."""
+    camera's demosaicing leaves little (docs/training.md, "Colour detail").
+
+    ``channel_weights`` split the distance between the channels (a weighted mean of the
+    per-channel distances, so equal weights give the plain mean and the term's overall
+    weight stays the caller's): in ``ycbcr``, ``(3, 1, 1)`` pulls the brightness spectrum
+    three times as hard as each colour difference."""
     if space == "ycbcr":
         from sdflow.metrics.color import luma_chroma
 
         fake, real = luma_chroma(fake), luma_chroma(real)
+    weights = torch.as_tensor(channel_weights, dtype=fake.dtype, device=fake.device)
+    if weights.shape != (fake.shape[1],) or bool((weights < 0).any()) or float(weights.sum()) <= 0:
+        raise ValueError(f"channel_weights needs {fake.shape[1]} non-negative weights with a "
+                         f"positive sum, got {tuple(channel_weights)}")
     with torch.no_grad():
         target = band_shares(real, n_bands)
-    return (torch.log(band_shares(fake, n_bands) + 1e-6) - torch.log(target + 1e-6)).abs().mean()
+    per_channel = (torch.log(band_shares(fake, n_bands) + 1e-6)
+                   - torch.log(target + 1e-6)).abs().mean(dim=1)
+    return (per_channel * weights).sum() / weights.sum()

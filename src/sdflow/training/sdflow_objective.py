@@ -24,6 +24,7 @@ crops (unpaired, dequantised)::
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
@@ -104,6 +105,10 @@ class SDFlowLossConfig:
     # (ycbcr also sees how sharp or noisy the colour is, which per-channel RGB spectra
     # cannot tell from grey detail; docs/training.md, "Colour detail").
     spectrum_space: Literal["rgb", "ycbcr"] = "rgb"
+    # How the term splits between the three channels of spectrum_space (a weighted mean:
+    # equal weights are the plain mean; [3, 1, 1] in ycbcr pulls the brightness spectrum
+    # three times as hard as each colour difference).
+    spectrum_channel_weights: list[float] = field(default_factory=lambda: [1.0, 1.0, 1.0])
     synthetic_blur_max: float = 2.5
     synthetic_noise_max: float = 3.0
     n_pre: int = 50_000  # iterations before the stage-2 terms switch on
@@ -138,6 +143,11 @@ class SDFlowLossConfig:
             check_ranges(self, {"degradation_blur": (0.0, 8.0)})
         if self.blur_size > 1 and self.blur_size % 2 == 0:
             raise FieldError("blur_size", f"must be odd (or 0/1: no blur), got {self.blur_size}")
+        weights = self.spectrum_channel_weights
+        if (len(weights) != 3 or any(not math.isfinite(w) or w < 0 for w in weights)
+                or sum(weights) <= 0):
+            raise FieldError("spectrum_channel_weights", "needs 3 finite non-negative weights "
+                             f"with a positive sum (one per channel), got {weights}")
 
     @property
     def needs_perceptual(self) -> bool:
@@ -331,7 +341,8 @@ class SDFlowObjective(Objective):
                 self._lowpass_l1(ds, down_hr, targets)
             if cfg.spectrum > 0:
                 terms["spectrum"] = spectrum_distance(ds, lr, cfg.spectrum_bands,
-                                                       cfg.spectrum_space)
+                                                       cfg.spectrum_space,
+                                                       cfg.spectrum_channel_weights)
             if cfg.perceptual > 0:
                 perceptual_pairs["perceptual"] = [(down_sr, lr)]
             if cfg.perceptual_ds > 0:
