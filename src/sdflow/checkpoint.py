@@ -26,6 +26,7 @@ from torch import nn
 from sdflow.atomic import write_atomic
 from sdflow.config import ConfigError
 from sdflow.errors import CheckpointError, first_line
+from sdflow.weights import state_mismatch
 
 log = logging.getLogger("sdflow.checkpoint")
 
@@ -249,25 +250,6 @@ def file_sha256(path: str | os.PathLike, length: int = 12) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()[:length]
-
-
-def state_mismatch(model: nn.Module, state: dict[str, torch.Tensor]) -> str:
-    """One line on how ``state`` differs from ``model``'s state dict ('' when it fits)."""
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items()
-              if k in state and state[k].shape != v.shape]
-    # a float16 or integer tensor in a float32 file loads silently and gives wrong pictures
-    dtypes = [f"{k} {state[k].dtype} vs {v.dtype}" for k, v in expected.items()
-              if k in state and state[k].dtype != v.dtype]
-    parts = []
-    for what, items in (("missing", missing), ("unexpected", unexpected),
-                        ("other shape", shapes), ("other dtype", dtypes)):
-        if items:
-            more = f" and {len(items) - 1} more" if len(items) > 1 else ""
-            parts.append(f"{len(items)} {what} (e.g. {items[0]}{more})")
-    return ", ".join(parts)
 
 
 def load(path: str | os.PathLike, device: str | torch.device = "cpu",

@@ -109,12 +109,29 @@ def load_weight_file(path: str | os.PathLike) -> dict[str, Tensor]:
                                   f"({text}); {_replace_hint(path)}") from exc
 
 
+def state_mismatch(model: nn.Module, state: dict[str, Tensor]) -> str:
+    """One line on how ``state`` differs from ``model``'s state dict ('' when it fits)."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items()
+              if k in state and state[k].shape != v.shape]
+    # a float16 or integer tensor in a float32 file loads silently and gives wrong pictures
+    dtypes = [f"{k} {state[k].dtype} vs {v.dtype}" for k, v in expected.items()
+              if k in state and state[k].dtype != v.dtype]
+    parts = []
+    for what, items in (("missing", missing), ("unexpected", unexpected),
+                        ("other shape", shapes), ("other dtype", dtypes)):
+        if items:
+            more = f" and {len(items) - 1} more" if len(items) > 1 else ""
+            parts.append(f"{len(items)} {what} (e.g. {items[0]}{more})")
+    return ", ".join(parts)
+
+
 def load_weights_into(module: nn.Module, path: str | os.PathLike,
                       key_map: Callable[[str], str] | None = None) -> None:
     """Load weight file ``path`` into ``module`` (all keys, same shapes; file keys renamed
     by ``key_map``), else raise :class:`WeightsCorruptError` saying how the file differs."""
-    from sdflow.checkpoint import state_mismatch
-
     path = Path(path)
     state = load_weight_file(path)
     if key_map is not None:

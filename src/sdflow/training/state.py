@@ -15,8 +15,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from sdflow.checkpoint import state_mismatch
 from sdflow.errors import CheckpointError, SDFlowError
+from sdflow.weights import state_mismatch
 
 log = logging.getLogger("sdflow.train")
 
