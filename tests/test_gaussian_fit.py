@@ -15,7 +15,12 @@ from sdflow.cli import main
 from sdflow.imageio import image_to_tensor, read_image, tensor_to_image
 from sdflow.inference.tiling import tiled_downscale
 from sdflow.metrics.degradation import high_band_energy
-from sdflow.metrics.degradation_fit import degrade, fit_gaussian_degradation, gaussian_blur_sigma
+from sdflow.metrics.degradation_fit import (
+    blur_luma_chroma,
+    degrade,
+    fit_gaussian_degradation,
+    gaussian_blur_sigma,
+)
 from sdflow.metrics.resize import imresize
 from sdflow.models import GaussianDownscaler, GaussianFitConfig
 
@@ -30,13 +35,14 @@ def hr_images(shared):
     return [read_image(p).rgb[:256, :256] for p in paths]
 
 
-def _camera(images, sigma, noise, seed=0):
-    """Synthetic 'real LR' of a known camera: blur, bicubic x1/4, white noise, 8 bits."""
+def _camera(images, sigma, noise, seed=0, colour_sigma=None):
+    """Synthetic 'real LR' of a known camera: blur (the colour differences by colour_sigma),
+    bicubic x1/4, white noise, 8 bits."""
     g = torch.Generator().manual_seed(seed)
     out = []
     for img in images:
         x = image_to_tensor(img).double()
-        low = imresize(gaussian_blur_sigma(x, sigma), scale=0.25)
+        low = imresize(blur_luma_chroma(x, sigma, colour_sigma), scale=0.25)
         low = low + torch.randn(low.shape, generator=g, dtype=low.dtype) * (2 * noise / 255)
         out.append(tensor_to_image(low.float()))
     return out
@@ -50,6 +56,43 @@ def test_the_fit_recovers_a_known_camera(hr_images, sigma, noise):
     assert abs(fit.sigma - sigma) < 0.2
     assert abs(fit.noise - noise) < 0.4
     assert abs(fit.fitted_blur - fit.real_blur) < 0.01
+
+
+@pytest.mark.parametrize("sigma, colour_sigma, noise, tolerance",
+                         [(1.5, 3.0, 0.0, 0.35),
+                          pytest.param(1.0, 2.0, 1.0, 0.8, marks=pytest.mark.slow)])
+def test_the_fit_recovers_a_camera_whose_colour_is_blurrier(hr_images, sigma, colour_sigma,
+                                                            noise, tolerance):
+    """A camera whose colour differences are blurrier than its brightness (demosaicing):
+    the brightness blur comes back as before and the colour blur by its colour detail; a
+    camera without extra colour blur keeps colour_sigma at sigma, as --same-colour-blur.
+    With noise the tolerance is wider: noise drawn per RGB channel is colour detail too, so
+    the fitted noise's error (1.2 for 1.0 here) moves the colour sigma (2.7 for 2.0, and 1.5
+    where the camera blurs colour by its sigma 1.0)."""
+    camera = _camera(hr_images, sigma, noise, seed=5, colour_sigma=colour_sigma)
+    fit = fit_gaussian_degradation(camera, hr_images)
+    assert abs(fit.sigma - sigma) < 0.2 and abs(fit.noise - noise) < 0.4
+    assert abs(fit.colour_sigma - colour_sigma) < tolerance
+    assert abs(fit.fitted_colour / fit.real_colour - 1) < 0.1
+    plain = fit_gaussian_degradation(camera, hr_images, fit_colour=False)
+    assert plain.colour_sigma == plain.sigma and plain.fitted_colour > 1.5 * plain.real_colour
+    same = fit_gaussian_degradation(_camera(hr_images, sigma, noise, seed=5), hr_images)
+    assert same.colour_sigma < same.sigma + tolerance
+
+
+def test_colour_blur_leaves_the_brightness_alone(hr_images):
+    """blur_luma_chroma blurs luma by sigma whatever colour_sigma is, and the colour
+    differences by colour_sigma; None or colour_sigma == sigma is the plain RGB blur."""
+    from sdflow.metrics.color import luma_chroma, rgb_from_luma_chroma
+
+    x = image_to_tensor(hr_images[1][:64, :64]).double()
+    torch.testing.assert_close(rgb_from_luma_chroma(luma_chroma(x)), x)
+    plain = gaussian_blur_sigma(x, 1.2)
+    torch.testing.assert_close(blur_luma_chroma(x, 1.2, None), plain)
+    torch.testing.assert_close(blur_luma_chroma(x, 1.2, 1.2), plain)
+    both = luma_chroma(blur_luma_chroma(x, 1.2, 3.0))
+    torch.testing.assert_close(both[:, :1], luma_chroma(plain)[:, :1])
+    torch.testing.assert_close(both[:, 1:], luma_chroma(gaussian_blur_sigma(x, 3.0))[:, 1:])
 
 
 def test_across_scenes_a_blurrier_camera_fits_a_larger_sigma(hr_images):
@@ -71,11 +114,11 @@ def test_the_fit_refuses_tiny_or_missing_images(hr_images):
 
 
 def test_the_model_is_its_definition_through_every_path(hr_images):
-    model = GaussianDownscaler(GaussianFitConfig(sigma=1.7, noise=2.0)).eval()
+    model = GaussianDownscaler(GaussianFitConfig(sigma=1.7, noise=2.0, colour_sigma=2.9)).eval()
     x = image_to_tensor(hr_images[0][:200, :184])  # not a multiple of 8: padded and cropped
     with torch.no_grad():
         mode = model.downscale(x, tau=0.0)
-        reference = degrade(x, 4, 1.7)
+        reference = degrade(x, 4, 1.7, colour_sigma=2.9)
         torch.testing.assert_close(mode, reference[:, :, :50, :46], atol=2e-3, rtol=0)
         # inside, away from the padded border, exactly the definition
         torch.testing.assert_close(mode[:, :, :40, :40], reference[:, :, :40, :40])
@@ -96,9 +139,11 @@ def test_fit_degradation_command_writes_a_usable_model(shared, tmp_path, capsys)
     argv = ["fit-degradation", "--lr-dir", str(data / "LR"), "--hr-dir", str(data / "HR"),
             "-o", str(out)]
     assert main(argv) == 0
-    assert "fitted: sigma" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "fitted: sigma" in printed and "colour: sigma" in printed
     model = sdflow.load(str(out))
     assert isinstance(model, GaussianDownscaler) and 1.0 < model.config.sigma < 2.5
+    assert model.config.colour_sigma > model.config.sigma  # the camera's colour is blurrier
     extra = model.checkpoint_info.extra
     assert extra["fit"]["lr_images"] == 30 and extra["compute"]["kind"] == "fit"
     assert str(tmp_path) not in json.dumps(model.checkpoint_info.to_json())

@@ -45,3 +45,10 @@ def luma_chroma(rgb: Tensor) -> Tensor:
     telling grey detail from colour detail."""
     m = torch.tensor(_LUMA_CHROMA, dtype=rgb.dtype, device=rgb.device)
     return torch.einsum("ij,bjhw->bihw", m, rgb)
+
+
+def rgb_from_luma_chroma(ycc: Tensor) -> Tensor:
+    """The inverse of :func:`luma_chroma`: ``[B, 3, H, W]`` luma and colour differences
+    back to RGB on the same scale."""
+    m = torch.linalg.inv(torch.tensor(_LUMA_CHROMA, dtype=torch.float64)).to(ycc)
+    return torch.einsum("ij,bjhw->bihw", m, ycc)

@@ -1,7 +1,8 @@
 """``gaussian-fit``: the parametric baseline downscaler (Gaussian blur, bicubic, white noise).
 
 ``y = bicubic_down(G_sigma * x) + tau * noise * eps`` with sigma (HR pixels) and noise (grey
-levels) fitted from *unpaired* real LR and HR folders by statistics alone
+levels) fitted from *unpaired* real LR and HR folders by statistics alone, the colour
+differences blurred by their own ``colour_sigma``
 (:func:`sdflow.metrics.degradation_fit.fit_gaussian_degradation`; ``sdflow fit-degradation``
 writes the model). It is the floor a learned downscaler must clear, and a fast,
 explainable downscaler in its own right.
@@ -33,15 +34,19 @@ from sdflow.models.sampling import MixtureDownscaling
 @dataclass(frozen=True)
 class GaussianFitConfig(PresetConfig):
     """The fitted degradation: blur ``sigma`` (HR pixels) and white ``noise`` (grey levels,
-    the standard deviation at tau 1) at ``scale``."""
+    the standard deviation at tau 1) at ``scale``; ``colour_sigma`` blurs the colour
+    differences (BT.601 Cb, Cr) instead of ``sigma`` (None: ``sigma``, one RGB blur, as in
+    files fitted before 2026-12-07)."""
 
     _name: ClassVar[str] = "gaussian-fit"
     scale: int = 4
     sigma: float = 0.0
     noise: float = 0.0
+    colour_sigma: float | None = None
 
     def __post_init__(self) -> None:
-        check_ranges(self, {"sigma": (0.0, 8.0), "noise": (0.0, 64.0)})
+        check_ranges(self, {"sigma": (0.0, 8.0), "noise": (0.0, 64.0),
+                            "colour_sigma": (0.0, 8.0)})
         if self.scale not in (2, 4, 8):
             raise FieldError("scale", f"must be 2, 4 or 8, got {self.scale}")
 
@@ -74,7 +79,8 @@ class GaussianDownscaler(MixtureDownscaling, nn.Module):
 
     def ds_condition(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """HR ``x`` -> (its noise-free LR image, no features)."""
-        return degrade(x, self.scale, self.config.sigma), x.new_zeros(0)
+        cfg = self.config
+        return degrade(x, self.scale, cfg.sigma, colour_sigma=cfg.colour_sigma), x.new_zeros(0)
 
     def ds_latent_shape(self, hr_height: int, hr_width: int, batch: int = 1
                         ) -> tuple[int, int, int, int]:
