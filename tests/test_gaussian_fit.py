@@ -183,6 +183,17 @@ def test_eval_ds_scores_the_gaussian_fit_baseline_and_band_ratio(shared, tmp_pat
                  "--limit", "1", "--lpips", "none", "--tau", "0", "--out",
                  str(tmp_path / "b"), "--quiet", "--baseline", "none"]) == 0
     assert "gaussian-fit" not in capsys.readouterr().out
+    # a model of the baseline's architecture keeps rows of its own (not averaged together)
+    assert main(["eval", "ds", "--model", "gaussian-fit-realsr-x4", "--data", data,
+                 "--limit", "1", "--lpips", "none", "--tau", "0", "--out", str(tmp_path / "c"),
+                 "--quiet",
+                 "--baseline", "gaussian-fit-realsr-x4", "--baseline",
+                 "gaussian-fit-realsr-x4"]) == 0
+    record = json.loads((tmp_path / "c" / "metrics.json").read_text())
+    means = {m["method"]: m for m in record["means"]}
+    assert list(means) == ["bicubic", "gaussian-fit", "gaussian-fit-2", "gaussian-fit-model"]
+    assert {m["images"] for m in record["means"]} == {1}
+    assert means["gaussian-fit-model"]["psnr"] == means["gaussian-fit"]["psnr"]
 
 
 def test_high_band_energy_falls_with_blur_and_rises_with_noise(hr_images):

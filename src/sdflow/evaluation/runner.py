@@ -137,6 +137,17 @@ def _method_name(model: nn.Module) -> str:
     return info.architecture if info else type(model).__name__.lower()
 
 
+def _distinct_methods(baselines: Sequence[nn.Module], model: nn.Module) -> list[str]:
+    """The method column of each baseline and (last) of the model, distinct so that their
+    rows are not averaged together (and usable in folder names): a second downscaler of one
+    architecture is ``NAME-2`` among the baselines, and the model under test ``NAME-model``."""
+    archs = [_method_name(other) for other in baselines]
+    names = [name if archs[:i].count(name) == 0 else f"{name}-{archs[:i].count(name) + 1}"
+             for i, name in enumerate(archs)]
+    name = _method_name(model)
+    return [*names, f"{name}-model" if name in archs else name]
+
+
 def _report(options: EvalOptions, done: int, total: int, message: str) -> None:
     if options.progress is not None:
         options.progress(done, total, message)
@@ -256,13 +267,14 @@ def _model_rows(model: nn.Module, task: str, x: torch.Tensor, target: np.ndarray
                 extra: Callable[[list[np.ndarray], dict[float, list[np.ndarray]]],
                                 dict[str, Any]],
                 taus: Sequence[float] | None = None, samples: int | None = None,
-                save: bool = True
+                save: bool = True, method: str | None = None
                 ) -> tuple[list[dict[str, Any]], dict[float, list[np.ndarray]]]:
     """A model's row per tau for one image (SR or DS, the same rules: seeds, sample
     counts, non-finite outputs, the first sample saved unless ``save`` is False), with
     ``extra(images, earlier)``'s task-specific columns (``earlier``: the images of the taus
-    before); returns the rows and the images per tau."""
-    method = _method_name(model)
+    before); returns the rows and the images per tau. ``method`` names the rows (default:
+    the architecture)."""
+    method = method or _method_name(model)
     rows, outputs = [], {}
     for tau in options.taus if taus is None else taus:
         n = sample_count(model, task, tau, options.samples) if samples is None else samples
@@ -447,6 +459,7 @@ def evaluate_ds(model: nn.Module, hr_dir: str | os.PathLike, lr_dir: str | os.Pa
     pairs = pair_folders(lr_dir, hr_dir, options.limit)
     scorer = _scorer(options)
     shave = 0 if options.shave is None else options.shave
+    *baseline_methods, model_method = _distinct_methods(baselines, model)
 
     def score(pair: Pair) -> PairScore:
         real, hr = read_rgb8(pair.first), read_rgb8(pair.second)
@@ -462,14 +475,14 @@ def evaluate_ds(model: nn.Module, hr_dir: str | os.PathLike, lr_dir: str | os.Pa
                  **scorer.fidelity(bicubic, real, shave), **extra([bicubic])}]
         x = image_to_tensor(hr).to(options.device)
         baseline_images = []
-        for other in baselines:  # at tau 0, one output each, not saved
+        for other, method in zip(baselines, baseline_methods, strict=True):  # tau 0, once
             other_rows, other_out = _model_rows(other, "ds", x, real, pair.name, options,
                                                 scorer, shave, extra, taus=[0.0], samples=1,
-                                                save=False)
+                                                save=False, method=method)
             rows += other_rows
-            baseline_images.append((_method_name(other), other_out[0.0]))
+            baseline_images.append((method, other_out[0.0]))
         model_rows, outputs = _model_rows(model, "ds", x, real, pair.name, options, scorer,
-                                          shave, extra)
+                                          shave, extra, method=model_method)
         figure = None
         if options.crop:
             box = pick_crop(hr, options.crop, scale)
