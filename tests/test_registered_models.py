@@ -30,10 +30,11 @@ PAIRS = ("Canon_031.png", "Nikon_034.png", "Canon_038.png")
 
 # Means over the three crops; measured values in the comments.
 FLOORS = {
-    # shipped (2026-12-07, third leg, loss.spectrum 3.0): SR - bicubic +0.10 dB (per crop
-    # -0.23 / +0.21 / +0.32), block ratio 1.22, LR-consistency 39.5 dB (bicubic
+    # shipped (2026-12-07, fourth leg, ycbcr spectrum): SR - bicubic +0.11 dB (per crop
+    # -0.19 / +0.21 / +0.32), block ratio 1.19, LR-consistency 39.4 dB (bicubic
     # re-downscaling: the SR is consistent with the fitted camera blur instead), DS - bicubic
-    # +1.83 dB (+2.03 / +1.83 / +1.64). Untrained (Haar + data init): SR -13.6 dB,
+    # +1.90 dB (+2.02 / +2.07 / +1.62); the third leg: SR +0.10, DS +1.83 dB.
+    # Untrained (Haar + data init): SR -13.6 dB,
     # LR-consistency 15.1 dB, DS -0.94 dB. The 2026-11 default: SR -0.73, block 5.14; the
     # 2026-12-01 one: DS -0.08 dB (bicubic in effect); the 12-06 ones: DS +1.51, +1.66 dB.
     "sdflow-lite-realsr-x4": {"sr_vs_bicubic_db": -0.3, "block_max": 1.6,
@@ -43,7 +44,8 @@ FLOORS = {
     # bicubic). Untrained: SR -13.2 dB, LR-consistency 15.1 dB; an untrained G_t: DS -15.9 dB.
     "da-iccv21-realsr-x4": {"sr_vs_bicubic_db": 0.0, "block_max": 1.3,
                             "lr_consistency_db": 40.0, "ds_vs_bicubic_db": -1.0},
-    # shipped: DS - bicubic +1.50 dB (+1.66 / +1.08 / +1.75); unfitted (sigma 0) it is
+    # shipped (2026-12-07, with the colour sigma): DS - bicubic +1.50 dB (+1.67 / +1.08 /
+    # +1.75; without it the same to 0.01 dB: PSNR is on Y); unfitted (sigma 0) it is
     # bicubic itself: 0 dB. No SR.
     "gaussian-fit-realsr-x4": {"ds_vs_bicubic_db": 0.8},
 }

@@ -41,19 +41,20 @@ MODELS: dict[str, RegisteredModel] = {
     "sdflow-lite-realsr-x4": RegisteredModel(
         name="sdflow-lite-realsr-x4",
         filename="sdflow_lite_realsr_x4.safetensors",
-        sha256="a51c1d381718e0823e7a8ff74a7066520dc7dfdb1aece76ba2a183651c928371",
+        sha256="97cdb7df3f75aacb796cfe7bb27cf8b6991feb99a2f15d535995e90f22817ebc",
         trained_on="RealSR V3 x4, unpaired: train/LR + train/LR_full (LR) and train/HR (HR) "
                    "of the RealSR x4 split in sdflow's shared data",
         description="SDFlow, lite preset with the lifting predict step (1.43 M parameters), "
                     "the degradation anchor (loss.degradation_blur auto: a Gaussian camera "
                     "blur of 1.775 HR pixels fitted to the training folders by unpaired "
                     "statistics) and unpaired power-spectrum matching of its downscaling "
-                    "(loss.spectrum), x4; three legs of sdflow train --preset cpu_x4, 7000 "
-                    "iterations, 7.52 CPU-hours recorded (2026-12-06/07, docs/training.md). "
-                    "RealSR x4 val: DS tau 0 32.68 dB vs the real LR (bicubic 30.69, "
-                    "gaussian-fit 32.22), noise 1.31 and blur 0.293 (real 1.35 / 0.310); SR "
-                    "tau 0 26.93 dB / SSIM 0.7677 / LPIPS 0.352, tau 0.8 LPIPS 0.341 (bicubic "
-                    "27.00 / 0.7772 / 0.455).",
+                    "(loss.spectrum, last in luma and colour differences), x4; four legs of "
+                    "sdflow train --preset cpu_x4, 8500 iterations, 9.30 CPU-hours recorded "
+                    "(2026-12-06/07, docs/training.md). RealSR x4 val: DS tau 0 32.67 dB / "
+                    "LPIPS 0.060 vs the real LR (bicubic 30.69, gaussian-fit 32.22), noise "
+                    "1.32 and blur 0.293 (real 1.35 / 0.310); SR tau 0 26.92 dB / SSIM "
+                    "0.7678 / LPIPS 0.353, tau 0.8 LPIPS 0.341 (bicubic 27.00 / 0.7772 / "
+                    "0.455).",
         license="MIT (weights); trained on RealSR images, which are for research use only",
     ),
     "da-iccv21-realsr-x4": RegisteredModel(
@@ -74,14 +75,15 @@ MODELS: dict[str, RegisteredModel] = {
     "gaussian-fit-realsr-x4": RegisteredModel(
         name="gaussian-fit-realsr-x4",
         filename="gaussian_fit_realsr_x4.safetensors",
-        sha256="2aa001b2e9997caf35733884afada10e81c01bf7a93dbeb70c31064057769c9c",
+        sha256="97ecc2a119e8d5e42dd583fb2b3f587c5b735d4953ef1d105f1b772236753307",
         trained_on="RealSR V3 x4, unpaired: train/LR + train/LR_full (real LR, 60 images) "
                    "and train/HR (30 other scenes)",
         description="gaussian-fit, the parametric baseline downscaler: Gaussian blur sigma "
-                    "1.773 HR pixels before MATLAB bicubic x1/4 and 0.02 grey levels of white "
-                    "noise (the blurred images already have the real LR's noise floor); "
-                    "fitted by sdflow fit-degradation from unpaired statistics in 13.5 s on 2 "
-                    "CPU cores. RealSR x4 val DS vs the real LR: 32.22 dB (bicubic 30.69).",
+                    "1.773 HR pixels (the colour differences 2.635, the real LR's colour "
+                    "detail) before MATLAB bicubic x1/4 and 0.02 grey levels of white noise "
+                    "(the blurred images already have the real LR's noise floor); fitted by "
+                    "sdflow fit-degradation from unpaired statistics in 28 s on 2 CPU cores. "
+                    "RealSR x4 val DS vs the real LR: 32.22 dB (bicubic 30.69).",
         license="MIT; fitted to statistics of RealSR images (research use only)",
     ),
 }
