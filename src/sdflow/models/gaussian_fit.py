@@ -55,9 +55,11 @@ GaussianFitConfig._presets = {"default": GaussianFitConfig()}
 
 
 class GaussianDownscaler(MixtureDownscaling, nn.Module):
-    """Blur + bicubic + white noise; images in [-1, 1], ``[B, 3, H, W]``."""
+    """Blur (colour by its own sigma) + bicubic + white noise; images in [-1, 1],
+    ``[B, 3, H, W]``."""
 
-    label = "gaussian-fit (Gaussian blur and white noise fitted by unpaired statistics)"
+    label = ("gaussian-fit (Gaussian blurs of brightness and colour and white noise, fitted by "
+             "unpaired statistics)")
 
     def __init__(self, config: GaussianFitConfig | None = None):
         super().__init__()
