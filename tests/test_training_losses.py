@@ -363,6 +363,46 @@ def test_degradation_blur_auto_is_fitted_to_the_training_images(shared):
     assert 1.0 < fitted["sigma"] < 2.5  # RealSR's real LR is blurrier than bicubic
     assert train.loss.degradation_blur == fitted["sigma"]
     assert task.objective.degradation_sigma == fitted["sigma"]
+    assert train.loss.degradation_colour_blur is None  # not asked for: one RGB blur
+    assert task.objective.degradation_colour_sigma is None
+
+
+def test_degradation_colour_blur_blurs_the_anchors_colour_only(shared):
+    """loss.degradation_colour_blur: the anchor B(G x) blurs the colour differences by its
+    own sigma and leaves the luma as degradation_blur makes it; 'auto' is fitted with
+    degradation_blur (and refused without it)."""
+    from sdflow.config import ConfigError, from_dict
+    from sdflow.imageio import read_image
+    from sdflow.metrics.color import luma_chroma
+    from sdflow.training.config import load_config
+    from sdflow.training.tasks import build_task
+
+    model = tiny_model(shared).eval()
+    hr, _ = real_crops(shared, 64, "Nikon_031.png")
+    anchors = {}
+    for colour in (None, 3.0):
+        cfg = SDFlowLossConfig(degradation_blur=1.5, degradation_colour_blur=colour,
+                               content_perceptual=0.0, perceptual=0.0, perceptual_ds=0.0)
+        anchors[colour] = luma_chroma(
+            SDFlowObjective(model, SDFlowDiscriminators(cfg), cfg)._degrade(hr))
+    torch.testing.assert_close(anchors[3.0][:, :1], anchors[None][:, :1])
+    chroma_energy = {c: float(a[:, 1:].diff(dim=-1).abs().mean()) for c, a in anchors.items()}
+    assert chroma_energy[3.0] < 0.9 * chroma_energy[None]
+    with pytest.raises(ConfigError, match="degradation_colour_blur"):
+        from_dict(SDFlowLossConfig, {"degradation_colour_blur": "auto"}, "loss")
+
+    data = shared / "data/RealSR_x4/train"
+    train = load_config("smoke", None, ["loss.degradation_blur=auto",
+                                        "loss.degradation_colour_blur=auto",
+                                        "loss.content_perceptual=0", "loss.perceptual=0",
+                                        "loss.perceptual_ds=0"])
+    task = build_task(train, torch.device("cpu"))
+    lr = [read_image(p).rgb[:64, :64] for p in sorted((data / "LR").glob("*.png"))[:6]]
+    hr_images = [read_image(p).rgb[:256, :256] for p in sorted((data / "HR").glob("*.png"))[:6]]
+    fitted = task.fit_to_data(lr, hr_images)
+    assert fitted["colour_sigma"] > fitted["sigma"]  # the camera's colour is blurrier
+    assert train.loss.degradation_colour_blur == fitted["colour_sigma"]
+    assert task.objective.degradation_colour_sigma == fitted["colour_sigma"]
 
 
 def test_spectrum_distance_is_zero_for_alike_batches_and_grows_with_blur():

@@ -124,6 +124,11 @@ class SDFlowLossConfig:
     # With plain bicubic the HR content is sharper than the real LR's content, so the
     # downscaling comes out bicubic and SR blurry (docs/training.md).
     degradation_blur: float | Literal["auto"] = 0.0
+    # Our addition: the blur of the colour differences (BT.601 Cb, Cr) in the same anchors,
+    # HR pixels. None = degradation_blur (one RGB blur). A camera's colour is blurrier than
+    # its brightness; "auto" (with degradation_blur: auto) fits it with sigma by the real
+    # LR's colour detail, as sdflow fit-degradation does.
+    degradation_colour_blur: float | Literal["auto"] | None = None
     quantize_samples: bool = True
     lr_disc_input: Literal["image", "highpass"] = "image"
     disc_base: int = 64
@@ -141,6 +146,11 @@ class SDFlowLossConfig:
                             "blur_sigma": (0.0, 20.0)})
         if self.degradation_blur != "auto":
             check_ranges(self, {"degradation_blur": (0.0, 8.0)})
+        if self.degradation_colour_blur == "auto" and self.degradation_blur != "auto":
+            raise FieldError("degradation_colour_blur", "'auto' is fitted together with the "
+                             "brightness blur: set degradation_blur: auto too, or give a number")
+        if self.degradation_colour_blur not in (None, "auto"):
+            check_ranges(self, {"degradation_colour_blur": (0.0, 8.0)})
         if self.blur_size > 1 and self.blur_size % 2 == 0:
             raise FieldError("blur_size", f"must be odd (or 0/1: no blur), got {self.blur_size}")
         weights = self.spectrum_channel_weights
@@ -196,6 +206,10 @@ class SDFlowObjective(Objective):
         #: value is fitted to the data (SDFlowTask.fit_to_data)
         self.degradation_sigma: float | None = \
             None if cfg.degradation_blur == "auto" else float(cfg.degradation_blur)
+        #: the colour differences' sigma (loss.degradation_colour_blur; None: the same)
+        self.degradation_colour_sigma: float | None = \
+            None if cfg.degradation_colour_blur in (None, "auto") \
+            else float(cfg.degradation_colour_blur)
 
     # ------------------------------------------------------------------ helpers
     def _blur(self, x: Tensor) -> Tensor:
@@ -206,7 +220,8 @@ class SDFlowObjective(Objective):
         if self.degradation_sigma is None:
             raise RuntimeError("loss.degradation_blur is 'auto' but was not fitted to the "
                                "data; call SDFlowTask.fit_to_data first")
-        return degrade(x, self.model.scale, self.degradation_sigma)
+        return degrade(x, self.model.scale, self.degradation_sigma,
+                       colour_sigma=self.degradation_colour_sigma)
 
     def _lowpass_l1(self, a: Tensor, target: Tensor, targets: TargetCache) -> Tensor:
         return (self._blur(a) - targets.get("blur", target, self._blur)).abs().mean()

@@ -139,14 +139,21 @@ class SDFlowTask(ObjectiveTask):
 
     def fit_to_data(self, lr_images, hr_images):
         """``loss.degradation_blur: auto``: the Gaussian blur that makes degraded HR images
-        as blurred as the real LR (unpaired statistics), written into ``cfg.loss``."""
+        as blurred as the real LR (unpaired statistics), written into ``cfg.loss``; with
+        ``degradation_colour_blur: auto`` also the colour differences' blur."""
         from sdflow.metrics.degradation_fit import fit_gaussian_degradation
 
-        if self.cfg.loss.degradation_blur != "auto":
+        loss = self.cfg.loss
+        if loss.degradation_blur != "auto":
             return None
-        fit = fit_gaussian_degradation(lr_images, hr_images, scale=self.model.scale)
-        self.cfg.loss.degradation_blur = fit.sigma
+        colour = loss.degradation_colour_blur == "auto"
+        fit = fit_gaussian_degradation(lr_images, hr_images, scale=self.model.scale,
+                                       fit_colour=colour)
+        loss.degradation_blur = fit.sigma
         self.objective.degradation_sigma = fit.sigma
+        if colour:
+            loss.degradation_colour_blur = fit.colour_sigma
+            self.objective.degradation_colour_sigma = fit.colour_sigma
         return fit.to_dict()
 
     def validate(self, model, pairs, samples, seed):
@@ -187,7 +194,8 @@ class DATask(ObjectiveTask):
 
         if self.cfg.loss.source_blur != "auto":
             return None
-        fit = fit_gaussian_degradation(lr_images, hr_images, scale=self.generator.scale)
+        fit = fit_gaussian_degradation(lr_images, hr_images, scale=self.generator.scale,
+                                       fit_colour=False)
         self.cfg.loss.source_blur = fit.sigma
         return fit.to_dict()
 
