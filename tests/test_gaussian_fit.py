@@ -149,6 +149,10 @@ def test_fit_degradation_command_writes_a_usable_model(shared, tmp_path, capsys)
     assert str(tmp_path) not in json.dumps(model.checkpoint_info.to_json())
     assert main(argv) == 1  # an existing file is kept
     assert "--overwrite" in capsys.readouterr().err
+    plain = tmp_path / "one_blur.safetensors"
+    assert main([*argv[:-1], str(plain), "--same-colour-blur"]) == 0
+    assert "colour: the same as the brightness" in capsys.readouterr().out
+    assert sdflow.load(str(plain)).config.colour_sigma is None
     hr = tmp_path / "hr"
     hr.mkdir()
     Image.open(shared / "data/RealSR_x4/val/HR/Canon_031.png").crop((0, 0, 64, 64)).save(
