@@ -184,6 +184,16 @@ def band_shares(x: Tensor, n_bands: int = 8) -> Tensor:
     return energy / energy.sum(dim=1, keepdim=True).clamp(min=1e-12)
 
 
+def channel_weights_problem(weights: Sequence[float], channels: int = 3) -> str:
+    """Why ``weights`` cannot split a per-channel term between ``channels`` channels ('' when
+    they can): one finite, non-negative weight per channel, with a positive sum."""
+    if (len(weights) != channels or any(not math.isfinite(w) or w < 0 for w in weights)
+            or sum(weights) <= 0):
+        return (f"needs {channels} finite non-negative weights with a positive sum (one per "
+                f"channel), got {list(weights)}")
+    return ""
+
+
 def spectrum_distance(fake: Tensor, real: Tensor, n_bands: int = 8,
                       space: Literal["rgb", "ycbcr"] = "rgb",
                       channel_weights: Sequence[float] = (1.0, 1.0, 1.0)) -> Tensor:
@@ -205,10 +215,10 @@ def spectrum_distance(fake: Tensor, real: Tensor, n_bands: int = 8,
         from sdflow.metrics.color import luma_chroma
 
         fake, real = luma_chroma(fake), luma_chroma(real)
+    problem = channel_weights_problem(channel_weights, fake.shape[1])
+    if problem:
+        raise ValueError(f"channel_weights {problem}")
     weights = torch.as_tensor(channel_weights, dtype=fake.dtype, device=fake.device)
-    if weights.shape != (fake.shape[1],) or bool((weights < 0).any()) or float(weights.sum()) <= 0:
-        raise ValueError(f"channel_weights needs {fake.shape[1]} non-negative weights with a "
-                         f"positive sum, got {tuple(channel_weights)}")
     with torch.no_grad():
         target = band_shares(real, n_bands)
     per_channel = (torch.log(band_shares(fake, n_bands) + 1e-6)

@@ -24,7 +24,6 @@ crops (unpaired, dequantised)::
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
@@ -39,6 +38,7 @@ from sdflow.nets.discriminators import PatchDiscriminator
 from sdflow.training.losses import (
     PerceptualLoss,
     TargetCache,
+    channel_weights_problem,
     check_loss_fields,
     frozen,
     gaussian_blur,
@@ -153,11 +153,9 @@ class SDFlowLossConfig:
             check_ranges(self, {"degradation_colour_blur": (0.0, 8.0)})
         if self.blur_size > 1 and self.blur_size % 2 == 0:
             raise FieldError("blur_size", f"must be odd (or 0/1: no blur), got {self.blur_size}")
-        weights = self.spectrum_channel_weights
-        if (len(weights) != 3 or any(not math.isfinite(w) or w < 0 for w in weights)
-                or sum(weights) <= 0):
-            raise FieldError("spectrum_channel_weights", "needs 3 finite non-negative weights "
-                             f"with a positive sum (one per channel), got {weights}")
+        problem = channel_weights_problem(self.spectrum_channel_weights)
+        if problem:
+            raise FieldError("spectrum_channel_weights", problem)
 
     @property
     def needs_perceptual(self) -> bool:
