@@ -107,6 +107,30 @@ def test_gradient_flow_of_each_generator_term(setup, term):
     assert all(p.grad is None for p in discs.parameters()), "discriminators must stay frozen"
 
 
+def test_nll_lr_without_its_pull_on_the_content_extractor(setup):
+    """loss.nll_lr_reaches_content=false: the same NLL value, its gradient reaches f_LR,
+    f_Deg and the mixture but not E; the content term still reaches E."""
+    from dataclasses import replace
+
+    model, discs, obj, hr, lr = setup
+    cut = SDFlowObjective(model, discs, replace(obj.cfg, nll_lr_reaches_content=False))
+    both = {}
+    for name, objective in (("with", obj), ("without", cut)):
+        terms, _, _ = objective.generator_terms(hr, lr, iteration=0,
+                                                generator=torch.Generator().manual_seed(0))
+        both[name] = terms
+        model.zero_grad(set_to_none=True)
+        terms["nll_lr"].backward(retain_graph=True)
+        reached = {group for group, params in parameter_groups(model).items()
+                   if any(p.grad is not None and p.grad.abs().sum() > 0 for p in params)}
+        assert reached == (REACH["nll_lr"] if name == "with" else {"f_LR", "f_Deg", "prior"})
+        model.zero_grad(set_to_none=True)
+        terms["content"].backward()
+        assert any(p.grad is not None and p.grad.abs().sum() > 0
+                   for p in parameter_groups(model)["E"])
+    torch.testing.assert_close(both["with"]["nll_lr"], both["without"]["nll_lr"])
+
+
 def test_discriminator_terms_reach_only_discriminators(setup):
     model, discs, obj, hr, lr = setup
     _, _, cache = obj.generator_terms(hr, lr, 0, torch.Generator().manual_seed(0))

@@ -385,13 +385,18 @@ class SDFlow(MixtureDownscaling, nn.Module):
         enc = self.encode_lr_parts(y)
         return enc.z_c, enc.z_deg, enc.log_prob
 
-    def encode_lr_parts(self, y: Tensor) -> LREncoding:
-        """:meth:`encode_lr` with every intermediate (the training objective needs them)."""
+    def encode_lr_parts(self, y: Tensor, *, detach_content: bool = False) -> LREncoding:
+        """:meth:`encode_lr` with every intermediate (the training objective needs them).
+
+        ``detach_content``: z_d = z_LR - sg(E(y)), so that the log-density's gradient does
+        not reach E through z_d (``loss.nll_lr_reaches_content: false``); the returned
+        ``z_c`` keeps its graph for the other terms."""
         self._check_lr(y, even=True)
         z_lr, logdet_lr = self.lr_flow(y)
         z_c = self.content_extractor(y)
         cond = z_c.detach() if self.config.detach_deg_condition else z_c
-        z_deg, logdet_deg = self.deg_flow(z_lr - z_c, cond)
+        z_deg, logdet_deg = self.deg_flow(z_lr - (z_c.detach() if detach_content else z_c),
+                                          cond)
         return LREncoding(z_lr, z_c, z_deg, logdet_lr + logdet_deg,
                           self.deg_prior.log_prob(z_deg))
 

@@ -129,6 +129,12 @@ class SDFlowLossConfig:
     # its brightness; "auto" (with degradation_blur: auto) fits it with sigma by the real
     # LR's colour detail, as sdflow fit-degradation does.
     degradation_colour_blur: float | Literal["auto"] | None = None
+    # Our addition (True = the paper): whether NLL_LR's gradient reaches E through
+    # z_d = z_LR - E(y). The mixture density is highest for a small z_d, so this gradient
+    # pulls E(y) towards f_LR(y), i.e. E copies the real LR, blur and noise included; it is
+    # the largest pull on E of all terms (docs/training.md, "Who holds the content").
+    # False: z_d = z_LR - sg E(y); f_LR, f_Deg and the mixture still learn from the NLL.
+    nll_lr_reaches_content: bool = True
     quantize_samples: bool = True
     lr_disc_input: Literal["image", "highpass"] = "image"
     disc_base: int = 64
@@ -289,7 +295,7 @@ class SDFlowObjective(Objective):
         terms: dict[str, Tensor] = {}
         stats: dict[str, float] = {}
         z_c_x, z_hf, logp_hr = m.encode_hr(hr)
-        enc = m.encode_lr_parts(lr)
+        enc = m.encode_lr_parts(lr, detach_content=not cfg.nll_lr_reaches_content)
         z_c_y = enc.z_c
         terms["nll_hr"] = -logp_hr.mean() / hr[0].numel()
         terms["nll_lr"] = -enc.log_prob.mean() / lr[0].numel()
