@@ -53,15 +53,11 @@ def main() -> None:
         f'data.lr_dirs=["{args.data}/LR"]', f'data.hr_dirs=["{args.data}/HR"]',
         "data.val_dir=null", "run.init_from=null", "loss.n_pre=0", *args.overrides])
     cfg = build_config(data)
-    if not isinstance(cfg.loss.degradation_blur, float):
-        raise SystemExit("the recorded loss.degradation_blur is not a number: "
+    if "auto" in (cfg.loss.degradation_blur, cfg.loss.degradation_colour_blur):
+        raise SystemExit("the loss config's degradation blur is 'auto', not a fitted number: "
                          "give it with --set loss.degradation_blur=SIGMA")
-    task = build_task(cfg, torch.device("cpu"))
+    task = build_task(cfg, torch.device("cpu"))  # the objective takes the recorded sigmas
     task.model.load_state_dict(loaded.state_dict())
-    objective = task.objective
-    objective.degradation_sigma = cfg.loss.degradation_blur
-    if isinstance(cfg.loss.degradation_colour_blur, float):
-        objective.degradation_colour_sigma = cfg.loss.degradation_colour_blur
     dataset = UnpairedDataset(cfg.data.lr_dirs, cfg.data.hr_dirs, cfg.data.lr_crop,
                               task.model.scale, seed=cfg.run.seed)
     items = [dataset[(args.key, i)] for i in range(args.batch)]

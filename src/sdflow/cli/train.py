@@ -123,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
         trainer = Trainer(cfg, ctx)
         out = trainer.fit(resume=args.resume, overwrite=args.overwrite)
         # Every rank leaves together: a rank that tears the group down while another still
-        # works (rank 0 exports) aborted at exit in about 1 of 10 gloo runs.
+        # works (rank 0 exports) aborted at exit in 3 of 11 two-process gloo runs.
         distributed.barrier(ctx)
     except (SDFlowError, ValueError, OSError) as exc:
         text = first_line(exc)

@@ -131,9 +131,10 @@ class SDFlowLossConfig:
     degradation_colour_blur: float | Literal["auto"] | None = None
     # Our addition (True = the paper): whether NLL_LR's gradient reaches E through
     # z_d = z_LR - E(y). The mixture density is highest for a small z_d, so this gradient
-    # pulls E(y) towards f_LR(y), i.e. E copies the real LR, blur and noise included; it is
-    # the largest pull on E of all terms (docs/training.md, "Who holds the content").
-    # False: z_d = z_LR - sg E(y); f_LR, f_Deg and the mixture still learn from the NLL.
+    # pulls E(y) towards f_LR(y); it is the largest pull on E of all terms. False:
+    # z_d = z_LR - sg E(y); f_LR, f_Deg and the mixture still learn from the NLL. Measured:
+    # without it E(y) keeps the real LR's blur all the same, at lower fidelity
+    # (docs/training.md, "The likelihood's pull on E, measured and cut").
     nll_lr_reaches_content: bool = True
     quantize_samples: bool = True
     lr_disc_input: Literal["image", "highpass"] = "image"
