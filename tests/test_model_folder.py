@@ -131,9 +131,9 @@ def test_model_card_holds_architecture_numbers_and_how_to_load(exported):
     params = sum(p.numel() for p in registry.load(LITE).parameters())
     for text in ("# sdflow-lite-realsr-x4", "`sdflow`", "SDFlow (Sun & Chen, TPAMI 2024)",
                  f"{params:,}", "x4 super-resolution", "downscaling", "RealSR V3 x4",
-                 "4 leg(s), 8500 iterations, 9.30 CPU-hours",
-                 "| sdflow | 0 | 1 | 26.92 | 0.7678 | 0.3526 | 1.21 |",  # RealSR val, tau 0
-                 "| sdflow | 0 | 3 | 32.67 | 0.9528 | 0.0598 |",  # downscaling, tau 0
+                 "5 leg(s), 10000 iterations, 10.93 CPU-hours",
+                 "| sdflow | 0 | 1 | 26.91 | 0.7677 | 0.3512 | 1.15 |",  # RealSR val, tau 0
+                 "| sdflow | 0 | 3 | 32.86 | 0.9529 | 0.0560 |",  # downscaling, tau 0
                  "| bicubic | – | 1 | 27.00 | 0.7772 | 0.4550 | 1.18 |",
                  registry.MODELS[LITE].license, 'sdflow.load("path/to/this/folder")',
                  "--model path/to/this/folder",

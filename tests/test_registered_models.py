@@ -30,10 +30,11 @@ PAIRS = ("Canon_031.png", "Nikon_034.png", "Canon_038.png")
 
 # Means over the three crops; measured values in the comments.
 FLOORS = {
-    # shipped (2026-12-07, fourth leg, ycbcr spectrum): SR - bicubic +0.11 dB (per crop
-    # -0.19 / +0.21 / +0.32), block ratio 1.19, LR-consistency 39.4 dB (bicubic
+    # shipped (2026-12-07, fifth leg, without perceptual_ds): SR - bicubic +0.09 dB (per
+    # crop -0.20 / +0.18 / +0.31), block ratio 1.14, LR-consistency 39.3 dB (bicubic
     # re-downscaling: the SR is consistent with the fitted camera blur instead), DS - bicubic
-    # +1.90 dB (+2.02 / +2.07 / +1.62); the third leg: SR +0.10, DS +1.83 dB.
+    # +2.02 dB (+2.07 / +2.70 / +1.30); the fourth leg: SR +0.11, DS +1.90 dB; the third:
+    # SR +0.10, DS +1.83 dB.
     # Untrained (Haar + data init): SR -13.6 dB,
     # LR-consistency 15.1 dB, DS -0.94 dB. The 2026-11 default: SR -0.73, block 5.14; the
     # 2026-12-01 one: DS -0.08 dB (bicubic in effect); the 12-06 ones: DS +1.51, +1.66 dB.

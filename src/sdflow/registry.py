@@ -41,20 +41,20 @@ MODELS: dict[str, RegisteredModel] = {
     "sdflow-lite-realsr-x4": RegisteredModel(
         name="sdflow-lite-realsr-x4",
         filename="sdflow_lite_realsr_x4.safetensors",
-        sha256="97cdb7df3f75aacb796cfe7bb27cf8b6991feb99a2f15d535995e90f22817ebc",
+        sha256="d8149ad4ba0c03d05932e0f5887cc6649fff60bc0a64fae02a7c1a3c1aa40278",
         trained_on="RealSR V3 x4, unpaired: train/LR + train/LR_full (LR) and train/HR (HR) "
                    "of the RealSR x4 split in sdflow's shared data",
         description="SDFlow, lite preset with the lifting predict step (1.43 M parameters), "
                     "the degradation anchor (loss.degradation_blur auto: a Gaussian camera "
                     "blur of 1.775 HR pixels fitted to the training folders by unpaired "
                     "statistics) and unpaired power-spectrum matching of its downscaling "
-                    "(loss.spectrum, last in luma and colour differences), x4; four legs of "
-                    "sdflow train --preset cpu_x4, 8500 iterations, 9.30 CPU-hours recorded "
-                    "(2026-12-06/07, docs/training.md). RealSR x4 val: DS tau 0 32.67 dB / "
-                    "LPIPS 0.060 vs the real LR (bicubic 30.69, gaussian-fit 32.22), noise "
-                    "1.32 and blur 0.293 (real 1.35 / 0.310); SR tau 0 26.92 dB / SSIM "
-                    "0.7678 / LPIPS 0.353, tau 0.8 LPIPS 0.341 (bicubic 27.00 / 0.7772 / "
-                    "0.455).",
+                    "(loss.spectrum, last in luma and colour differences, without the DS "
+                    "perceptual term), x4; five legs of sdflow train --preset cpu_x4, 10000 "
+                    "iterations, 10.93 CPU-hours recorded (2026-12-06/07, docs/training.md). "
+                    "RealSR x4 val: DS tau 0 32.86 dB / LPIPS 0.056 vs the real LR (bicubic "
+                    "30.69, gaussian-fit 32.22), noise 1.35 and blur 0.289 (real 1.35 / "
+                    "0.310); SR tau 0 26.91 dB / SSIM 0.7677 / LPIPS 0.351, tau 0.8 LPIPS "
+                    "0.339 (bicubic 27.00 / 0.7772 / 0.455).",
         license="MIT (weights); trained on RealSR images, which are for research use only",
     ),
     "da-iccv21-realsr-x4": RegisteredModel(
