@@ -114,10 +114,10 @@ def spread_table(model, weighted, hr, tau: float) -> None:
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     params = [p for _, p in named]
     z_c_x = model.encode_hr(hr)[0]
-    b, c, h, w = z_c_x.shape
+    shape = model.ds_latent_shape(hr.shape[-2], hr.shape[-1], batch=hr.shape[0])
     draws = torch.Generator().manual_seed(5)
-    z1, z2 = (model.deg_prior.sample((b, 4 * c, h // 2, w // 2), tau, generator=draws,
-                                     device=hr.device, dtype=hr.dtype) for _ in range(2))
+    z1, z2 = (model.deg_prior.sample(shape, tau, generator=draws, device=hr.device,
+                                     dtype=hr.dtype) for _ in range(2))
     spread = (model.decode_lr(z_c_x, z1) - model.decode_lr(z_c_x, z2)).abs().mean() * 127.5
     on_spread = _grads(spread, params)
 
