@@ -66,7 +66,7 @@ def setup(shared):
     cfg = SDFlowLossConfig(n_pre=0, content_perceptual=0.0, perceptual=0.0, perceptual_ds=0.0,
                            disc_base=8,
                            mode_hr=1.0, mode_lr=1.0, content_cycle=1.0,
-                           content_synthetic=1.0, spectrum=1.0)
+                           content_synthetic=1.0, spectrum=1.0, sr_cycle=1.0)
     discs = SDFlowDiscriminators(cfg)
     obj = SDFlowObjective(model, discs, cfg)
     hr, _ = real_crops(shared, 64, "Nikon_031.png")
@@ -89,6 +89,7 @@ REACH = {
     "content_cycle": {"E"},
     "content_synthetic": {"E"},
     "spectrum": {"f_HR", "f_LR", "f_Deg", "prior"},
+    "sr_cycle": {"E", "f_HR", "f_HF"},
 }
 
 
@@ -253,6 +254,24 @@ def test_mode_and_content_cycle_target_values(shared):
     torch.testing.assert_close(terms["mode_hr"], (recon - hr).abs().mean())
     torch.testing.assert_close(terms["content_cycle"], cycle)
     assert terms["mode_hr"] > 0 and terms["content_cycle"] > 0
+
+
+def test_sr_cycle_target_value(shared):
+    """sr_cycle = mean |SR_0(y^) - x|: the tau 0 SR (model.sr) of the stage-2 DS sample y^
+    (the cache's, 8-bit) against the HR crop it came from; absent before stage 2."""
+    model = tiny_model(shared).eval()
+    cfg = SDFlowLossConfig(n_pre=1, content_perceptual=0.0, perceptual=0.0,
+                           perceptual_ds=0.0, disc_base=8, sr_cycle=1.0)
+    obj = SDFlowObjective(model, SDFlowDiscriminators(cfg), cfg)
+    hr, _ = real_crops(shared, 32, "Nikon_031.png")
+    _, lr = real_crops(shared, 32, "Canon_033.png")
+    with torch.no_grad():
+        early, _, _ = obj.generator_terms(hr, lr, 0, torch.Generator().manual_seed(3))
+        terms, _, cache = obj.generator_terms(hr, lr, 1, torch.Generator().manual_seed(3))
+        expected = (model.sr(cache["ds"], tau=0.0) - hr).abs().mean()
+    assert "sr_cycle" not in early
+    torch.testing.assert_close(terms["sr_cycle"], expected)
+    assert terms["sr_cycle"] > 0
 
 
 def test_content_synthetic_target_value(shared):

@@ -63,7 +63,7 @@ class SDFlowLossConfig:
     TERMS: ClassVar[tuple[str, ...]] = (
         "nll_hr", "nll_lr", "content", "domain", "beta1", "beta2", "adversarial",
         "low_frequency", "perceptual", "perceptual_ds", "mode_hr", "mode_lr", "content_cycle",
-        "content_synthetic", "spectrum")
+        "content_synthetic", "spectrum", "sr_cycle")
 
     nll_hr: float = 1.0
     nll_lr: float = 1.0
@@ -88,6 +88,13 @@ class SDFlowLossConfig:
     # z_c^x; ||E(sg y^) - sg z_c^x||_1 teaches E to see through real degradations (the
     # unpaired data never show E a degraded image together with its clean content).
     content_cycle: float = 0.0
+    # Our addition (0 = off): a pixel cycle HR -> LR -> HR, stage 2. The SR at tau = 0 of
+    # the model's own DS sample of x (the 8-bit y^ of the stage-2 terms, detached) is
+    # compared with x: ||SR_0(sg y^) - x||_1. SR learns to invert the learned, realistic
+    # degradation as an SR network trained on the model's own (HR, LR) pairs would
+    # (make-pairs); the DS side gets no gradient from it, so it is not pulled towards
+    # LR images that are easy to invert. Reaches E, f_HR and f_HF.
+    sr_cycle: float = 0.0
     # Our addition (0 = off): content from synthetically degraded HR. Each HR crop is
     # blurred with a random Gaussian (sigma ~ U(0, synthetic_blur_max) HR pixels), MATLAB-
     # bicubic downscaled, given white noise (std ~ U(0, synthetic_noise_max) grey levels)
@@ -363,6 +370,11 @@ class SDFlowObjective(Objective):
                 terms["spectrum"] = spectrum_distance(ds, lr, cfg.spectrum_bands,
                                                        cfg.spectrum_space,
                                                        cfg.spectrum_channel_weights)
+            if cfg.sr_cycle > 0:
+                z_c_ds, features = m.sr_condition(ds.detach())
+                mode = m.sr_decode(z_c_ds, features, z_c_ds.new_zeros(
+                    z_c_ds.shape[0], m.config.hf_channels, *z_c_ds.shape[2:]))
+                terms["sr_cycle"] = (mode - hr).abs().mean()
             if cfg.perceptual > 0:
                 perceptual_pairs["perceptual"] = [(down_sr, lr)]
             if cfg.perceptual_ds > 0:
