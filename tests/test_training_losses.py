@@ -66,7 +66,8 @@ def setup(shared):
     cfg = SDFlowLossConfig(n_pre=0, content_perceptual=0.0, perceptual=0.0, perceptual_ds=0.0,
                            disc_base=8,
                            mode_hr=1.0, mode_lr=1.0, content_cycle=1.0,
-                           content_synthetic=1.0, spectrum=1.0, sr_cycle=1.0)
+                           content_synthetic=1.0, spectrum=1.0, sr_cycle=1.0,
+                           sr_synthetic=1.0)
     discs = SDFlowDiscriminators(cfg)
     obj = SDFlowObjective(model, discs, cfg)
     hr, _ = real_crops(shared, 64, "Nikon_031.png")
@@ -90,6 +91,7 @@ REACH = {
     "content_synthetic": {"E"},
     "spectrum": {"f_HR", "f_LR", "f_Deg", "prior"},
     "sr_cycle": {"E", "f_HR", "f_HF"},
+    "sr_synthetic": {"E", "f_HR", "f_HF"},
 }
 
 
@@ -287,6 +289,32 @@ def test_content_synthetic_target_value(shared):
         clean = quantize_8bit(imresize(hr, scale=0.25))
         expected = (model.content_extractor(clean) - z_c).abs().mean()
     torch.testing.assert_close(terms["content_synthetic"], expected)
+
+
+def test_sr_synthetic_target_value_and_shared_draws(shared):
+    """Without blur and noise: sr_synthetic = mean |SR_0(q(B x)) - x|, the tau 0 SR of the
+    8-bit bicubic x1/4; with both synthetic terms on they see the same synthetic LR (one
+    draw): content_synthetic is the same with or without sr_synthetic."""
+    model, _, obj = _stage1_objective(shared, sr_synthetic=1.0, synthetic_blur_max=0.0,
+                                      synthetic_noise_max=0.0)
+    hr, _ = real_crops(shared, 32, "Nikon_031.png")
+    _, lr = real_crops(shared, 32, "Canon_033.png")
+    with torch.no_grad():
+        terms, _, _ = obj.generator_terms(hr, lr, 0, torch.Generator().manual_seed(3))
+        clean = quantize_8bit(imresize(hr, scale=0.25))
+        expected = (model.sr(clean, tau=0.0) - hr).abs().mean()
+    assert "content_synthetic" not in terms
+    torch.testing.assert_close(terms["sr_synthetic"], expected)
+    both = SDFlowObjective(model, obj.discriminators, SDFlowLossConfig(
+        n_pre=10**9, content_perceptual=0.0, perceptual=0.0, perceptual_ds=0.0, disc_base=8,
+        content_synthetic=1.0, sr_synthetic=1.0))
+    alone = SDFlowObjective(model, obj.discriminators, SDFlowLossConfig(
+        n_pre=10**9, content_perceptual=0.0, perceptual=0.0, perceptual_ds=0.0, disc_base=8,
+        content_synthetic=1.0))
+    with torch.no_grad():
+        t_both, _, _ = both.generator_terms(hr, lr, 0, torch.Generator().manual_seed(5))
+        t_alone, _, _ = alone.generator_terms(hr, lr, 0, torch.Generator().manual_seed(5))
+    torch.testing.assert_close(t_both["content_synthetic"], t_alone["content_synthetic"])
 
 
 def test_synthetic_lr_is_degraded_by_its_random_blur_and_noise(shared):

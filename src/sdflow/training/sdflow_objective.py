@@ -63,7 +63,7 @@ class SDFlowLossConfig:
     TERMS: ClassVar[tuple[str, ...]] = (
         "nll_hr", "nll_lr", "content", "domain", "beta1", "beta2", "adversarial",
         "low_frequency", "perceptual", "perceptual_ds", "mode_hr", "mode_lr", "content_cycle",
-        "content_synthetic", "spectrum", "sr_cycle")
+        "content_synthetic", "spectrum", "sr_cycle", "sr_synthetic")
 
     nll_hr: float = 1.0
     nll_lr: float = 1.0
@@ -101,6 +101,13 @@ class SDFlowLossConfig:
     # and 8-bit quantised; ||E(that) - sg z_c^x||_1 teaches E to recover the content of an
     # HR image through a range of blurs and noise (it uses HR images only: no pairing).
     content_synthetic: float = 0.0
+    # Our addition (0 = off): the pixel-space partner of content_synthetic. The tau = 0 SR
+    # of the same synthetic LR (random Gaussian blur, bicubic, noise, 8 bits) is compared
+    # with the HR crop: ||SR_0(that) - x||_1. With one fitted camera blur in the anchors
+    # (degradation_blur) SR otherwise sharpens every input as if it had that blur: a
+    # sharper camera's LR comes out over-sharpened, a blurrier one's soft (docs/training.md,
+    # "SR that adapts to the input's blur"). Reaches E, f_HR and f_HF.
+    sr_synthetic: float = 0.0
     # Our addition (0 = off): unpaired power-spectrum matching, stage 2. The batch-mean
     # share of each radial frequency band (per channel) of the DS samples against the real
     # LR batch's (training.losses.spectrum_distance): a statistic that a single Gaussian
@@ -238,6 +245,14 @@ class SDFlowObjective(Objective):
     def _lowpass_l1(self, a: Tensor, target: Tensor, targets: TargetCache) -> Tensor:
         return (self._blur(a) - targets.get("blur", target, self._blur)).abs().mean()
 
+    def _sr_mode(self, z_c: Tensor) -> Tensor:
+        """The tau = 0 SR decoded from the content latent ``z_c`` (what ``SDFlow.sr`` outputs
+        at tau 0 for an LR image whose content is ``z_c``)."""
+        m = self.model
+        features = m.sr_features(z_c)
+        z_hf = z_c.new_zeros(z_c.shape[0], m.config.hf_channels, *z_c.shape[2:])
+        return m.sr_decode(z_c, features, z_hf)
+
     def _content_decodes(self, z_c_x: Tensor, z_c_y: Tensor) -> tuple[Tensor, Tensor]:
         """Both content latents decoded alone through the frozen ``f_LR``."""
         lr_flow = self.model.lr_flow
@@ -341,10 +356,13 @@ class SDFlowObjective(Objective):
                 fake_lr = quantize_8bit(m.decode_lr(z_c_x, z_deg))
             terms["content_cycle"] = (m.content_extractor(fake_lr) - z_c_x.detach()).abs().mean()
 
-        if cfg.content_synthetic > 0:
+        if cfg.content_synthetic > 0 or cfg.sr_synthetic > 0:
             fake_lr = self._synthetic_lr(hr, generator, batch_offset, global_batch)
-            terms["content_synthetic"] = \
-                (m.content_extractor(fake_lr) - z_c_x.detach()).abs().mean()
+            z_c_fake = m.content_extractor(fake_lr)
+            if cfg.content_synthetic > 0:
+                terms["content_synthetic"] = (z_c_fake - z_c_x.detach()).abs().mean()
+            if cfg.sr_synthetic > 0:
+                terms["sr_synthetic"] = (self._sr_mode(z_c_fake) - hr).abs().mean()
 
         cache = {"z_c_x": z_c_x.detach(), "z_c_y": z_c_y.detach(), "hr": hr, "lr": lr}
         if self.past_warm_up(iteration):
@@ -371,10 +389,8 @@ class SDFlowObjective(Objective):
                                                        cfg.spectrum_space,
                                                        cfg.spectrum_channel_weights)
             if cfg.sr_cycle > 0:
-                z_c_ds, features = m.sr_condition(ds.detach())
-                mode = m.sr_decode(z_c_ds, features, z_c_ds.new_zeros(
-                    z_c_ds.shape[0], m.config.hf_channels, *z_c_ds.shape[2:]))
-                terms["sr_cycle"] = (mode - hr).abs().mean()
+                z_c_ds = m.content_extractor(ds.detach())
+                terms["sr_cycle"] = (self._sr_mode(z_c_ds) - hr).abs().mean()
             if cfg.perceptual > 0:
                 perceptual_pairs["perceptual"] = [(down_sr, lr)]
             if cfg.perceptual_ds > 0:
