@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -276,45 +278,38 @@ def test_sr_cycle_target_value(shared):
     assert terms["sr_cycle"] > 0
 
 
-def test_content_synthetic_target_value(shared):
+def test_synthetic_terms_target_values(shared):
     """Without blur and noise the synthetic LR is the 8-bit MATLAB-bicubic x1/4 of the HR:
-    content_synthetic = mean |E(q(B x)) - z_c^x|."""
-    model, _, obj = _stage1_objective(shared, content_synthetic=1.0, synthetic_blur_max=0.0,
-                                      synthetic_noise_max=0.0)
+    content_synthetic = mean |E(q(B x)) - z_c^x|, sr_synthetic = mean |SR_0(q(B x)) - x|."""
+    model, _, obj = _stage1_objective(shared, content_synthetic=1.0, sr_synthetic=1.0,
+                                      synthetic_blur_max=0.0, synthetic_noise_max=0.0)
     hr, _ = real_crops(shared, 32, "Nikon_031.png")
     _, lr = real_crops(shared, 32, "Canon_033.png")
     with torch.no_grad():
         terms, _, _ = obj.generator_terms(hr, lr, 0, torch.Generator().manual_seed(3))
         z_c = model.content_from_hr(hr)
         clean = quantize_8bit(imresize(hr, scale=0.25))
-        expected = (model.content_extractor(clean) - z_c).abs().mean()
-    torch.testing.assert_close(terms["content_synthetic"], expected)
+        expected_content = (model.content_extractor(clean) - z_c).abs().mean()
+        expected_sr = (model.sr(clean, tau=0.0) - hr).abs().mean()
+    torch.testing.assert_close(terms["content_synthetic"], expected_content)
+    torch.testing.assert_close(terms["sr_synthetic"], expected_sr)
 
 
-def test_sr_synthetic_target_value_and_shared_draws(shared):
-    """Without blur and noise: sr_synthetic = mean |SR_0(q(B x)) - x|, the tau 0 SR of the
-    8-bit bicubic x1/4; with both synthetic terms on they see the same synthetic LR (one
-    draw): content_synthetic is the same with or without sr_synthetic."""
-    model, _, obj = _stage1_objective(shared, sr_synthetic=1.0, synthetic_blur_max=0.0,
-                                      synthetic_noise_max=0.0)
+def test_the_synthetic_terms_share_one_draw(shared):
+    """With random blur and noise, content_synthetic is the same with or without
+    sr_synthetic on: both see one synthetic LR per crop, drawn once."""
+    model, cfg, _ = _stage1_objective(shared)
     hr, _ = real_crops(shared, 32, "Nikon_031.png")
     _, lr = real_crops(shared, 32, "Canon_033.png")
-    with torch.no_grad():
-        terms, _, _ = obj.generator_terms(hr, lr, 0, torch.Generator().manual_seed(3))
-        clean = quantize_8bit(imresize(hr, scale=0.25))
-        expected = (model.sr(clean, tau=0.0) - hr).abs().mean()
-    assert "content_synthetic" not in terms
-    torch.testing.assert_close(terms["sr_synthetic"], expected)
-    both = SDFlowObjective(model, obj.discriminators, SDFlowLossConfig(
-        n_pre=10**9, content_perceptual=0.0, perceptual=0.0, perceptual_ds=0.0, disc_base=8,
-        content_synthetic=1.0, sr_synthetic=1.0))
-    alone = SDFlowObjective(model, obj.discriminators, SDFlowLossConfig(
-        n_pre=10**9, content_perceptual=0.0, perceptual=0.0, perceptual_ds=0.0, disc_base=8,
-        content_synthetic=1.0))
-    with torch.no_grad():
-        t_both, _, _ = both.generator_terms(hr, lr, 0, torch.Generator().manual_seed(5))
-        t_alone, _, _ = alone.generator_terms(hr, lr, 0, torch.Generator().manual_seed(5))
-    torch.testing.assert_close(t_both["content_synthetic"], t_alone["content_synthetic"])
+    values = []
+    for sr_weight in (0.0, 1.0):
+        weights = dataclasses.replace(cfg, content_synthetic=1.0, sr_synthetic=sr_weight)
+        obj = SDFlowObjective(model, SDFlowDiscriminators(weights), weights)
+        with torch.no_grad():
+            terms, _, _ = obj.generator_terms(hr, lr, 0, torch.Generator().manual_seed(5))
+        values.append(terms["content_synthetic"])
+    assert ("sr_synthetic" in terms) and values[0] > 0
+    torch.testing.assert_close(values[0], values[1])
 
 
 def test_synthetic_lr_is_degraded_by_its_random_blur_and_noise(shared):
