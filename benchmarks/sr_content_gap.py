@@ -13,7 +13,7 @@ and the mean squared distance between z_c = E(real LR) and the HR's own z_c.
 ``--sigmas`` adds, for each sigma (HR pixels), SR at tau = 0 of the 8-bit
 ``bicubic_down(G_sigma * HR)`` (a camera with that Gaussian blur) and bicubic x4 of the same LR:
 a model that adapts to its input's blur keeps its gain over bicubic across sigmas; one tuned
-to a single camera blur peaks at it (docs/training.md, "SR that adapts to the input's blur").
+to a single camera blur peaks at it (docs/training.md, "SDFlow's SR on its own pairs").
 """
 
 from __future__ import annotations

@@ -106,7 +106,7 @@ class SDFlowLossConfig:
     # with the HR crop: ||SR_0(that) - x||_1. With one fitted camera blur in the anchors
     # (degradation_blur) SR otherwise sharpens every input as if it had that blur: a
     # sharper camera's LR comes out over-sharpened, a blurrier one's soft (docs/training.md,
-    # "SR that adapts to the input's blur"). Reaches E, f_HR and f_HF.
+    # "SDFlow's SR on its own pairs"). Reaches E, f_HR and f_HF.
     sr_synthetic: float = 0.0
     # Our addition (0 = off): unpaired power-spectrum matching, stage 2. The batch-mean
     # share of each radial frequency band (per channel) of the DS samples against the real
