@@ -278,6 +278,25 @@ def test_sr_cycle_target_value(shared):
     assert terms["sr_cycle"] > 0
 
 
+def test_sr_cycle_can_leave_the_decoder_alone(setup):
+    """loss.sr_cycle_trains_decoder=false: the same sr_cycle value, its gradient reaches E
+    only (f_HR and the HF flow frozen for the term), and the flags are restored after."""
+    model, discs, obj, hr, lr = setup
+    values = {}
+    for trains in (True, False):
+        cfg = dataclasses.replace(obj.cfg, sr_cycle_trains_decoder=trains)
+        terms, _, _ = SDFlowObjective(model, discs, cfg).generator_terms(
+            hr, lr, iteration=0, generator=torch.Generator().manual_seed(0))
+        model.zero_grad(set_to_none=True)
+        terms["sr_cycle"].backward()
+        values[trains] = terms["sr_cycle"].detach()
+        reached = {name for name, params in parameter_groups(model).items()
+                   if any(p.grad is not None and p.grad.abs().sum() > 0 for p in params)}
+        assert reached == ({"E", "f_HR", "f_HF"} if trains else {"E"})
+    torch.testing.assert_close(values[True], values[False])
+    assert all(p.requires_grad for p in model.hr_flow.parameters())
+
+
 def test_synthetic_terms_target_values(shared):
     """Without blur and noise the synthetic LR is the 8-bit MATLAB-bicubic x1/4 of the HR:
     content_synthetic = mean |E(q(B x)) - z_c^x|, sr_synthetic = mean |SR_0(q(B x)) - x|."""

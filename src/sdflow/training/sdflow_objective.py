@@ -95,6 +95,11 @@ class SDFlowLossConfig:
     # (make-pairs); the DS side gets no gradient from it, so it is not pulled towards
     # LR images that are easy to invert. Reaches E, f_HR and f_HF.
     sr_cycle: float = 0.0
+    # Whether sr_cycle's gradient reaches the HR decoder (f_HR and the HF flow). False: only
+    # E learns from it (the decoder, whose predict step keeps the 4x4 grid away, is frozen
+    # for this term). With it true a leg raised the SR block ratio at every temperature
+    # (docs/training.md, "SDFlow's SR on its own pairs"); false is not yet tried.
+    sr_cycle_trains_decoder: bool = True
     # Our addition (0 = off): content from synthetically degraded HR. Each HR crop is
     # blurred with a random Gaussian (sigma ~ U(0, synthetic_blur_max) HR pixels), MATLAB-
     # bicubic downscaled, given white noise (std ~ U(0, synthetic_noise_max) grey levels)
@@ -390,7 +395,8 @@ class SDFlowObjective(Objective):
                                                        cfg.spectrum_channel_weights)
             if cfg.sr_cycle > 0:
                 z_c_ds = m.content_extractor(ds.detach())
-                terms["sr_cycle"] = (self._sr_mode(z_c_ds) - hr).abs().mean()
+                with frozen([] if cfg.sr_cycle_trains_decoder else [m.hr_flow]):
+                    terms["sr_cycle"] = (self._sr_mode(z_c_ds) - hr).abs().mean()
             if cfg.perceptual > 0:
                 perceptual_pairs["perceptual"] = [(down_sr, lr)]
             if cfg.perceptual_ds > 0:
