@@ -98,7 +98,7 @@ class SDFlowLossConfig:
     # Whether sr_cycle's gradient reaches the HR decoder (f_HR and the HF flow). False: only
     # E learns from it (the decoder, whose predict step keeps the 4x4 grid away, is frozen
     # for this term). With it true a leg raised the SR block ratio at every temperature
-    # (docs/training.md, "SDFlow's SR on its own pairs"); false is not yet tried.
+    # (docs/training.md, "SDFlow's SR on its own pairs"); false gave no SR gain in a probe.
     sr_cycle_trains_decoder: bool = True
     # Our addition (0 = off): content from synthetically degraded HR. Each HR crop is
     # blurred with a random Gaussian (sigma ~ U(0, synthetic_blur_max) HR pixels), MATLAB-
