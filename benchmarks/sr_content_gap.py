@@ -49,7 +49,7 @@ def main() -> None:
             z_hr = model.content_from_hr(hr)
             z_lr = model.content_from_lr(lr)
             zeros = torch.zeros(1, model.config.hf_channels, *z_hr.shape[2:])
-            oracle = model.sr_decode(z_hr, model.sr_features(z_hr), zeros)
+            oracle = model.sr_decode(z_hr, model.hr_flow.hf.cond_net(z_hr), zeros)
             clean = image_to_tensor(imresize_uint8(p.hr, scale=1 / s))
             swept = []
             for sigma in args.sigmas:

@@ -436,11 +436,7 @@ class SDFlow(MixtureDownscaling, nn.Module):
     def sr_condition(self, y: Tensor) -> tuple[Tensor, Tensor]:
         """``y -> (z_c, u)``: the content latent E(y) and the HF flow's condition features."""
         z_c = self.content_extractor(y)
-        return z_c, self.sr_features(z_c)
-
-    def sr_features(self, z_c: Tensor) -> Tensor:
-        """The HF flow's condition features ``u`` of a content latent ``z_c``."""
-        return self.hr_flow.hf.cond_net(z_c)
+        return z_c, self.hr_flow.hf.cond_net(z_c)
 
     def sr_decode(self, z_c: Tensor, features: Tensor, z_hf: Tensor) -> Tensor:
         """``(z_c, u, z_h') -> x``: invert the HF flow and f_HR; ``z_h' = tau * eps``."""

@@ -251,12 +251,10 @@ class SDFlowObjective(Objective):
         return (self._blur(a) - targets.get("blur", target, self._blur)).abs().mean()
 
     def _sr_mode(self, z_c: Tensor) -> Tensor:
-        """The tau = 0 SR decoded from the content latent ``z_c`` (what ``SDFlow.sr`` outputs
-        at tau 0 for an LR image whose content is ``z_c``)."""
+        """The tau = 0 SR of an LR image whose content is ``z_c``: decoded at z_h' = 0."""
         m = self.model
-        features = m.sr_features(z_c)
-        z_hf = z_c.new_zeros(z_c.shape[0], m.config.hf_channels, *z_c.shape[2:])
-        return m.sr_decode(z_c, features, z_hf)
+        return m.decode_hr(z_c, z_c.new_zeros(z_c.shape[0], m.config.hf_channels,
+                                               *z_c.shape[2:]))
 
     def _content_decodes(self, z_c_x: Tensor, z_c_y: Tensor) -> tuple[Tensor, Tensor]:
         """Both content latents decoded alone through the frozen ``f_LR``."""
