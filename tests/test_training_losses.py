@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import pytest
 import torch
 
+from sdflow.config import FieldError
+from sdflow.imageio import read_image
+from sdflow.metrics import imresize_uint8
+from sdflow.metrics.artefacts import block_ratio
 from sdflow.metrics.resize import imresize
 from sdflow.training.losses import (
     frozen,
     gaussian_blur,
     gaussian_blur_per_sample,
+    grid_excess,
     lsgan,
     lsgan_discriminator,
     quantize_8bit,
@@ -69,10 +75,12 @@ def setup(shared):
                            disc_base=8,
                            mode_hr=1.0, mode_lr=1.0, content_cycle=1.0,
                            content_synthetic=1.0, spectrum=1.0, sr_cycle=1.0,
-                           sr_synthetic=1.0)
+                           sr_grid=1.0, sr_synthetic=1.0)
     discs = SDFlowDiscriminators(cfg)
     obj = SDFlowObjective(model, discs, cfg)
-    hr, _ = real_crops(shared, 64, "Nikon_031.png")
+    # an HR crop with less of a 4-px grid than the untrained model's SR, so that sr_grid's
+    # hinge is open
+    hr, _ = real_crops(shared, 64, "Canon_031.png")
     _, lr = real_crops(shared, 64, "Canon_033.png")  # unpaired: another scene
     return model, discs, obj, hr.repeat(2, 1, 1, 1), lr.repeat(2, 1, 1, 1)
 
@@ -93,6 +101,7 @@ REACH = {
     "content_synthetic": {"E"},
     "spectrum": {"f_HR", "f_LR", "f_Deg", "prior"},
     "sr_cycle": {"E", "f_HR", "f_HF"},
+    "sr_grid": {"E", "f_HR", "f_HF"},
     "sr_synthetic": {"E", "f_HR", "f_HF"},
 }
 
@@ -265,17 +274,52 @@ def test_sr_cycle_target_value(shared):
     (the cache's, 8-bit) against the HR crop it came from; absent before stage 2."""
     model = tiny_model(shared).eval()
     cfg = SDFlowLossConfig(n_pre=1, content_perceptual=0.0, perceptual=0.0,
-                           perceptual_ds=0.0, disc_base=8, sr_cycle=1.0)
+                           perceptual_ds=0.0, disc_base=8, sr_cycle=1.0, sr_grid=1.0)
     obj = SDFlowObjective(model, SDFlowDiscriminators(cfg), cfg)
     hr, _ = real_crops(shared, 32, "Nikon_031.png")
     _, lr = real_crops(shared, 32, "Canon_033.png")
     with torch.no_grad():
         early, _, _ = obj.generator_terms(hr, lr, 0, torch.Generator().manual_seed(3))
         terms, _, cache = obj.generator_terms(hr, lr, 1, torch.Generator().manual_seed(3))
-        expected = (model.sr(cache["ds"], tau=0.0) - hr).abs().mean()
-    assert "sr_cycle" not in early
+        sr = model.sr(cache["ds"], tau=0.0)
+        expected = (sr - hr).abs().mean()
+    assert "sr_cycle" not in early and "sr_grid" not in early
     torch.testing.assert_close(terms["sr_cycle"], expected)
     assert terms["sr_cycle"] > 0
+    torch.testing.assert_close(terms["sr_grid"], grid_excess(sr, hr, 4))
+
+
+def _to_unit(img: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(img).permute(2, 0, 1)[None].double() / 127.5 - 1.0
+
+
+def test_sr_grid_is_the_block_ratio_excess_and_removes_a_grid(shared):
+    """grid_excess = max(0, block_ratio(sr) - block_ratio(reference)) on 8-bit images (one
+    image: the batch pooling is the image's own ratio); its gradient flattens a 4-px grid."""
+    hr = read_image(shared / "data/RealSR_x4/val/HR/Nikon_031.png").rgb[200:264, 300:364]
+    lr = read_image(shared / "data/RealSR_x4/val/LR/Nikon_031.png").rgb[50:66, 75:91]
+    nearest = lr.repeat(4, axis=0).repeat(4, axis=1).astype(np.float64)
+    bicubic = imresize_uint8(lr, scale=4).astype(np.float64)
+    blocky = np.round((nearest + bicubic) / 2).astype(np.uint8)  # a strong, finite grid
+    gap = block_ratio(blocky) - block_ratio(hr)
+    assert gap > 1.0
+    torch.testing.assert_close(float(grid_excess(_to_unit(blocky), _to_unit(hr), 4)), gap,
+                               rtol=1e-9, atol=1e-9)
+    assert grid_excess(_to_unit(hr), _to_unit(blocky), 4) == 0  # the hinge
+    x = _to_unit(blocky).clone().requires_grad_(True)
+    opt = torch.optim.Adam([x], lr=0.01)
+    for _ in range(30):
+        opt.zero_grad()
+        grid_excess(x, _to_unit(hr), 4).backward()
+        opt.step()
+    after = block_ratio(((x.detach()[0].permute(1, 2, 0) + 1) * 127.5).round().clamp(0, 255)
+                        .byte().numpy())
+    assert after < block_ratio(blocky) / 2
+
+
+def test_sr_grid_needs_the_sr_cycle():
+    with pytest.raises(FieldError, match="sr_grid"):
+        SDFlowLossConfig(sr_grid=1.0)
 
 
 def test_sr_cycle_can_leave_the_decoder_alone(setup):

@@ -7,7 +7,8 @@
   or a bicubic upscale scores about 1.0-1.2 (RealSR val: HR 1.05, bicubic x4 1.18);
   a nearest-neighbour x4 upscale is infinite (all change is at the grid lines). SDFlow's
   HR flow squeezes 2x2 twice, so a model whose high-frequency latents carry nothing fills
-  each 4x4 block almost flatly.
+  each 4x4 block almost flatly. :func:`grid_differences` is its differentiable core (the
+  training loss ``loss.sr_grid`` penalises the same ratio).
 - :func:`spearman`: rank correlation of two maps (ties get their mean rank), used to ask
   whether an uncertainty map follows the error of the tau-0 output or the image structure.
 - :func:`gradient_magnitude`: Sobel gradient magnitude of the luma.
@@ -23,21 +24,31 @@ from torch import Tensor
 from sdflow.metrics.degradation import luma
 
 
+def grid_differences(y: Tensor, period: int = 4) -> Tensor:
+    """Mean |neighbour difference| across and inside ``period``-pixel grid lines of a luma
+    image or batch ``[..., H, W]`` (pooled over the leading dimensions; differentiable):
+    ``[[across, inside] vertical, [across, inside] horizontal]``. The grid starts at pixel 0,
+    as the model's squeezes do on an image or crop it decodes."""
+    out = []
+    for dim in (-2, -1):
+        d = torch.diff(y, dim=dim).abs()
+        border = (torch.arange(d.shape[dim], device=y.device) % period) == period - 1
+        shape = [1] * d.ndim
+        shape[dim] = -1
+        border = border.view(shape).expand_as(d)
+        out.append(torch.stack([d[border].mean(), d[~border].mean()]))
+    return torch.stack(out)
+
+
 def block_ratio(img: np.ndarray | Tensor, period: int = 4) -> float:
     """Mean |neighbour difference| across ``period``-pixel grid lines over the mean inside
-    the cells (1.0: no grid), the average of the horizontal and vertical ratios."""
+    the cells (1.0: no grid), the average of the vertical and horizontal ratios."""
     y = luma(img)
     if min(y.shape) < 2 * period:
         raise ValueError(f"block ratio needs at least {2 * period}x{2 * period} pixels, "
                          f"got {y.shape[1]}x{y.shape[0]}")
     ratios = []
-    for dim in (0, 1):
-        d = torch.diff(y, dim=dim).abs()
-        d = d if dim == 1 else d.T
-        offsets = torch.arange(d.shape[1])
-        border = (offsets % period) == period - 1
-        inside = float(d[:, ~border].mean())
-        across = float(d[:, border].mean())
+    for across, inside in grid_differences(y, period).tolist():
         ratios.append(across / inside if inside > 0 else (1.0 if across == 0 else np.inf))
     return float(np.mean(ratios))
 

@@ -224,3 +224,17 @@ def spectrum_distance(fake: Tensor, real: Tensor, n_bands: int = 8,
     per_channel = (torch.log(band_shares(fake, n_bands) + 1e-6)
                    - torch.log(target + 1e-6)).abs().mean(dim=1)
     return (per_channel * weights).sum() / weights.sum()
+
+
+def grid_excess(sr: Tensor, reference: Tensor, period: int) -> Tensor:
+    """How much more a ``period``-pixel grid shows in ``sr`` than in ``reference`` (both
+    ``[B, 3, H, W]`` RGB): the block ratio of their lumas (sdflow.metrics.artefacts), pooled
+    over the batch, ``sr``'s minus the reference's (detached), hinged at 0."""
+    from sdflow.metrics.artefacts import grid_differences
+    from sdflow.metrics.color import luma_chroma
+
+    def ratio(img: Tensor) -> Tensor:
+        across, inside = grid_differences(luma_chroma(img)[:, 0], period).unbind(dim=1)
+        return (across / inside.clamp(min=1e-8)).mean()
+
+    return F.relu(ratio(sr) - ratio(reference).detach())

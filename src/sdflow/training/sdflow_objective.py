@@ -43,6 +43,7 @@ from sdflow.training.losses import (
     frozen,
     gaussian_blur,
     gaussian_blur_per_sample,
+    grid_excess,
     lsgan,
     lsgan_discriminator,
     nats_to_bits_per_dim,
@@ -63,7 +64,7 @@ class SDFlowLossConfig:
     TERMS: ClassVar[tuple[str, ...]] = (
         "nll_hr", "nll_lr", "content", "domain", "beta1", "beta2", "adversarial",
         "low_frequency", "perceptual", "perceptual_ds", "mode_hr", "mode_lr", "content_cycle",
-        "content_synthetic", "spectrum", "sr_cycle", "sr_synthetic")
+        "content_synthetic", "spectrum", "sr_cycle", "sr_grid", "sr_synthetic")
 
     nll_hr: float = 1.0
     nll_lr: float = 1.0
@@ -100,6 +101,11 @@ class SDFlowLossConfig:
     # for this term). With it true a leg raised the SR block ratio at every temperature
     # (docs/training.md, "SDFlow's SR on its own pairs"); false gave no SR gain in a probe.
     sr_cycle_trains_decoder: bool = True
+    # Our addition (0 = off; needs sr_cycle): how much more the 4x4 grid of the HR flow's
+    # squeezes shows in sr_cycle's SR than in the HR crop, as the block ratio of
+    # sdflow.metrics.artefacts (mean luma difference across grid lines over inside, pooled
+    # over the batch), a hinge at the crop's own ratio. It reaches what sr_cycle reaches.
+    sr_grid: float = 0.0
     # Our addition (0 = off): content from synthetically degraded HR. Each HR crop is
     # blurred with a random Gaussian (sigma ~ U(0, synthetic_blur_max) HR pixels), MATLAB-
     # bicubic downscaled, given white noise (std ~ U(0, synthetic_noise_max) grey levels)
@@ -179,6 +185,9 @@ class SDFlowLossConfig:
             check_ranges(self, {"degradation_colour_blur": (0.0, 8.0)})
         if self.blur_size > 1 and self.blur_size % 2 == 0:
             raise FieldError("blur_size", f"must be odd (or 0/1: no blur), got {self.blur_size}")
+        if self.sr_grid > 0 and self.sr_cycle == 0:
+            raise FieldError("sr_grid", "penalises the grid of sr_cycle's SR output: set "
+                             "loss.sr_cycle > 0 too, or sr_grid: 0")
         problem = channel_weights_problem(self.spectrum_channel_weights)
         if problem:
             raise FieldError("spectrum_channel_weights", problem)
@@ -394,7 +403,10 @@ class SDFlowObjective(Objective):
             if cfg.sr_cycle > 0:
                 z_c_ds = m.content_extractor(ds.detach())
                 with frozen([] if cfg.sr_cycle_trains_decoder else [m.hr_flow]):
-                    terms["sr_cycle"] = (self._sr_mode(z_c_ds) - hr).abs().mean()
+                    sr_of_ds = self._sr_mode(z_c_ds)
+                terms["sr_cycle"] = (sr_of_ds - hr).abs().mean()
+                if cfg.sr_grid > 0:
+                    terms["sr_grid"] = grid_excess(sr_of_ds, hr, m.config.scale)
             if cfg.perceptual > 0:
                 perceptual_pairs["perceptual"] = [(down_sr, lr)]
             if cfg.perceptual_ds > 0:
