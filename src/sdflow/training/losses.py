@@ -226,10 +226,11 @@ def spectrum_distance(fake: Tensor, real: Tensor, n_bands: int = 8,
     return (per_channel * weights).sum() / weights.sum()
 
 
-def grid_excess(sr: Tensor, reference: Tensor, period: int) -> Tensor:
-    """How much more a ``period``-pixel grid shows in ``sr`` than in ``reference`` (both
-    ``[B, 3, H, W]`` RGB): the block ratio of their lumas (sdflow.metrics.artefacts), pooled
-    over the batch, ``sr``'s minus the reference's (detached), hinged at 0."""
+def grid_gap(sr: Tensor, reference: Tensor, period: int) -> Tensor:
+    """How far the ``period``-pixel grid of ``sr`` is from that of ``reference`` (both
+    ``[B, 3, H, W]`` RGB): |block ratio of sr - block ratio of reference (detached)| on their
+    lumas (sdflow.metrics.artefacts), each pooled over the batch. Two-sided: a ratio below
+    the photo's is an inverse grid (edges weaker at the grid lines), also an artefact."""
     from sdflow.metrics.artefacts import grid_differences
     from sdflow.metrics.color import luma_chroma
 
@@ -237,4 +238,4 @@ def grid_excess(sr: Tensor, reference: Tensor, period: int) -> Tensor:
         across, inside = grid_differences(luma_chroma(img)[:, 0], period).unbind(dim=1)
         return (across / inside.clamp(min=1e-8)).mean()
 
-    return F.relu(ratio(sr) - ratio(reference).detach())
+    return (ratio(sr) - ratio(reference).detach()).abs()

@@ -43,7 +43,7 @@ from sdflow.training.losses import (
     frozen,
     gaussian_blur,
     gaussian_blur_per_sample,
-    grid_excess,
+    grid_gap,
     lsgan,
     lsgan_discriminator,
     nats_to_bits_per_dim,
@@ -101,10 +101,11 @@ class SDFlowLossConfig:
     # for this term). With it true a leg raised the SR block ratio at every temperature
     # (docs/training.md, "SDFlow's SR on its own pairs"); false gave no SR gain in a probe.
     sr_cycle_trains_decoder: bool = True
-    # Our addition (0 = off; needs sr_cycle): how much more the 4x4 grid of the HR flow's
-    # squeezes shows in sr_cycle's SR than in the HR crop, as the block ratio of
-    # sdflow.metrics.artefacts (mean luma difference across grid lines over inside, pooled
-    # over the batch), a hinge at the crop's own ratio. It reaches what sr_cycle reaches.
+    # Our addition (0 = off; needs sr_cycle): how far the 4x4 grid of the HR flow's squeezes
+    # in sr_cycle's SR is from the HR crop's, |block ratio of the SR - the crop's| (the block
+    # ratio of sdflow.metrics.artefacts: mean luma difference across grid lines over inside,
+    # pooled over the batch). Two-sided: a one-sided hinge at 0.1 overshot to an inverse
+    # grid (block 0.92, docs/training.md). It reaches what sr_cycle reaches.
     sr_grid: float = 0.0
     # Our addition (0 = off): content from synthetically degraded HR. Each HR crop is
     # blurred with a random Gaussian (sigma ~ U(0, synthetic_blur_max) HR pixels), MATLAB-
@@ -406,7 +407,7 @@ class SDFlowObjective(Objective):
                     sr_of_ds = self._sr_mode(z_c_ds)
                 terms["sr_cycle"] = (sr_of_ds - hr).abs().mean()
                 if cfg.sr_grid > 0:
-                    terms["sr_grid"] = grid_excess(sr_of_ds, hr, m.config.scale)
+                    terms["sr_grid"] = grid_gap(sr_of_ds, hr, m.config.scale)
             if cfg.perceptual > 0:
                 perceptual_pairs["perceptual"] = [(down_sr, lr)]
             if cfg.perceptual_ds > 0:
