@@ -291,9 +291,10 @@ def _to_unit(img: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(img).permute(2, 0, 1)[None].double() / 127.5 - 1.0
 
 
-def test_sr_grid_is_the_block_ratio_excess_and_removes_a_grid(shared):
-    """grid_gap = max(0, block_ratio(sr) - block_ratio(reference)) on 8-bit images (one
-    image: the batch pooling is the image's own ratio); its gradient flattens a 4-px grid."""
+def test_sr_grid_is_the_block_ratio_gap_and_removes_a_grid(shared):
+    """grid_gap = |block_ratio(sr) - block_ratio(reference)| on 8-bit images (one image: the
+    batch pooling is the image's own ratio), two-sided; its gradient flattens a 4-px grid
+    down to the photo's ratio, not below it."""
     hr = read_image(shared / "data/RealSR_x4/val/HR/Nikon_031.png").rgb[200:264, 300:364]
     lr = read_image(shared / "data/RealSR_x4/val/LR/Nikon_031.png").rgb[50:66, 75:91]
     nearest = lr.repeat(4, axis=0).repeat(4, axis=1).astype(np.float64)
